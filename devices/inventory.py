@@ -1,0 +1,78 @@
+"""The device inventory: passive facts about each device, validated like the experiment config.
+
+    from devices.inventory import load_inventory
+    inv = load_inventory("inventory.yaml")
+    inv.devices["local"].transport, inv.names()
+
+Secrets are referenced, never stored: a key file path, the ssh-agent, or the name of an environment
+variable that holds a key path. Errors name the file, the device and the key (exit code 2).
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from eibutil import ConfigError, load_yaml, validation_error
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+TARGETS = ("x86-64", "arm64-generic", "arm64-cortex-a53", "arm64-cortex-a72", "arm64-cortex-a76")
+
+
+class DeviceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transport: Literal["local", "ssh"]
+    host: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    user: str | None = None
+    key_file: Path | None = None  # a private key path; or use_agent; or key_env
+    key_env: str | None = None  # name of an environment variable holding the key path
+    use_agent: bool = False
+    known_hosts: Path | None = None
+    accept_unknown_host: bool = False  # explicit opt-in; unknown host keys are refused otherwise
+    arch: Literal["x86_64", "aarch64"] = "x86_64"
+    target: Literal[TARGETS] = "x86-64"  # type: ignore[valid-type]
+    runtimes: Annotated[list[Literal["onnxruntime", "tvm"]], Field(min_length=1)] = ["onnxruntime", "tvm"]
+    python: str = "python3"
+    workdir: str = "/tmp/eib"
+    tags: list[str] = []
+    max_jobs: Annotated[int, Field(ge=1, le=64)] = 1
+    emulated: bool = False  # latency from an emulated CPU is never compared with native numbers
+
+    @model_validator(mode="after")
+    def _ssh_needs(self) -> "DeviceSpec":
+        if self.transport == "ssh":
+            if not self.host:
+                raise ValueError("transport 'ssh' needs host")
+            if not self.user:
+                raise ValueError("transport 'ssh' needs user")
+            if not (self.key_file or self.key_env or self.use_agent):
+                raise ValueError("transport 'ssh' needs key_file, key_env or use_agent: true")
+        if self.arch == "aarch64" and self.target == "x86-64":
+            raise ValueError("arch aarch64 needs an arm64-* target")
+        return self
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: dict[Annotated[str, Field(pattern=NAME, max_length=64)], DeviceSpec]
+
+    def names(self) -> list[str]:
+        return list(self.devices)
+
+
+def load_inventory(path: str | Path) -> Inventory:
+    """Load and validate an inventory file; raises `ConfigError` naming the file, device and key."""
+    raw = load_yaml(path, what="inventory file")
+    try:
+        inv = Inventory.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(path, e, Inventory) from None
+    base = Path(path).resolve().parent
+    fixed = {}
+    for name, d in inv.devices.items():
+        upd = {k: (base / v).resolve() for k in ("key_file", "known_hosts") if (v := getattr(d, k)) is not None and not v.is_absolute()}
+        fixed[name] = d.model_copy(update=upd)
+    return inv.model_copy(update={"devices": fixed})

@@ -1,0 +1,38 @@
+"""Score a model on a labelled file: `eib evaluate MODEL --data FILE`.
+
+    from eibert.evaluate import evaluate
+    evaluate("bundled", "eibert/data/sst2/validation.tsv")
+    # {"accuracy": 0.51, "n": 872, "sha256": "f727...", "model": "bundled", ...}
+
+MODEL is a model folder (a cached teacher, any `save_pretrained` folder), `bundled`, or a Hugging
+Face id.
+"""
+
+import time
+from pathlib import Path
+
+from eibert.data import load_eval_file
+from eibert.hub import load_classifier, load_tokenizer, resolve_model
+
+
+def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None = None, label_field: str | None = None,
+             max_seq_len: int = 128, batch_size: int = 128) -> dict:
+    """Accuracy of `model` on `data_file`; returns a JSON-ready dict (see module doc)."""
+    from eibert.textcls import accuracy, encode, predict_logits
+
+    t0 = time.perf_counter()
+    ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
+    path = resolve_model(model)
+    tok = load_tokenizer(path)
+    clf = load_classifier(path)
+    rows = encode(tok, ds, max_seq_len)
+    logits = predict_logits(clf, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+    return {
+        "accuracy": accuracy(logits, [y for _, y in rows]),
+        "n": len(rows),
+        "sha256": sha,
+        "data": str(data_file),
+        "model": model,
+        "runtime": "torch",
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }

@@ -1,0 +1,27 @@
+"""Exception types shared by every package.
+
+A `UserError` is a mistake the user can fix (a bad config, a missing file, an unknown device); the
+CLI prints it as one line and exits with code 2, never with a stack trace. Anything else is a bug or
+an infrastructure failure and exits with code 1.
+"""
+
+
+class UserError(Exception):
+    """A mistake in what the user gave us; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config, inventory or data file that does not validate.
+
+    Args:
+        file: the file the problem is in.
+        key: dotted key path inside the file ("" for the file as a whole).
+        message: what is wrong and, where it helps, what is allowed.
+    """
+
+    def __init__(self, file: str, key: str, message: str):
+        self.file, self.key, self.message = str(file), key, message
+        where = f"{self.file}: {key}: " if key else f"{self.file}: "
+        super().__init__(where + message)

@@ -1,0 +1,115 @@
+"""The `eib` command line.
+
+    eib plan configs/quickstart.yaml [--json]     # the expanded variants; imports no torch/tvm/ray
+    eib run configs/quickstart.yaml               # the main job: stages -> results database -> report
+    eib evaluate MODEL --data FILE                # accuracy of a model on a labelled file, as JSON
+    eib runs [--db results/eib.sqlite]            # runs stored in a results database
+
+User mistakes (bad config, missing file, unknown model) print one line and exit with code 2.
+"""
+
+import argparse
+import json
+import sys
+
+from eibutil import UserError
+
+
+def _load(path: str):
+    from harness.config import load_config, load_raw, validate_config
+
+    raw = load_raw(path)
+    return validate_config(raw, path), raw
+
+
+def cmd_plan(args) -> int:
+    from harness.variants import expand
+
+    cfg, raw = _load(args.config)
+    variants = expand(cfg, args.config, raw)
+    if args.json:
+        print(json.dumps({"name": cfg.name, "variants": [v.to_json() for v in variants], "targets": cfg.targets,
+                          "devices": cfg.devices}, indent=2, default=str))
+        return 0
+    print(f"{cfg.name}: {len(variants)} variant(s) x {len(cfg.targets)} target(s) x {len(cfg.devices)} device(s)")
+    for v in variants:
+        print(f"  {v.variant_id}  {v.name}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from harness.pipeline import run_experiment
+
+    cfg, raw = _load(args.config)
+    from harness.store import Store
+
+    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet)
+    run = Store(cfg.results.database).run(run_id)
+    print(f"run {run_id}: {run['status']}")
+    return 0 if run["status"] == "done" else 1
+
+
+def cmd_evaluate(args) -> int:
+    from eibert.evaluate import evaluate
+
+    fields = args.text_fields.split(",") if args.text_fields else None
+    out = evaluate(args.model, args.data, text_fields=fields, label_field=args.label_field, max_seq_len=args.max_seq_len)
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from harness.store import Store
+
+    db = args.db
+    if args.config:
+        db = _load(args.config)[0].results.database
+    for r in Store(db).runs():
+        print(f"{r['run_id']}  {r['name']:20s} {r['status']:8s} {r['summary'] or ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="eib", description="EI-BERT: compress BERT models and measure them on real devices.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="print the variants a config expands to (imports no torch/tvm/ray)")
+    p.add_argument("config")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_plan)
+
+    p = sub.add_parser("run", help="run the experiment: stages, results database, report")
+    p.add_argument("config")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("evaluate", help="accuracy of a model on a labelled TSV/CSV/JSON/Parquet file, as JSON")
+    p.add_argument("model", help="model folder, 'bundled', or a Hugging Face id")
+    p.add_argument("--data", required=True, help="labelled data file")
+    p.add_argument("--text-fields", help="comma-separated text columns (default: guessed)")
+    p.add_argument("--label-field", help="label column (default: label)")
+    p.add_argument("--max-seq-len", type=int, default=128)
+    p.set_defaults(fn=cmd_evaluate)
+
+    p = sub.add_parser("runs", help="list the runs in a results database")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--db", default="results/eib.sqlite", help="database file or SQLAlchemy URL")
+    g.add_argument("--config", help="take the database from this config")
+    p.set_defaults(fn=cmd_runs)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as e:
+        print(f"eib: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("eib: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

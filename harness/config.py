@@ -1,0 +1,247 @@
+"""The experiment config: YAML in, typed and validated objects out.
+
+    from harness.config import load_config
+    cfg = load_config("configs/quickstart.yaml")
+    cfg.teacher.epochs, cfg.compress.vocab.size
+
+Every section forbids unknown keys; every bad value becomes one `ConfigError` line that names the
+file, the dotted key and what is allowed (exit code 2 from the CLI). Relative paths are resolved
+against the config file's folder. Importing this module imports none of torch, tvm or ray.
+"""
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eibutil import ConfigError, load_yaml, validation_error
+
+PosInt = Annotated[int, Field(gt=0)]
+PosFloat = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskConfig(_Section):
+    """The task and its data: the embedded SST-2 sample, a Hugging Face hub dataset or local files."""
+
+    name: str = "sst2"
+    source: Literal["embedded", "hub", "files"] = "embedded"
+    hub_id: str | None = None  # e.g. "glue" (source: hub)
+    hub_config: str | None = None  # e.g. "sst2"
+    train_split: str = "train"
+    dev_split: str = "validation"
+    train_file: Path | None = None  # .tsv .csv .json .jsonl .parquet (source: files)
+    dev_file: Path | None = None
+    text_fields: Annotated[list[str], Field(min_length=1, max_length=2)] = ["sentence"]
+    label_field: str = "label"
+    max_seq_len: Annotated[int, Field(ge=8, le=512)] = 64
+    max_train_rows: PosInt | None = None  # subsample the train split (stratified, seeded)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "TaskConfig":
+        if self.source == "hub" and not self.hub_id:
+            raise ValueError("source 'hub' needs task.hub_id (for example: glue, with hub_config: sst2)")
+        if self.source == "files" and (self.train_file is None or self.dev_file is None):
+            raise ValueError("source 'files' needs both task.train_file and task.dev_file")
+        return self
+
+
+class TeacherConfig(_Section):
+    """The teacher BERT and how it is fine-tuned on the task (cached by content)."""
+
+    model: str = "bundled"  # "bundled" (all-MiniLM-L6-v2), a Hugging Face id, or a local folder
+    epochs: Annotated[float, Field(gt=0, le=100)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 5e-5
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    max_steps: PosInt | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class StudentConfig(_Section):
+    """Shape of the student BERT; initialised from the teacher where shapes allow."""
+
+    layers: Annotated[int, Field(ge=1, le=12)] = 2
+    hidden: Annotated[int, Field(ge=32, le=1024)] = 256
+    heads: Annotated[int, Field(ge=1, le=16)] = 4
+    ffn: Annotated[int, Field(ge=32, le=4096)] = 1024
+    embedding_size: Annotated[int, Field(ge=16, le=1024)] | None = 128  # None: same as hidden
+    init: Literal["teacher", "random"] = "teacher"
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "StudentConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class VocabConfig(_Section):
+    """Hard token (vocabulary) pruning."""
+
+    size: Annotated[int, Field(ge=100, le=250_000)] | None = 8000  # None: keep the full vocabulary
+    method: Literal["attention", "frequency"] = "attention"
+    importance_rows: PosInt | None = 2000  # sentences scored for attention importance
+
+
+class DistillConfig(_Section):
+    """How the student learns: plain fine-tuning, one-way distillation or cross-distillation."""
+
+    mode: Literal["finetune", "standard", "cross"] = "cross"
+    integrate: bool = True  # parameter integration: the teacher's task layers on top of the student
+    epochs: Annotated[float, Field(gt=0, le=100)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    student_lr: Annotated[float, Field(gt=0, lt=1)] = 3e-4
+    teacher_lr: Annotated[float, Field(ge=0, lt=1)] = 1e-5
+    temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    alpha_ce: Annotated[float, Field(ge=0)] = 1.0
+    alpha_kl: Annotated[float, Field(ge=0)] = 1.0
+    alpha_hidden: Annotated[float, Field(ge=0)] = 1.0
+    alpha_attn: Annotated[float, Field(ge=0)] = 0.0
+    stage_gates: bool = False
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
+class QuantConfig(_Section):
+    """Weight quantization of the student."""
+
+    granularity: Literal["none", "per-tensor", "per-channel", "per-module"] = "per-channel"
+    method: Literal["lsq", "minmax"] = "lsq"
+    bits: Literal[4, 8] = 8
+    activations: bool = False
+    mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm
+    calib_rows: Annotated[int, Field(ge=8, le=100_000)] = 512
+    steps_per_block: Annotated[int, Field(ge=0, le=100_000)] = 200
+
+
+class CompressConfig(_Section):
+    student: StudentConfig = StudentConfig()
+    vocab: VocabConfig = VocabConfig()
+    distill: DistillConfig = DistillConfig()
+    quant: QuantConfig = QuantConfig()
+
+
+class MeasureConfig(_Section):
+    """Run rules for on-device measurement (MLPerf SingleStream style)."""
+
+    runtimes: Annotated[list[Literal["onnxruntime", "tvm"]], Field(min_length=1)] = ["onnxruntime"]
+    seq_len: Annotated[int, Field(ge=8, le=512)] = 64
+    warmup: Annotated[int, Field(ge=0, le=10_000)] = 10
+    min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    max_duration_s: Annotated[float, Field(gt=0, le=36_000)] = 60.0
+    timeout_s: Annotated[float, Field(gt=0, le=36_000)] = 600.0
+
+    @model_validator(mode="after")
+    def _durations(self) -> "MeasureConfig":
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError(f"max_duration_s ({self.max_duration_s}) is below min_duration_s ({self.min_duration_s})")
+        return self
+
+
+class ResultsConfig(_Section):
+    database: str = "results/eib.sqlite"  # a file path (SQLite) or any SQLAlchemy URL
+    reports_dir: Path = Path("reports")
+
+
+class VariantEntry(_Section):
+    name: str | None = None
+    set: Annotated[dict[str, Any], Field(min_length=1)]
+
+
+class SweepConfig(_Section):
+    """Sweep axes over any config key by dotted path: a grid, an explicit list, or a named preset."""
+
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    variants: list[VariantEntry] = []
+    ablation: Literal["eibert"] | None = None
+
+
+class ExperimentConfig(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+    task: TaskConfig = TaskConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    compress: CompressConfig = CompressConfig()
+    targets: Annotated[list[str], Field(min_length=1)] = ["x86-64"]
+    devices: Annotated[list[str], Field(min_length=1)] = ["local"]
+    inventory: Path = Path("../inventory.yaml")
+    measure: MeasureConfig = MeasureConfig()
+    results: ResultsConfig = ResultsConfig()
+    cache_dir: Path = Path("../.eib-cache")
+    sweep: SweepConfig = SweepConfig()
+
+    @field_validator("targets", "devices")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+
+def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """Make relative paths absolute against the config file's folder (`base`)."""
+
+    def absolute(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
+
+    task = cfg.task.model_copy(update={"train_file": absolute(cfg.task.train_file), "dev_file": absolute(cfg.task.dev_file)})
+    db = cfg.results.database
+    if "://" not in db:
+        db = str(absolute(Path(db)))
+    results = cfg.results.model_copy(update={"database": db, "reports_dir": absolute(cfg.results.reports_dir)})
+    return cfg.model_copy(
+        update={
+            "task": task,
+            "results": results,
+            "inventory": absolute(cfg.inventory),
+            "cache_dir": absolute(cfg.cache_dir),
+        }
+    )
+
+
+def _check_files(cfg: ExperimentConfig, file: str) -> None:
+    for key in ("train_file", "dev_file"):
+        p = getattr(cfg.task, key)
+        if p is not None and p.suffix.lower() not in (".tsv", ".csv", ".json", ".jsonl", ".parquet"):
+            raise ConfigError(file, f"task.{key}", f"unsupported format {p.suffix!r}; allowed: .tsv, .csv, .json, .jsonl, .parquet")
+        if p is not None and cfg.task.source == "files" and not p.is_file():
+            raise ConfigError(file, f"task.{key}", f"file not found: {p}")
+
+
+def _check_devices(cfg: ExperimentConfig, file: str) -> None:
+    from devices.inventory import TARGETS, load_inventory
+
+    for i, t in enumerate(cfg.targets):
+        if t not in TARGETS:
+            raise ConfigError(file, f"targets[{i}]", f"unknown target {t!r}; allowed: {', '.join(TARGETS)}")
+    if not cfg.inventory.is_file():
+        raise ConfigError(file, "inventory", f"inventory file not found: {cfg.inventory}")
+    inv = load_inventory(cfg.inventory)
+    for i, d in enumerate(cfg.devices):
+        if d not in inv.devices:
+            raise ConfigError(file, f"devices[{i}]", f"unknown device {d!r}; {cfg.inventory.name} has: {', '.join(inv.names())}")
+
+
+def validate_config(raw: dict, file: str | Path, base: Path | None = None) -> ExperimentConfig:
+    """Validate a raw mapping as an experiment config; `base` resolves relative paths."""
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(file, e, ExperimentConfig) from None
+    cfg = _resolve_paths(cfg, base or Path(file).resolve().parent)
+    _check_files(cfg, str(file))
+    _check_devices(cfg, str(file))
+    return cfg
+
+
+def load_raw(path: str | Path) -> dict:
+    return load_yaml(path, what="config file")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Load and validate an experiment config; raises `ConfigError` with file and key on any problem."""
+    return validate_config(load_raw(path), path)

@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny BERT (seconds to fine-tune) and small task files in every format."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+SST2_SAMPLE = ROOT / "eibert/data/sst2"
+
+
+def tiny_sentences(n: int = 64) -> list[tuple[str, int]]:
+    """`n` labelled rows from the embedded SST-2 sample (deterministic)."""
+    lines = (SST2_SAMPLE / "train.tsv").read_text(encoding="utf-8").splitlines()[1 : n + 1]
+    return [(s, int(y)) for s, y in (line.rsplit("\t", 1) for line in lines)]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, hidden-32 BERT with the bundled teacher's tokenizer, saved as a model folder."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from eibert.hub import load_tokenizer, resolve_model
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tok = load_tokenizer(resolve_model("bundled"))
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=128, num_labels=2)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def task_files(tmp_path) -> dict[str, Path]:
+    """The same 64 train and 32 dev rows written as .tsv (train) and .tsv (dev)."""
+    rows = tiny_sentences(96)
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    for path, part in ((train, rows[:64]), (dev, rows[64:])):
+        path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part), encoding="utf-8")
+    return {"train": train, "dev": dev}

@@ -1,0 +1,140 @@
+"""Config validation: valid configs load; each malformed one gives one line naming file, key and what
+is allowed, with exit code 2 and no traceback."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eibutil import ConfigError
+from harness.cli import main
+from harness.config import load_config
+from harness.variants import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    inv = tmp_path / "inventory.yaml"
+    if not inv.exists():
+        inv.write_text("devices:\n  local: {transport: local}\n  box: {transport: local, tags: [x86]}\n")
+    p = tmp_path / "exp.yaml"
+    p.write_text(text)
+    return p
+
+
+BASE = "name: t\ninventory: inventory.yaml\n"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate_and_plan(path):
+    cfg = load_config(path)
+    variants = expand(cfg, path)
+    assert variants and len({v.variant_id for v in variants}) == len(variants)
+
+
+def test_quickstart_has_at_least_four_variants():
+    cfg = load_config(ROOT / "configs/quickstart.yaml")
+    assert len(expand(cfg, ROOT / "configs/quickstart.yaml")) >= 4
+    assert cfg.cache_dir.is_absolute() and cfg.results.database.startswith("/")
+
+
+def test_defaults_fill_a_minimal_config(tmp_path):
+    cfg = load_config(write(tmp_path, BASE))
+    assert cfg.teacher.model == "bundled" and cfg.compress.quant.bits == 8 and cfg.devices == ["local"]
+
+
+def test_variant_id_is_stable_and_content_addressed(tmp_path):
+    a = expand(load_config(write(tmp_path, BASE + "sweep: {grid: {compress.vocab.size: [2000, 4000]}}\n")), tmp_path / "exp.yaml")
+    b = expand(load_config(write(tmp_path, "name: other\ninventory: inventory.yaml\ncompress: {vocab: {size: 4000}}\n")), tmp_path / "exp.yaml")
+    assert a[1].variant_id == b[0].variant_id  # same settings, different experiment name: same variant
+    assert a[0].variant_id != a[1].variant_id
+
+
+def test_ablation_preset_crosses_the_grid(tmp_path):
+    cfg = load_config(write(tmp_path, BASE + "sweep: {ablation: eibert, grid: {compress.vocab.size: [2000, 4000]}}\n"))
+    vs = expand(cfg, tmp_path / "exp.yaml")
+    assert len(vs) == 10
+    assert {v.config.compress.distill.mode for v in vs} == {"finetune", "standard", "cross"}
+
+
+def test_explicit_variant_list(tmp_path):
+    cfg = load_config(write(tmp_path, BASE + "sweep:\n  variants:\n    - {name: small, set: {compress.student.hidden: 128}}\n"))
+    (v,) = expand(cfg, tmp_path / "exp.yaml")
+    assert v.name == "small" and v.config.compress.student.hidden == 128
+
+
+# (yaml body after BASE, or a full text when it starts with '!full:'), expected key, expected message part
+MALFORMED = [
+    ("nmae: x\n", "nmae", "unknown key; allowed: cache_dir, compress, devices"),
+    ("teacher: {epoch: 3}\n", "teacher.epoch", "unknown key; allowed: batch_size, epochs, learning_rate"),
+    ("teacher: {epochs: three}\n", "teacher.epochs", "Input should be a valid number"),
+    ("teacher: {learning_rate: 2}\n", "teacher.learning_rate", "less than 1"),
+    ("compress: {quant: {granularity: per-row}}\n", "compress.quant.granularity", "'none', 'per-tensor', 'per-channel' or 'per-module'"),
+    ("!full:inventory: inventory.yaml\n", "name", "required key is missing"),
+    ("!full:name: 'my run!'\ninventory: inventory.yaml\n", "name", "String should match pattern"),
+    ("task: {source: files}\n", "task", "source 'files' needs both task.train_file and task.dev_file"),
+    ("task: {source: files, train_file: nope.tsv, dev_file: nope.tsv}\n", "task.train_file", "file not found"),
+    ("task: {source: files, train_file: a.xlsx, dev_file: a.xlsx}\n", "task.train_file", "unsupported format '.xlsx'"),
+    ("compress: {student: {hidden: 130, heads: 4}}\n", "compress.student", "hidden (130) must be divisible by heads (4)"),
+    ("devices: [rpi9]\n", "devices[0]", "unknown device 'rpi9'; inventory.yaml has: local, box"),
+    ("targets: [riscv]\n", "targets[0]", "unknown target 'riscv'; allowed: x86-64"),
+    ("sweep: {grid: {compress.vocab.sise: [1000]}}\n", "sweep.grid.compress.vocab.sise", "unknown key path 'compress.vocab.sise'; keys under compress.vocab: importance_rows, method, size"),
+    ("sweep: {grid: {compress.vocab.size: [4000, 5]}}\n", "sweep.grid", "gives an invalid config: compress.vocab.size"),
+    ("sweep: {grid: {name: [a, b]}}\n", "sweep.grid.name", "'name' cannot be swept"),
+    ("teacher: {epochs: 3\n", "", "invalid YAML: line"),
+    ("teacher: {epochs: 3}\nteacher: {epochs: 4}\n", "", "duplicate key 'teacher'"),
+    ("!full:- name: t\n", "", "expected a mapping of keys at the top, got list"),
+    ("!full:", "", "config file is empty"),
+    ("measure: {min_duration_s: 10, max_duration_s: 5}\n", "measure", "max_duration_s (5.0) is below min_duration_s (10.0)"),
+    ("devices: [local, local]\n", "devices", "listed twice: local"),
+    ("!full:name: t\ninventory: missing.yaml\n", "inventory", "inventory file not found"),
+    ("task: {text_fields: [a, b, c]}\n", "task.text_fields", "at most 2 items"),
+    ("compress: {quant: {bits: 3}}\n", "compress.quant.bits", "Input should be 4 or 8"),
+    ("task: {source: hub}\n", "task", "source 'hub' needs task.hub_id"),
+]
+
+
+@pytest.mark.parametrize("body,key,message", MALFORMED, ids=[f"{i:02d}-{k or 'file'}" for i, (_, k, _) in enumerate(MALFORMED)])
+def test_malformed_config_names_file_key_and_allowed(tmp_path, capsys, body, key, message):
+    text = body[len("!full:"):] if body.startswith("!full:") else BASE + body
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        expand(load_config(path), path)
+    assert exc.value.file == str(path)
+    assert exc.value.key == key
+    assert message in exc.value.message
+    # The CLI prints exactly one line and exits 2.
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and message in err[0]
+
+
+def test_missing_config_file(capsys, tmp_path):
+    assert main(["plan", str(tmp_path / "nope.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_cli_exit_code_and_no_traceback_in_a_real_process(tmp_path):
+    path = write(tmp_path, BASE + "teacher: {batch_size: -1}\n")
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "plan", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"eib: error: {path}: teacher.batch_size: Input should be greater than or equal to 1 (got -1)"
+
+
+def test_malformed_inventory_names_device_and_key(tmp_path):
+    (tmp_path / "inventory.yaml").write_text("devices:\n  pi:\n    transport: ssh\n    host: 10.0.0.2\n")
+    path = write(tmp_path, BASE)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.key == "devices.pi" and "needs user" in exc.value.message
+    assert exc.value.file.endswith("inventory.yaml")
+
+
+def test_every_example_in_configs_dir_is_yaml_mapping():
+    for p in CONFIGS:
+        assert isinstance(yaml.safe_load(p.read_text()), dict), p

@@ -1,0 +1,65 @@
+"""`eib run` end to end on tiny data: rows in the database, a report, a cached second run, and a
+failed stage stored as a row with its error instead of a crash."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path, model, task_files) -> Path:
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(f"""
+name: tiny
+task: {{source: files, train_file: {task_files['train']}, dev_file: {task_files['dev']}, max_seq_len: 32}}
+teacher: {{model: {model}, max_steps: 3, batch_size: 16, learning_rate: 1.0e-3}}
+sweep: {{grid: {{compress.vocab.size: [1000, 2000]}}}}
+inventory: {ROOT / 'inventory.yaml'}
+results: {{database: db.sqlite, reports_dir: reports}}
+cache_dir: cache
+""")
+    return cfg
+
+
+def eib(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tmp_path):
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    out = eib("run", str(cfg), "--quiet", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    store = Store(str(tmp_path / "db.sqlite"))
+    (run,) = store.runs()
+    assert run["status"] == "done"
+    stages = {s["stage"]: s for s in store.stage_results(run["run_id"])}
+    assert stages["teacher"]["status"] == "ok" and stages["teacher"]["error"] is None
+    (m,) = store.measurements(run["run_id"])
+    assert m["subject"] == "teacher" and m["n"] == 32 and 0 <= m["accuracy"] <= 1
+    assert m["accuracy"] == stages["teacher"]["output"]["dev_accuracy"]
+    (prov,) = store.provenance(run["run_id"])
+    assert prov["packages"]["torch"] == "2.13.0+cpu" and prov["data"]["sha256:dev"] == stages["data"]["output"]["checksums"]["dev"]
+    assert len(store.variants(run["run_id"])) == 2
+    summary = (tmp_path / "reports" / run["run_id"] / "summary.md").read_text()
+    assert "teacher" in summary and f"{m['accuracy']:.4f}" in summary
+
+    again = eib("run", str(cfg), "--quiet", cwd=tmp_path)
+    assert again.returncode == 0
+    second = store.latest_run("tiny")["run_id"]
+    assert {s["stage"]: s["status"] for s in store.stage_results(second)}["teacher"] == "cached"
+    assert store.measurements(second)[0]["accuracy"] == m["accuracy"]
+
+
+def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
+    cfg = write_config(tmp_path, tmp_path / "no-such-model", task_files)
+    out = eib("run", str(cfg), "--quiet", cwd=tmp_path)
+    assert out.returncode == 1
+    store = Store(str(tmp_path / "db.sqlite"))
+    run = store.latest_run()
+    assert run["status"] == "failed"
+    teacher = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "teacher"][0]
+    assert teacher["status"] == "failed" and teacher["error_kind"] == "variant" and "no such model folder" in teacher["error"]
+    assert (tmp_path / "reports" / run["run_id"] / "errors" / "shared-teacher.txt").read_text().startswith("Traceback")

@@ -1,0 +1,57 @@
+"""The one-way data flow, kept by tests: eibert never reaches devices/harness/ray/paramiko; devices
+never reaches torch/eibert; planning a sweep imports none of torch, tvm or ray."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FORBIDDEN = {
+    "eibert": {"devices", "harness", "ray", "paramiko"},
+    "devices": {"torch", "eibert", "transformers"},
+    "eibutil": {"torch", "eibert", "devices", "harness", "ray", "paramiko", "tvm", "transformers"},
+}
+
+
+def imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_stay_inside_walls(package):
+    files = sorted((ROOT / package).rglob("*.py"))
+    assert files, f"no python files in {package}/"
+    bad = {str(f.relative_to(ROOT)): sorted(imported_roots(f) & FORBIDDEN[package]) for f in files}
+    assert not {k: v for k, v in bad.items() if v}
+
+
+def test_wall_checker_sees_a_violation(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    import ray.util\n    from harness import cli\n")
+    assert {"ray", "harness"} <= imported_roots(f)
+
+
+def test_plan_imports_no_heavy_module():
+    code = (
+        "import sys, json; from harness.cli import main;"
+        "rc = main(['plan', 'configs/quickstart.yaml', '--json']);"
+        "heavy = sorted(m for m in ('torch', 'tvm', 'ray', 'transformers', 'datasets', 'paramiko', 'onnxruntime') if m in sys.modules);"
+        "print('HEAVY=' + json.dumps(heavy)); sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    heavy = json.loads(out.stdout.rsplit("HEAVY=", 1)[1])
+    assert heavy == []
+    plan = json.loads(out.stdout.rsplit("HEAVY=", 1)[0])
+    assert len(plan["variants"]) == 4
