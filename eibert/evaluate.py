@@ -4,8 +4,9 @@
     evaluate("bundled", "eibert/data/sst2/validation.tsv")
     # {"accuracy": 0.51, "n": 872, "sha256": "f727...", "model": "bundled", ...}
 
-MODEL is a model folder (a cached teacher, any `save_pretrained` folder), `bundled`, or a Hugging
-Face id.
+MODEL is a compressed artifact folder (scored with onnxruntime on its model.onnx, tokenised with its
+own pruned tokenizer), a model folder (a cached teacher, any `save_pretrained` folder), `bundled`, or
+a Hugging Face id (scored with torch).
 """
 
 import time
@@ -20,13 +21,22 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
     """Accuracy of `model` on `data_file`; returns a JSON-ready dict (see module doc)."""
     from eibert.textcls import accuracy, encode, predict_logits
 
+    from eibert.export import is_artifact, load_manifest, ort_logits
+
     t0 = time.perf_counter()
     ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
-    path = resolve_model(model)
-    tok = load_tokenizer(path)
-    clf = load_classifier(path)
-    rows = encode(tok, ds, max_seq_len)
-    logits = predict_logits(clf, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+    extra = {}
+    if is_artifact(model):
+        tok = load_tokenizer(model)
+        rows = encode(tok, ds, max_seq_len)
+        logits = ort_logits(model, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+        extra = {"runtime": "onnxruntime", "size_bytes": load_manifest(model)["size_bytes"]}
+    else:
+        path = resolve_model(model)
+        tok = load_tokenizer(path)
+        clf = load_classifier(path)
+        rows = encode(tok, ds, max_seq_len)
+        logits = predict_logits(clf, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
     return {
         "accuracy": accuracy(logits, [y for _, y in rows]),
         "n": len(rows),
@@ -35,4 +45,5 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
         "model": model,
         "runtime": "torch",
         "wall_s": round(time.perf_counter() - t0, 3),
+        **extra,
     }

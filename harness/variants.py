@@ -32,11 +32,11 @@ _NOT_SWEEPABLE = ("name", "sweep", "results", "cache_dir", "inventory")
 ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # The EI-BERT ladder: each rung adds one stage of the method.
     "eibert": [
-        ("finetune", {"compress.distill.mode": "finetune", "compress.quant.granularity": "none"}),
-        ("standard-kd", {"compress.distill.mode": "standard", "compress.quant.granularity": "none"}),
+        ("finetune", {"compress.distill.mode": "finetune", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
+        ("standard-kd", {"compress.distill.mode": "standard", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
         ("cross-kd-no-integration", {"compress.distill.mode": "cross", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
         ("cross-kd", {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "none"}),
-        ("cross-kd+int8-modular", {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "per-module", "compress.quant.method": "lsq"}),
+        ("cross-kd+int8-lsq", {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "per-channel", "compress.quant.method": "lsq"}),
     ]
 }
 

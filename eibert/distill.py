@@ -1,0 +1,246 @@
+"""Train the student: plain fine-tuning, standard (one-way) distillation, or cross-distillation.
+
+    from eibert.distill import DistillSettings, train_student
+    res = train_student(student, teacher, rows, DistillSettings(mode="cross"), ckpt_dir="ck/")
+    res["steps"], res["teacher_lr"]
+
+Cross-distillation ("put the teacher in the student's shoes"): teacher and student train together.
+The student learns from the task labels, the teacher's temperature-softened logits (KL x T^2) and its
+hidden states at mapped layers (MSE through a learned projection); the teacher keeps fine-tuning with
+a small learning rate on the labels plus a KL term toward the student's predictions, so it adapts to
+what the student can represent. Standard distillation is the same with a frozen teacher; fine-tuning
+uses the labels alone. Checkpoints every `ckpt_every` steps let a long run resume where it stopped.
+"""
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eibert.student import layer_map
+from eibert.textcls import set_seed
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    mode: str = "cross"  # finetune | standard | cross
+    epochs: float = 3.0
+    batch_size: int = 32
+    student_lr: float = 3e-4
+    teacher_lr: float = 1e-5
+    temperature: float = 4.0
+    alpha_ce: float = 1.0
+    alpha_kl: float = 1.0
+    alpha_hidden: float = 1.0
+    alpha_attn: float = 0.0
+    teacher_kl: float = 0.5  # weight of the teacher's KL toward the student (cross mode)
+    stage_gates: bool = False  # stage 1: intermediate layers only, until the gate opens
+    gate_threshold: float = 0.05
+    gate_patience: int = 3
+    gate_every: int = 20
+    warmup_ratio: float = 0.1
+    max_steps: int | None = None
+    seed: int = 0
+    ckpt_every: int = 200
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened distributions, times T^2 (Hinton et al.)."""
+    return F.kl_div(F.log_softmax(student_logits / T, -1), F.softmax(teacher_logits / T, -1), reduction="batchmean") * T * T
+
+
+def attn_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL between head-averaged attention distributions (head counts may differ), real queries only."""
+    s = student_probs.mean(1).clamp_min(1e-9)  # (B, T, T)
+    t = teacher_probs.mean(1).clamp_min(1e-9)
+    kl = (t * (t.log() - s.log())).sum(-1)  # (B, T)
+    return (kl * mask).sum() / mask.sum()
+
+
+class HiddenProjection(nn.Module):
+    """Student hidden size -> teacher hidden size, for the hidden-state loss (training only)."""
+
+    def __init__(self, student_hidden: int, teacher_hidden: int, dims: torch.Tensor | None = None):
+        super().__init__()
+        self.proj = nn.Linear(student_hidden, teacher_hidden)
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.bias.zero_()
+            if dims is not None:  # start as the inverse of the hidden-dim selection
+                self.proj.weight[dims, torch.arange(len(dims))] = 1.0
+            else:
+                nn.init.normal_(self.proj.weight, std=0.02)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.proj(h)
+
+
+def pair_rows(student_rows: list, teacher_rows: list, old_ids: list[int]) -> list:
+    """Zip the two tokenisations of the same sentences; `aligned` when the student's ids map back to
+    exactly the teacher's (same tokens, same positions)."""
+    out = []
+    for (s_ids, y), (t_ids, _) in zip(student_rows, teacher_rows):
+        out.append((s_ids, t_ids, y, len(s_ids) == len(t_ids) and all(old_ids[a] == b for a, b in zip(s_ids, t_ids))))
+    return out
+
+
+def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
+    """Shuffled batches of both tokenisations padded to one width: (student, teacher, aligned (B,))."""
+    import random
+
+    from eibert.textcls import collate
+
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    for i in range(0, len(order), batch_size):
+        chunk = [rows[j] for j in order[i : i + batch_size]]
+        width = max(max(len(r[0]), len(r[1])) for r in chunk)
+        pad = lambda ids: ids + [pad_id] * (width - len(ids))  # noqa: E731
+        sb = collate([(pad(r[0]), r[2]) for r in chunk], pad_id)
+        tb = collate([(pad(r[1]), r[2]) for r in chunk], pad_id)
+        sb["attention_mask"] = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in chunk])
+        tb["attention_mask"] = torch.tensor([[1] * len(r[1]) + [0] * (width - len(r[1])) for r in chunk])
+        yield sb, tb, torch.tensor([r[3] for r in chunk], dtype=torch.bool)
+
+
+def _schedule(opt, total: int, warmup_ratio: float):
+    warm = int(warmup_ratio * total)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
+
+
+def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: torch.Tensor | None = None,
+                  pad_id: int = 0, ckpt_dir: str | Path | None = None, progress: bool = True,
+                  on_step=None) -> dict:
+    """Train `student` (and, in cross mode, `teacher`) on `rows` = [(student_ids, teacher_ids, label, aligned)].
+
+    Student and teacher tokenise with different vocabularies (pruned vs full), so each row carries both
+    id lists and whether they line up token for token (`aligned`); see `pair_rows`. Returns counters
+    for the result record. `on_step(step)` is called after every step (tests use it to crash a run)."""
+    from tqdm.auto import tqdm
+
+    if st.mode not in ("finetune", "standard", "cross"):
+        raise ValueError(f"unknown distillation mode {st.mode!r}; allowed: finetune, standard, cross")
+    set_seed(st.seed)
+    use_teacher = st.mode != "finetune"
+    train_teacher = st.mode == "cross" and st.teacher_lr > 0
+    L_t = teacher.config.num_hidden_layers if use_teacher else 0
+    lmap = layer_map(L_t, student.spec.layers) if use_teacher else []
+    hproj = HiddenProjection(student.spec.hidden, teacher.config.hidden_size, dims) if use_teacher and st.alpha_hidden > 0 else None
+
+    steps_per_epoch = math.ceil(len(rows) / st.batch_size)
+    total = st.max_steps or max(1, math.ceil(st.epochs * steps_per_epoch))
+    s_params = list(student.parameters()) + (list(hproj.parameters()) if hproj else [])
+    s_opt = torch.optim.AdamW(s_params, lr=st.student_lr, weight_decay=0.01)
+    s_sched = _schedule(s_opt, total, st.warmup_ratio)
+    t_opt = torch.optim.AdamW(teacher.parameters(), lr=st.teacher_lr, weight_decay=0.01) if train_teacher else None
+    t_sched = _schedule(t_opt, total, st.warmup_ratio) if t_opt else None
+
+    step, stage, gate_hits, t0 = 0, (1 if st.stage_gates and use_teacher else 2), 0, time.perf_counter()
+    ckpt = Path(ckpt_dir) / "train.pt" if ckpt_dir else None
+    if ckpt is not None and ckpt.is_file():  # resume
+        state = torch.load(ckpt, weights_only=False)
+        student.load_state_dict(state["student"])
+        teacher.load_state_dict(state["teacher"])
+        if hproj:
+            hproj.load_state_dict(state["hproj"])
+        s_opt.load_state_dict(state["s_opt"])
+        s_sched.load_state_dict(state["s_sched"])
+        if t_opt:
+            t_opt.load_state_dict(state["t_opt"])
+            t_sched.load_state_dict(state["t_sched"])
+        step, stage, gate_hits = state["step"], state["stage"], state["gate_hits"]
+        torch.set_rng_state(state["rng"])  # dropout masks continue as if never interrupted
+    resumed_from = step
+
+    def save() -> None:
+        if ckpt is None:
+            return
+        state = {"student": student.state_dict(), "teacher": teacher.state_dict(), "hproj": hproj.state_dict() if hproj else None,
+                 "s_opt": s_opt.state_dict(), "s_sched": s_sched.state_dict(), "step": step, "stage": stage, "gate_hits": gate_hits, "rng": torch.get_rng_state(),
+                 "t_opt": t_opt.state_dict() if t_opt else None, "t_sched": t_sched.state_dict() if t_sched else None}
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, ckpt)
+
+    student.train()
+    teacher.train(train_teacher)
+    bar = tqdm(total=total, initial=step, desc=f"student ({st.mode})", disable=not progress, unit="step", mininterval=1.0)
+    losses: dict[str, float] = {}
+    stage1_steps = 0
+    while step < total:
+        epoch = step // steps_per_epoch
+        skip = step % steps_per_epoch
+        for bi, (sb, tb, aligned) in enumerate(pair_batches(rows, st.batch_size, st.seed + epoch, pad_id)):
+            if bi < skip:
+                continue
+            out = student(sb["input_ids"], sb["attention_mask"])
+            y = sb["labels"]
+            parts: dict[str, torch.Tensor] = {}
+            if use_teacher:
+                with torch.set_grad_enabled(train_teacher):
+                    t_out = teacher(input_ids=tb["input_ids"], attention_mask=tb["attention_mask"],
+                                    output_hidden_states=st.alpha_hidden > 0, output_attentions=st.alpha_attn > 0)
+                # Token-level losses on rows whose two tokenisations line up; [CLS] alone on the others.
+                m = (sb["attention_mask"] * aligned[:, None]).float()
+                m[:, 0] = 1.0
+                if hproj is not None:
+                    mse = sum(((hproj(out["hidden"][i + 1]) - t_out.hidden_states[l + 1].detach()) ** 2 * m[..., None]).sum()
+                              / (m.sum() * teacher.config.hidden_size) for i, l in enumerate(lmap))
+                    parts["hidden"] = st.alpha_hidden * mse / len(lmap)
+                if st.alpha_attn > 0 and bool(aligned.any()):
+                    qm = sb["attention_mask"].float() * aligned[:, None].float()
+                    parts["attn"] = st.alpha_attn * sum(attn_kl(out["attn"][i], t_out.attentions[l].detach(), qm)
+                                                        for i, l in enumerate(lmap)) / len(lmap)
+                if stage == 2:
+                    parts["kl"] = st.alpha_kl * kd_kl(out["logits"], t_out.logits.detach(), st.temperature)
+            if stage == 2:
+                parts["ce"] = st.alpha_ce * F.cross_entropy(out["logits"], y)
+            loss = sum(parts.values()) if parts else out["logits"].sum() * 0.0
+            s_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(s_params, 1.0)
+            s_opt.step()
+            s_sched.step()
+            if train_teacher:
+                t_loss = F.cross_entropy(t_out.logits, tb["labels"]) + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(), st.temperature)
+                t_opt.zero_grad(set_to_none=True)
+                t_loss.backward()
+                torch.nn.utils.clip_grad_norm_(teacher.parameters(), 1.0)
+                t_opt.step()
+                t_sched.step()
+                parts["teacher"] = t_loss.detach()
+            for k, v in parts.items():
+                v = float(v.detach())
+                losses[k] = v if k not in losses else 0.98 * losses[k] + 0.02 * v
+            step += 1
+            if stage == 1:
+                stage1_steps += 1
+                if step % st.gate_every == 0:
+                    gate_hits = gate_hits + 1 if losses.get("hidden", 0.0) < st.gate_threshold else 0
+                    if gate_hits >= st.gate_patience or stage1_steps >= total // 2:
+                        stage = 2
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+            if step % st.ckpt_every == 0:
+                save()
+            if on_step is not None:
+                on_step(step)
+            if step >= total:
+                break
+    bar.close()
+    save()
+    student.eval()
+    teacher.eval()
+    return {"steps": step, "resumed_from": resumed_from, "losses": losses, "train_s": time.perf_counter() - t0,
+            "stage1_steps": stage1_steps, "teacher_trained": train_teacher, "layer_map": lmap}

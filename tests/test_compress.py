@@ -1,0 +1,173 @@
+"""EI-BERT compression on tiny data: cross-distillation moves both models (the teacher less), LSQ step
+sizes move, the exported artifact matches the fake-quantized model under onnxruntime, its manifest
+accounts for every deployed byte, and a second run is a cache hit."""
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eibert.compress import VocabSettings, compress
+from eibert.data import load_task
+from eibert.distill import DistillSettings, pair_rows, train_student
+from eibert.export import ort_logits
+from eibert.hub import load_classifier, load_tokenizer
+from eibert.quant import QuantSettings, calibrate_modular, quantize, step_sizes, to_deploy
+from eibert.student import Student, StudentSpec, init_from_teacher
+from eibert.textcls import collate, encode
+from eibert.vocab import build_pruned_tokenizer, select_tokens, token_frequency
+
+STUDENT = {"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True}
+LOGIT_TOL = 1e-4  # onnxruntime vs the same int8 graph in torch: float32 rounding only
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("task")
+    from tests.conftest import tiny_sentences
+
+    rows = tiny_sentences(96)
+    for name, part in (("train", rows[:64]), ("dev", rows[64:])):
+        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
+    data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
+    return {"teacher": str(tiny_bert), "data": data, "cache": str(tmp_path_factory.mktemp("cache"))}
+
+
+def run(tiny, quant=QuantSettings(granularity="per-channel", steps_per_block=20), mode="cross"):
+    return compress(tiny["teacher"], tiny["data"], student=STUDENT, vocab=VocabSettings(size=400, importance_rows=64),
+                    distill=DistillSettings(mode=mode, max_steps=4, batch_size=16), quant=quant,
+                    cache_dir=tiny["cache"], max_seq_len=32, calib_rows=32, progress=False)
+
+
+def test_artifact_manifest_accounts_for_every_deployed_byte(tiny):
+    res = run(tiny)
+    art = Path(res["artifact_dir"])
+    manifest = json.loads((art / "manifest.json").read_text())
+    deployed = [n for n, f in manifest["files"].items() if f["deployed"]]
+    assert sorted(deployed) == ["model.onnx", "vocab.txt"]
+    on_disk = sum((art / n).stat().st_size for n in deployed)
+    assert manifest["size_bytes"] == on_disk == sum(manifest["parts"].values()) == res["size_bytes"]
+    for name, f in manifest["files"].items():
+        assert (art / name).stat().st_size == f["bytes"]
+    assert manifest["parts"]["tokenizer"] == (art / "vocab.txt").stat().st_size
+    assert manifest["parts"]["embeddings"] > 0 and manifest["parts"]["encoder"] > 0 and manifest["parts"]["head"] > 0
+    import onnx
+
+    int8 = [i for i in onnx.load(str(art / "model.onnx")).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 9  # word/position/type embeddings, projection, 6 encoder matrices, head: stored as int8
+
+
+def test_ort_logits_match_fake_quantized_torch_model(tiny):
+    res = run(tiny)
+    assert res["max_logit_diff_vs_torch"] < LOGIT_TOL
+    tok = load_tokenizer(str(Path(res["artifact_dir"])))
+    rows = encode(tok, tiny["data"].dev, 32)
+    logits = ort_logits(res["artifact_dir"], rows)
+    acc = float((logits.argmax(-1) == np.array([y for _, y in rows])).mean())
+    assert acc == res["dev_accuracy"] and res["dev_n"] == 32
+
+
+def test_second_run_is_a_cache_hit_and_quant_change_reuses_the_student(tiny):
+    first = run(tiny)
+    again = run(tiny)
+    assert again["cache_hit"] and again["artifact_dir"] == first["artifact_dir"]
+    other = run(tiny, quant=QuantSettings(granularity="per-tensor", steps_per_block=20))
+    assert other["stages"]["student"]["cache_hit"] and other["stages"]["vocab"]["cache_hit"]
+    assert not other["stages"]["artifact"]["cache_hit"] and other["artifact_dir"] != first["artifact_dir"]
+    fp = run(tiny, quant=None)  # float export of the same student
+    assert fp["size_bytes"] > first["size_bytes"]
+
+
+def test_artifact_loads_with_auto_tokenizer_and_evaluate(tiny):
+    from transformers import AutoTokenizer
+
+    from eibert.evaluate import evaluate
+
+    res = run(tiny)
+    tok = AutoTokenizer.from_pretrained(res["artifact_dir"])
+    assert len(tok) == 400
+    dev = Path(tiny["data"].sources["dev"])
+    out = evaluate(res["artifact_dir"], dev, max_seq_len=32)
+    assert out["runtime"] == "onnxruntime" and out["n"] == 32 and out["accuracy"] == res["dev_accuracy"]
+
+
+def _tiny_student(tiny, tmp_path):
+    teacher = load_classifier(tiny["teacher"])
+    t_tok = load_tokenizer(tiny["teacher"])
+    rows_t = encode(t_tok, tiny["data"].train, 32)
+    keep = select_tokens(t_tok, token_frequency(rows_t, len(t_tok)), 400)
+    s_tok, old_ids = build_pruned_tokenizer(t_tok, keep, tmp_path / "tok")
+    rows_s = encode(s_tok, tiny["data"].train, 32)
+    spec = StudentSpec(vocab_size=400, hidden=16, layers=1, heads=1, ffn=32, embedding_size=8, integrate=True, teacher_hidden=32, max_positions=32)
+    student = Student(spec)
+    dims = torch.arange(16)
+    init_from_teacher(student, teacher, old_ids, dims)
+    return teacher, student, pair_rows(rows_s, rows_t, old_ids), dims
+
+
+def _rel_change(before: dict, model) -> float:
+    num = sum((p.detach() - before[n]).norm() ** 2 for n, p in model.named_parameters())
+    den = sum(before[n].norm() ** 2 for n, _ in model.named_parameters())
+    return float((num / den) ** 0.5)
+
+
+def test_cross_distillation_changes_both_models_the_teacher_less(tiny, tmp_path):
+    teacher, student, rows, dims = _tiny_student(tiny, tmp_path)
+    t0 = {n: p.detach().clone() for n, p in teacher.named_parameters()}
+    s0 = {n: p.detach().clone() for n, p in student.named_parameters()}
+    fit = train_student(student, teacher, rows, DistillSettings(mode="cross", max_steps=4, batch_size=16, student_lr=3e-3, teacher_lr=1e-4),
+                        dims=dims, progress=False)
+    assert fit["teacher_trained"] and fit["steps"] == 4
+    dt, ds = _rel_change(t0, teacher), _rel_change(s0, student)
+    assert 0 < dt < ds
+    # Standard distillation leaves the teacher exactly as it was.
+    teacher2, student2, rows2, dims2 = _tiny_student(tiny, tmp_path / "b")
+    t1 = {n: p.detach().clone() for n, p in teacher2.named_parameters()}
+    train_student(student2, teacher2, rows2, DistillSettings(mode="standard", max_steps=2, batch_size=16), dims=dims2, progress=False)
+    assert _rel_change(t1, teacher2) == 0.0
+
+
+def test_training_resumes_from_checkpoint(tiny, tmp_path):
+    teacher, student, rows, dims = _tiny_student(tiny, tmp_path)
+    st = DistillSettings(mode="cross", max_steps=4, batch_size=16, ckpt_every=2)
+    ref_t, ref_s = copy.deepcopy(teacher), copy.deepcopy(student)
+    torch.manual_seed(123)
+    train_student(ref_s, ref_t, rows, st, dims=dims, progress=False)  # 4 steps straight through
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_3(step):
+        if step == 3:
+            raise Crash
+
+    torch.manual_seed(123)
+    with pytest.raises(Crash):  # dies after the step-2 checkpoint, mid-way through step 3's work
+        train_student(student, teacher, rows, st, dims=dims, ckpt_dir=tmp_path / "ck", progress=False, on_step=crash_at_3)
+    teacher3, student3, _, _ = _tiny_student(tiny, tmp_path / "c")  # a new process starts from scratch...
+    fit = train_student(student3, teacher3, rows, st, dims=dims, ckpt_dir=tmp_path / "ck", progress=False)  # ...and resumes
+    assert fit["resumed_from"] == 2 and fit["steps"] == 4
+    for (n, a), (_, b) in zip(student3.named_parameters(), ref_s.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-6), n
+    for (n, a), (_, b) in zip(teacher3.named_parameters(), ref_t.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-6), n
+
+
+def test_lsq_step_sizes_move_and_reduce_block_error(tiny, tmp_path):
+    _, student, rows, _ = _tiny_student(tiny, tmp_path)
+    student.eval()
+    q = quantize(copy.deepcopy(student), QuantSettings(granularity="per-channel"))
+    before = [p.detach().clone() for p in step_sizes(q)]
+    calib = [collate([(r[0], r[2]) for r in rows[i : i + 16]]) for i in range(0, 64, 16)]
+    report = calibrate_modular(student, q, calib, QuantSettings(granularity="per-channel", steps_per_block=50))
+    moved = [float((a - b.detach()).abs().max()) for a, b in zip(before, step_sizes(q))]
+    assert max(moved) > 0
+    errs = report["modules"]
+    assert all(e["mse_after"] <= e["mse_before"] for e in errs.values())
+    assert any(e["mse_after"] < e["mse_before"] for e in errs.values())
+    d = to_deploy(q)
+    b = calib[0]
+    assert torch.allclose(d(b["input_ids"], b["attention_mask"])["logits"], q(b["input_ids"], b["attention_mask"])["logits"], atol=1e-5)
