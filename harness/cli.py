@@ -2,6 +2,7 @@
 
     eib plan configs/quickstart.yaml [--json]     # the expanded variants; imports no torch/tvm/ray
     eib run configs/quickstart.yaml               # the main job: stages -> results database -> report
+    eib compress configs/quickstart.yaml          # teacher + compression of every variant (cached)
     eib evaluate MODEL --data FILE                # accuracy of a model on a labelled file, as JSON
     eib runs [--db results/eib.sqlite]            # runs stored in a results database
 
@@ -37,15 +38,28 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from harness.pipeline import run_experiment
+def _print_results(store, run_id: str) -> None:
+    names = {v["variant_id"]: v["name"] for v in store.variants(run_id)}
+    rows = store.measurements(run_id)
+    if not rows:
+        return
+    print(f"{'variant':40s} {'subject':8s} {'runtime':12s} {'size bytes':>11s} {'accuracy':>9s}")
+    for m in rows:
+        size = f"{m['size_bytes']:,}" if m["size_bytes"] is not None else "-"
+        acc = f"{m['accuracy']:.4f}" if m["accuracy"] is not None else "-"
+        print(f"{names.get(m['variant_id'], '(shared)')[:40]:40s} {m['subject']:8s} {m['runtime']:12s} {size:>11s} {acc:>9s}")
 
-    cfg, raw = _load(args.config)
+
+def cmd_run(args, until: str = "compress") -> int:
+    from harness.pipeline import run_experiment
     from harness.store import Store
 
-    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet)
-    run = Store(cfg.results.database).run(run_id)
-    print(f"run {run_id}: {run['status']}")
+    cfg, raw = _load(args.config)
+    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, until=until)
+    store = Store(cfg.results.database)
+    run = store.run(run_id)
+    _print_results(store, run_id)
+    print(f"run {run_id}: {run['status']} {run['summary']}")
     return 0 if run["status"] == "done" else 1
 
 
@@ -83,8 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(fn=cmd_run)
 
-    p = sub.add_parser("evaluate", help="accuracy of a model on a labelled TSV/CSV/JSON/Parquet file, as JSON")
-    p.add_argument("model", help="model folder, 'bundled', or a Hugging Face id")
+    p = sub.add_parser("compress", help="compress every variant to a deployable artifact (cached), scored with onnxruntime")
+    p.add_argument("config")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(fn=lambda a: cmd_run(a, until="compress"))
+
+    p = sub.add_parser("evaluate", help="accuracy of a model or artifact on a labelled TSV/CSV/JSON/Parquet file, as JSON")
+    p.add_argument("model", help="artifact folder (onnxruntime), model folder, 'bundled', or a Hugging Face id")
     p.add_argument("--data", required=True, help="labelled data file")
     p.add_argument("--text-fields", help="comma-separated text columns (default: guessed)")
     p.add_argument("--label-field", help="label column (default: label)")

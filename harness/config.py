@@ -66,10 +66,11 @@ class StudentConfig(_Section):
     """Shape of the student BERT; initialised from the teacher where shapes allow."""
 
     layers: Annotated[int, Field(ge=1, le=12)] = 2
-    hidden: Annotated[int, Field(ge=32, le=1024)] = 256
-    heads: Annotated[int, Field(ge=1, le=16)] = 4
-    ffn: Annotated[int, Field(ge=32, le=4096)] = 1024
-    embedding_size: Annotated[int, Field(ge=16, le=1024)] | None = 128  # None: same as hidden
+    hidden: Annotated[int, Field(ge=16, le=1024)] = 256
+    heads: Annotated[int, Field(ge=1, le=16)] = 8  # hidden/heads = the teacher's head size lets whole heads be kept
+    ffn: Annotated[int, Field(ge=16, le=4096)] = 512
+    embedding_size: Annotated[int, Field(ge=8, le=1024)] | None = 128  # None: same as hidden
+    share_layers: bool = False  # ALBERT-style: one set of layer weights applied `layers` times
     init: Literal["teacher", "random"] = "teacher"
 
     @model_validator(mode="after")
@@ -101,7 +102,9 @@ class DistillConfig(_Section):
     alpha_kl: Annotated[float, Field(ge=0)] = 1.0
     alpha_hidden: Annotated[float, Field(ge=0)] = 1.0
     alpha_attn: Annotated[float, Field(ge=0)] = 0.0
+    teacher_kl: Annotated[float, Field(ge=0)] = 0.5  # the teacher's pull toward the student (cross mode)
     stage_gates: bool = False
+    max_steps: PosInt | None = None
     seed: Annotated[int, Field(ge=0)] = 0
 
 
@@ -115,6 +118,13 @@ class QuantConfig(_Section):
     mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm
     calib_rows: Annotated[int, Field(ge=8, le=100_000)] = 512
     steps_per_block: Annotated[int, Field(ge=0, le=100_000)] = 200
+    lr: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # relative to each step size
+
+    @model_validator(mode="after")
+    def _implemented(self) -> "QuantConfig":
+        if self.bits != 8 or self.mixed:
+            raise ValueError("INT4 and mixed precision are not implemented yet; use bits: 8, mixed: false")
+        return self
 
 
 class CompressConfig(_Section):

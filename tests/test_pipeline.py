@@ -16,7 +16,12 @@ def write_config(tmp_path, model, task_files) -> Path:
 name: tiny
 task: {{source: files, train_file: {task_files['train']}, dev_file: {task_files['dev']}, max_seq_len: 32}}
 teacher: {{model: {model}, max_steps: 3, batch_size: 16, learning_rate: 1.0e-3}}
-sweep: {{grid: {{compress.vocab.size: [1000, 2000]}}}}
+compress:
+  student: {{layers: 1, hidden: 16, heads: 1, ffn: 32, embedding_size: 8}}
+  vocab: {{size: 400, importance_rows: 64}}
+  distill: {{mode: cross, max_steps: 3, batch_size: 16}}
+  quant: {{granularity: per-channel, steps_per_block: 10, calib_rows: 32}}
+sweep: {{grid: {{compress.vocab.size: [300, 400]}}}}
 inventory: {ROOT / 'inventory.yaml'}
 results: {{database: db.sqlite, reports_dir: reports}}
 cache_dir: cache
@@ -37,11 +42,17 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     assert run["status"] == "done"
     stages = {s["stage"]: s for s in store.stage_results(run["run_id"])}
     assert stages["teacher"]["status"] == "ok" and stages["teacher"]["error"] is None
-    (m,) = store.measurements(run["run_id"])
-    assert m["subject"] == "teacher" and m["n"] == 32 and 0 <= m["accuracy"] <= 1
+    ms = store.measurements(run["run_id"])
+    (m,) = [x for x in ms if x["subject"] == "teacher"]
+    assert m["n"] == 32 and 0 <= m["accuracy"] <= 1
     assert m["accuracy"] == stages["teacher"]["output"]["dev_accuracy"]
+    arts = [x for x in ms if x["subject"] == "artifact"]
+    assert len(arts) == 2 and all(a["runtime"] == "onnxruntime" and a["size_bytes"] > 0 and a["n"] == 32 for a in arts)
+    compress_rows = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "compress"]
+    assert [c["status"] for c in compress_rows] == ["ok", "ok"]
+    assert {a["size_bytes"] for a in arts} == {c["output"]["size_bytes"] for c in compress_rows}
     (prov,) = store.provenance(run["run_id"])
-    assert prov["packages"]["torch"] == "2.13.0+cpu" and prov["data"]["sha256:dev"] == stages["data"]["output"]["checksums"]["dev"]
+    assert prov["packages"]["torch"] == "2.13.0+cpu" and prov["data"][str(task_files["dev"])] == stages["data"]["output"]["checksums"]["dev"]
     assert len(store.variants(run["run_id"])) == 2
     summary = (tmp_path / "reports" / run["run_id"] / "summary.md").read_text()
     assert "teacher" in summary and f"{m['accuracy']:.4f}" in summary
@@ -49,8 +60,8 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     again = eib("run", str(cfg), "--quiet", cwd=tmp_path)
     assert again.returncode == 0
     second = store.latest_run("tiny")["run_id"]
-    assert {s["stage"]: s["status"] for s in store.stage_results(second)}["teacher"] == "cached"
-    assert store.measurements(second)[0]["accuracy"] == m["accuracy"]
+    assert {s["status"] for s in store.stage_results(second) if s["stage"] in ("teacher", "compress")} == {"cached"}
+    assert [(x["accuracy"], x["size_bytes"]) for x in store.measurements(second)] == [(x["accuracy"], x["size_bytes"]) for x in ms]
 
 
 def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
@@ -63,3 +74,5 @@ def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
     teacher = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "teacher"][0]
     assert teacher["status"] == "failed" and teacher["error_kind"] == "variant" and "no such model folder" in teacher["error"]
     assert (tmp_path / "reports" / run["run_id"] / "errors" / "shared-teacher.txt").read_text().startswith("Traceback")
+    skipped = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "compress"]
+    assert len(skipped) == 2 and {s["status"] for s in skipped} == {"skipped"} and "teacher" in skipped[0]["error"]
