@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from eibutil import ConfigError, load_yaml, validation_error
+from eibutil import load_yaml, validation_error
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 TARGETS = ("x86-64", "arm64-generic", "arm64-cortex-a53", "arm64-cortex-a72", "arm64-cortex-a76")

@@ -92,16 +92,30 @@ def pair_rows(student_rows: list, teacher_rows: list, old_ids: list[int]) -> lis
     return out
 
 
-def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
-    """Shuffled batches of both tokenisations padded to one width: (student, teacher, aligned (B,))."""
+def length_grouped(lengths: list[int], batch_size: int, seed: int, group: int = 50) -> list[list[int]]:
+    """Shuffled batches of indices whose members have similar lengths: shuffle, sort inside windows of
+    `group` batches, cut, shuffle the batches. Padding waste drops several-fold on short-sentence tasks."""
     import random
 
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    out = []
+    win = batch_size * group
+    for i in range(0, len(order), win):
+        chunk = sorted(order[i : i + win], key=lambda j: lengths[j])
+        out += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
+    """Shuffled, length-grouped batches of both tokenisations padded to one width:
+    (student batch, teacher batch, aligned (B,))."""
     from eibert.textcls import collate
 
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    for i in range(0, len(order), batch_size):
-        chunk = [rows[j] for j in order[i : i + batch_size]]
+    for idx in length_grouped([max(len(r[0]), len(r[1])) for r in rows], batch_size, seed):
+        chunk = [rows[j] for j in idx]
         width = max(max(len(r[0]), len(r[1])) for r in chunk)
         pad = lambda ids: ids + [pad_id] * (width - len(ids))  # noqa: E731
         sb = collate([(pad(r[0]), r[2]) for r in chunk], pad_id)
@@ -142,7 +156,10 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     s_params = list(student.parameters()) + (list(hproj.parameters()) if hproj else [])
     s_opt = torch.optim.AdamW(s_params, lr=st.student_lr, weight_decay=0.01)
     s_sched = _schedule(s_opt, total, st.warmup_ratio)
-    t_opt = torch.optim.AdamW(teacher.parameters(), lr=st.teacher_lr, weight_decay=0.01) if train_teacher else None
+    # The teacher's word embeddings stay frozen while it adapts: the student never sees most of those
+    # rows (pruned vocabulary), and updating a 30k x H matrix every step would cost more than the rest.
+    t_params = [p for n, p in teacher.named_parameters() if "word_embeddings" not in n]
+    t_opt = torch.optim.AdamW(t_params, lr=st.teacher_lr, weight_decay=0.01) if train_teacher else None
     t_sched = _schedule(t_opt, total, st.warmup_ratio) if t_opt else None
 
     step, stage, gate_hits, t0 = 0, (1 if st.stage_gates and use_teacher else 2), 0, time.perf_counter()
@@ -175,6 +192,8 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
 
     student.train()
     teacher.train(train_teacher)
+    if train_teacher:
+        teacher.get_input_embeddings().weight.requires_grad_(False)
     bar = tqdm(total=total, initial=step, desc=f"student ({st.mode})", disable=not progress, unit="step", mininterval=1.0)
     losses: dict[str, float] = {}
     stage1_steps = 0
@@ -195,13 +214,13 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
                 m = (sb["attention_mask"] * aligned[:, None]).float()
                 m[:, 0] = 1.0
                 if hproj is not None:
-                    mse = sum(((hproj(out["hidden"][i + 1]) - t_out.hidden_states[l + 1].detach()) ** 2 * m[..., None]).sum()
-                              / (m.sum() * teacher.config.hidden_size) for i, l in enumerate(lmap))
+                    mse = sum(((hproj(out["hidden"][i + 1]) - t_out.hidden_states[tl + 1].detach()) ** 2 * m[..., None]).sum()
+                              / (m.sum() * teacher.config.hidden_size) for i, tl in enumerate(lmap))
                     parts["hidden"] = st.alpha_hidden * mse / len(lmap)
                 if st.alpha_attn > 0 and bool(aligned.any()):
                     qm = sb["attention_mask"].float() * aligned[:, None].float()
-                    parts["attn"] = st.alpha_attn * sum(attn_kl(out["attn"][i], t_out.attentions[l].detach(), qm)
-                                                        for i, l in enumerate(lmap)) / len(lmap)
+                    parts["attn"] = st.alpha_attn * sum(attn_kl(out["attn"][i], t_out.attentions[tl].detach(), qm)
+                                                        for i, tl in enumerate(lmap)) / len(lmap)
                 if stage == 2:
                     parts["kl"] = st.alpha_kl * kd_kl(out["logits"], t_out.logits.detach(), st.temperature)
             if stage == 2:
@@ -216,7 +235,7 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
                 t_loss = F.cross_entropy(t_out.logits, tb["labels"]) + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(), st.temperature)
                 t_opt.zero_grad(set_to_none=True)
                 t_loss.backward()
-                torch.nn.utils.clip_grad_norm_(teacher.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(t_params, 1.0)
                 t_opt.step()
                 t_sched.step()
                 parts["teacher"] = t_loss.detach()

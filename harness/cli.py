@@ -17,7 +17,7 @@ from eibutil import UserError
 
 
 def _load(path: str):
-    from harness.config import load_config, load_raw, validate_config
+    from harness.config import load_raw, validate_config
 
     raw = load_raw(path)
     return validate_config(raw, path), raw

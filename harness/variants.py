@@ -104,7 +104,7 @@ def _points(sweep, file: str) -> list[tuple[str | None, dict[str, Any], str]]:
             grid.append(dict(zip(keys, combo)))
         # The grid crosses every ablation rung (or stands alone).
         points = [
-            (f"{n}/{_label(g)}" if n else None, {**ov, **g}, f"sweep.grid" if not n else w)
+            (f"{n}/{_label(g)}" if n else None, {**ov, **g}, "sweep.grid" if not n else w)
             for (n, ov, w) in base_points
             for g in grid
         ]
