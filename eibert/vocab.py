@@ -56,7 +56,9 @@ def token_frequency(rows: list, vocab_size: int) -> np.ndarray:
 
 def select_tokens(tokenizer, scores: np.ndarray, size: int | None, keep_alphabet: bool = True) -> list[int]:
     """Old ids to keep: special tokens first, then (optionally) the ASCII alphabet, then the top
-    scores until `size` ids are kept (ties broken by the lower id). `size=None` keeps everything."""
+    scores until `size` ids are kept (ties broken by the lower id). Tokens never seen (score 0) are not
+    kept: asking for more than the corpus holds gives a smaller vocabulary, not one padded with
+    arbitrary tokens. `size=None` keeps everything."""
     vocab = tokenizer.get_vocab()
     if size is None or size >= len(vocab):
         return list(range(len(vocab)))
@@ -72,11 +74,7 @@ def select_tokens(tokenizer, scores: np.ndarray, size: int | None, keep_alphabet
     taken = set(forced)
     order = np.lexsort((np.arange(len(scores)), -scores))  # by score descending, then id
     ranked = [int(i) for i in order if int(i) not in taken and scores[i] > 0]
-    chosen = forced + ranked[: size - len(forced)]
-    if len(chosen) < size:  # fewer tokens seen than asked for: fill with unseen ones, lowest ids first
-        rest = [i for i in range(len(vocab)) if i not in taken and i not in set(ranked)]
-        chosen += rest[: size - len(chosen)]
-    return chosen
+    return forced + ranked[: size - len(forced)]
 
 
 def build_pruned_tokenizer(tokenizer, keep_ids: list[int], out_dir: str | Path):

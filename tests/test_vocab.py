@@ -41,9 +41,13 @@ def test_selection_keeps_specials_alphabet_and_top_scores(tiny_bert):
     film, dull = tok.convert_tokens_to_ids(["film", "dull"])
     scores[film], scores[dull] = 2.0, 1.0
     keep = select_tokens(tok, scores, size=300)
-    assert len(keep) == len(set(keep)) == 300
+    # specials + alphabet + the only two tokens ever seen: never padded with unseen tokens
+    assert len(keep) == len(set(keep)) < 300
     assert set(tok.all_special_ids) <= set(keep) and film in keep and dull in keep
     assert keep.index(film) < keep.index(dull)
+    scores[np.arange(1000, 1500)] = np.linspace(0.5, 0.1, 500)
+    keep = select_tokens(tok, scores, size=300)
+    assert len(keep) == 300 and 1000 in keep and 1499 not in keep
     with pytest.raises(ValueError, match="below the"):
         select_tokens(tok, scores, size=10)
     assert select_tokens(tok, scores, size=None) == list(range(tok.vocab_size))
@@ -54,7 +58,7 @@ def test_pruned_tokenizer_round_trips(tiny_bert, tmp_path):
     rows = [(tok(s)["input_ids"], 0) for s in SENTENCES]
     keep = select_tokens(tok, token_frequency(rows, tok.vocab_size), size=400)
     new, old_ids = build_pruned_tokenizer(tok, keep, tmp_path / "tok")
-    assert len(new) == 400 and new.pad_token_id == 0 and sorted(old_ids) == sorted(keep)
+    assert len(new) == len(keep) and new.pad_token_id == 0 and sorted(old_ids) == sorted(keep)
     loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
     for s in SENTENCES:
         ids = loaded(s)["input_ids"]
