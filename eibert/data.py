@@ -146,10 +146,8 @@ def load_task(
         try:
             raw = datasets.load_dataset(hub_id, hub_config)
         except Exception as e:
-            raise DataError(
-                f"hub dataset '{hub_id}'{f'/{hub_config}' if hub_config else ''} could not be loaded "
-                f"(offline? set task.source: files): {str(e).splitlines()[0][:200]}"
-            ) from e
+            name = f"{hub_id}/{hub_config}" if hub_config else hub_id
+            raise DataError(f"hub dataset '{name}' could not be loaded (offline? use task.source: files): {str(e).splitlines()[0][:200]}") from e
         splits = {"train": raw[train_split], "dev": raw[dev_split]}
         checksums = {k: f"hub:{hub_id}/{hub_config or ''}:{v._fingerprint}" for k, v in splits.items()}
         sources = {k: f"hub:{hub_id}/{hub_config or ''}:{s}" for k, s in (("train", train_split), ("dev", dev_split))}

@@ -87,3 +87,10 @@ def test_unsupported_format_and_missing_file(tmp_path):
 def test_unknown_embedded_dataset():
     with pytest.raises(DataError, match="no embedded dataset 'mnli'; embedded: sst2"):
         load_task(source="embedded", name="mnli")
+
+
+def test_unreachable_hub_dataset_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"hub dataset 'glue/sst2' could not be loaded \(offline\?"):
+        load_task(source="hub", hub_id="glue", hub_config="sst2")
