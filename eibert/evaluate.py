@@ -27,10 +27,11 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
     ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
     extra = {}
     if is_artifact(model):
+        manifest = load_manifest(model)
         tok = load_tokenizer(model)
-        rows = encode(tok, ds, max_seq_len)
+        rows = encode(tok, ds, min(max_seq_len, manifest["spec"]["max_positions"]))  # the graph has that many positions
         logits = ort_logits(model, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
-        extra = {"runtime": "onnxruntime", "size_bytes": load_manifest(model)["size_bytes"]}
+        extra = {"runtime": "onnxruntime", "size_bytes": manifest["size_bytes"]}
     else:
         path = resolve_model(model)
         tok = load_tokenizer(path)

@@ -90,7 +90,7 @@ def test_artifact_loads_with_auto_tokenizer_and_evaluate(tiny):
     tok = AutoTokenizer.from_pretrained(res["artifact_dir"])
     assert len(tok) == 400
     dev = Path(tiny["data"].sources["dev"])
-    out = evaluate(res["artifact_dir"], dev, max_seq_len=32)
+    out = evaluate(res["artifact_dir"], dev)  # default 128 tokens: capped at the graph's 32 positions
     assert out["runtime"] == "onnxruntime" and out["n"] == 32 and out["accuracy"] == res["dev_accuracy"]
 
 
