@@ -162,7 +162,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
             calib_src = encode(s_tok, data.train.select(range(min(calib_rows, len(data.train)))), max_seq_len)
             calib = [collate(calib_src[i : i + quant.batch_size], s_tok.pad_token_id) for i in range(0, len(calib_src), quant.batch_size)]
             qreport = calibrate_modular(model, qmodel, calib, quant, progress=progress)
-            deploy = to_deploy(qmodel)
+            deploy = to_deploy(qmodel, half_float=quant.mixed)
         with cache.publish("artifact", art_key) as tmp:
             manifest = export_artifact(deploy, spec.to_json(), vdir / "tokenizer", tmp,
                                        extra={"quant": qjson, "vocab": {**vocab.to_json(), **vstats}, "distill": distill.to_json(),

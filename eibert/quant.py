@@ -28,6 +28,7 @@ class QuantSettings:
     method: str = "lsq"  # lsq | minmax
     bits: int = 8
     activations: bool = False  # fake-quantize the input of every linear layer (int8, per tensor, LSQ)
+    mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm, INT8 elsewhere
     steps_per_block: int = 200
     lr: float = 1e-2  # relative to each step size
     batch_size: int = 32
@@ -85,43 +86,43 @@ def _modules(student) -> list[nn.Module]:
     return [student.embeddings, *student.layers, head]
 
 
-def _replace(parent: nn.Module, s: QuantSettings, qp: int) -> None:
+def _targets(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, attribute, leaf) for every Linear and Embedding under `module`."""
+    return [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
+            if isinstance(child, (nn.Linear, nn.Embedding))]
+
+
+def _qp(name: str, s: QuantSettings) -> int:
+    if s.mixed and name in ("ffn_in", "ffn_out"):
+        return 7  # INT4 feed-forward weights
+    return 2 ** (s.bits - 1) - 1
+
+
+def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
+    targets = _targets(module)
+    if s.mixed:  # embeddings stay float here and are deployed as FP16
+        targets = [t for t in targets if not isinstance(t[2], nn.Embedding)]
     shared = None
-    if s.granularity == "per-module":  # one step for every matrix of this module
-        mats = [m.weight for m in parent.modules() if isinstance(m, (nn.Linear, nn.Embedding))]
-        shared = nn.Parameter(max(w.detach().abs().max() for w in mats).reshape(1, 1) / qp)
-    for name, child in list(parent.named_children()):
-        if isinstance(child, nn.Linear):
-            step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp))
-            setattr(parent, name, QuantLinear(child, step, qp, s.activations))
-        elif isinstance(child, nn.Embedding):
-            step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp))
-            setattr(parent, name, QuantEmbedding(child, step, qp))
-        elif not isinstance(child, (QuantLinear, QuantEmbedding)):
-            _replace(child, s, qp) if shared is None else _replace_shared(child, s, qp, shared)
-
-
-def _replace_shared(parent: nn.Module, s: QuantSettings, qp: int, shared: nn.Parameter) -> None:
-    for name, child in list(parent.named_children()):
-        if isinstance(child, nn.Linear):
-            setattr(parent, name, QuantLinear(child, shared, qp, s.activations))
-        elif isinstance(child, nn.Embedding):
-            setattr(parent, name, QuantEmbedding(child, shared, qp))
-        else:
-            _replace_shared(child, s, qp, shared)
+    if s.granularity == "per-module" and targets:  # one step for every matrix of this module
+        shared = nn.Parameter(max(c.weight.detach().abs().max() for _, _, c in targets).reshape(1, 1) / _qp("", s))
+    for parent, name, child in targets:
+        qp = _qp(name, s)
+        step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp))
+        setattr(parent, name, QuantLinear(child, step, qp, s.activations) if isinstance(child, nn.Linear) else QuantEmbedding(child, step, qp))
 
 
 def quantize(student: nn.Module, s: QuantSettings) -> nn.Module:
     """Swap every Linear and Embedding of `student` (in place) for its fake-quantized twin."""
     if s.granularity not in ("per-tensor", "per-channel", "per-module"):
         raise ValueError(f"unknown granularity {s.granularity!r}; allowed: per-tensor, per-channel, per-module")
-    if s.bits not in (4, 8):
-        raise ValueError(f"bits must be 4 or 8, got {s.bits}")
-    qp = 2 ** (s.bits - 1) - 1
+    if s.bits != 8:
+        raise ValueError(f"bits must be 8 (mixed: true gives INT4 feed-forward weights), got {s.bits}")
+    if s.mixed and s.granularity == "per-module":
+        raise ValueError("mixed precision needs per-tensor or per-channel step sizes (INT4 and INT8 cannot share one)")
     *body, head = _modules(student)
     for module in body:
-        _replace(module, s, qp)
-    _replace(head, s, qp)  # the head's ModuleDict is a view: put its swapped children back
+        _quantize_module(module, s)
+    _quantize_module(head, s)  # the head's ModuleDict is a view: put its swapped children back
     for name, m in head.items():
         setattr(student, name, m)
     return student
@@ -256,16 +257,70 @@ class DeployEmbedding(nn.Module):
         return rows * F.embedding(ids, self.scale)
 
 
-def to_deploy(qmodel: nn.Module) -> nn.Module:
-    """A copy of `qmodel` with int8 weight buffers; its outputs equal the fake-quantized model's."""
+class DeployLinear4(nn.Module):
+    """INT4 weights, two per byte (offset binary: code = q + 8 in 1..15), unpacked in the graph with
+    integer arithmetic any runtime has (no bitwise ops needed)."""
+
+    def __init__(self, q: QuantLinear):
+        super().__init__()
+        step = q.step.detach().clone()
+        codes = (torch.clamp(torch.round(q.weight.detach() / step), -q.qp, q.qp) + 8).to(torch.int32)  # (out, in)
+        if codes.shape[1] % 2:
+            codes = F.pad(codes, (0, 1), value=8)
+        self.in_features = q.weight.shape[1]
+        self.register_buffer("w_uint4x2", (codes[:, 0::2] + 16 * codes[:, 1::2]).to(torch.uint8))  # (out, ceil(in/2))
+        self.register_buffer("scale", step)
+        self.register_buffer("bias", q.bias.detach().clone() if q.bias is not None else None)
+        self.register_buffer("act_step", q.act_step.detach().clone() if q.act_step is not None else None)
+
+    def weight(self) -> torch.Tensor:
+        p = self.w_uint4x2.to(torch.int32)
+        hi = torch.div(p, 16, rounding_mode="floor")
+        lo = p - hi * 16
+        w = torch.stack((lo, hi), dim=-1).reshape(p.shape[0], -1)[:, : self.in_features]  # (out, in)
+        return (w.to(torch.float32) - 8.0) * self.scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.act_step is not None:
+            x = torch.clamp(torch.round(x / self.act_step), -127, 127) * self.act_step
+        return F.linear(x, self.weight(), self.bias)
+
+
+class DeployHalfEmbedding(nn.Module):
+    def __init__(self, emb: nn.Embedding):
+        super().__init__()
+        self.register_buffer("w_fp16", emb.weight.detach().to(torch.float16))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.w_fp16).to(torch.float32)
+
+
+class DeployHalfLayerNorm(nn.Module):
+    def __init__(self, ln: nn.LayerNorm):
+        super().__init__()
+        self.shape, self.eps = tuple(ln.normalized_shape), ln.eps
+        self.register_buffer("w_fp16", ln.weight.detach().to(torch.float16))
+        self.register_buffer("b_fp16", ln.bias.detach().to(torch.float16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.shape, self.w_fp16.to(torch.float32), self.b_fp16.to(torch.float32), self.eps)
+
+
+def to_deploy(qmodel: nn.Module, half_float: bool = False) -> nn.Module:
+    """A copy of `qmodel` with packed low-bit weight buffers (and, with `half_float`, FP16 float
+    embeddings and LayerNorms); its outputs equal the fake-quantized model's up to FP16 rounding."""
     model = copy.deepcopy(qmodel)
 
     def swap(parent: nn.Module) -> None:
         for name, child in list(parent.named_children()):
             if isinstance(child, QuantLinear):
-                setattr(parent, name, DeployLinear(child))
+                setattr(parent, name, DeployLinear4(child) if child.qp == 7 else DeployLinear(child))
             elif isinstance(child, QuantEmbedding):
                 setattr(parent, name, DeployEmbedding(child))
+            elif half_float and isinstance(child, nn.Embedding):
+                setattr(parent, name, DeployHalfEmbedding(child))
+            elif half_float and isinstance(child, nn.LayerNorm):
+                setattr(parent, name, DeployHalfLayerNorm(child))
             else:
                 swap(child)
 

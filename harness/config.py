@@ -113,7 +113,7 @@ class QuantConfig(_Section):
 
     granularity: Literal["none", "per-tensor", "per-channel", "per-module"] = "per-channel"
     method: Literal["lsq", "minmax"] = "lsq"
-    bits: Literal[4, 8] = 8
+    bits: Literal[4, 8] = 8  # 8 only for now; see mixed
     activations: bool = False
     mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm
     calib_rows: Annotated[int, Field(ge=8, le=100_000)] = 512
@@ -121,9 +121,11 @@ class QuantConfig(_Section):
     lr: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # relative to each step size
 
     @model_validator(mode="after")
-    def _implemented(self) -> "QuantConfig":
-        if self.bits != 8 or self.mixed:
-            raise ValueError("INT4 and mixed precision are not implemented yet; use bits: 8, mixed: false")
+    def _supported(self) -> "QuantConfig":
+        if self.bits != 8:
+            raise ValueError("only bits: 8 is implemented for every weight; mixed: true gives INT4 feed-forward weights")
+        if self.mixed and self.granularity == "per-module":
+            raise ValueError("mixed: true needs granularity per-tensor or per-channel (INT4 and INT8 cannot share a step size)")
         return self
 
 

@@ -46,7 +46,8 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
     d = c.distill.model_dump(exclude={"integrate"})
     q = c.quant
     quant = None if q.granularity == "none" else QuantSettings(granularity=q.granularity, method=q.method, bits=q.bits,
-                                                               activations=q.activations, steps_per_block=q.steps_per_block, lr=q.lr)
+                                                               activations=q.activations, mixed=q.mixed, steps_per_block=q.steps_per_block,
+                                                               lr=q.lr)
     return {
         "student": student,
         "vocab": VocabSettings(size=c.vocab.size, method=c.vocab.method, importance_rows=c.vocab.importance_rows),

@@ -171,3 +171,30 @@ def test_lsq_step_sizes_move_and_reduce_block_error(tiny, tmp_path):
     d = to_deploy(q)
     b = calib[0]
     assert torch.allclose(d(b["input_ids"], b["attention_mask"])["logits"], q(b["input_ids"], b["attention_mask"])["logits"], atol=1e-5)
+
+
+def test_mixed_precision_packs_int4_ffn_and_fp16_embeddings(tiny):
+    import onnx
+
+    int8 = run(tiny)
+    mixed = run(tiny, quant=QuantSettings(granularity="per-channel", mixed=True, steps_per_block=20))
+    assert mixed["stages"]["student"]["cache_hit"]  # same student, another quantization
+    assert mixed["max_logit_diff_vs_torch"] < LOGIT_TOL
+    inits = {i.name: i for i in onnx.load(str(Path(mixed["artifact_dir"]) / "model.onnx")).graph.initializer}
+    packed = [n for n, i in inits.items() if n.endswith("w_uint4x2")]
+    assert len(packed) == 2 and all(inits[n].data_type == onnx.TensorProto.UINT8 for n in packed)
+    assert inits["student.embeddings.word.w_fp16"].data_type == onnx.TensorProto.FLOAT16
+    # INT4 halves the feed-forward bytes; FP16 doubles the embedding bytes.
+    assert mixed["parts"]["embeddings"] > int8["parts"]["embeddings"] and mixed["parts"]["encoder"] < int8["parts"]["encoder"]
+
+
+def test_int4_packing_round_trips(tiny, tmp_path):
+    from eibert.quant import DeployLinear4, QuantLinear
+
+    lin = torch.nn.Linear(7, 3)  # odd input width: one padding nibble per row
+    step = torch.nn.Parameter(lin.weight.detach().abs().amax(1, keepdim=True) / 7)
+    q = QuantLinear(lin, step, 7, act=False)
+    d = DeployLinear4(q)
+    assert d.w_uint4x2.shape == (3, 4) and d.w_uint4x2.dtype == torch.uint8
+    x = torch.randn(5, 7)
+    assert torch.allclose(d(x), q(x), atol=1e-6)

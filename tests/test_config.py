@@ -94,7 +94,8 @@ MALFORMED = [
     ("!full:name: t\ninventory: missing.yaml\n", "inventory", "inventory file not found"),
     ("task: {text_fields: [a, b, c]}\n", "task.text_fields", "at most 2 items"),
     ("compress: {quant: {bits: 3}}\n", "compress.quant.bits", "Input should be 4 or 8"),
-    ("compress: {quant: {bits: 4}}\n", "compress.quant", "INT4 and mixed precision are not implemented yet"),
+    ("compress: {quant: {bits: 4}}\n", "compress.quant", "only bits: 8 is implemented for every weight"),
+    ("compress: {quant: {mixed: true, granularity: per-module}}\n", "compress.quant", "mixed: true needs granularity per-tensor or per-channel"),
     ("task: {source: hub}\n", "task", "source 'hub' needs task.hub_id"),
 ]
 
