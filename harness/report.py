@@ -34,15 +34,17 @@ def render_summary(store: Store, run_id: str) -> str:
     lines += [f"- status: **{run['status']}**", f"- started: {started} UTC", f"- config: `{run['config_path']}`", ""]
     variants = store.variants(run_id)
     lines += ["## Variants", ""] + _table(["variant", "name", "overrides"], [[v["variant_id"], v["name"], v["overrides"]] for v in variants]) + [""]
+    names = {v["variant_id"]: v["name"] for v in variants}
+    label = lambda vid: names.get(vid, vid) if vid else "(shared)"  # noqa: E731
     stages = store.stage_results(run_id)
     lines += ["## Stages", ""] + _table(
         ["variant", "stage", "status", "wall s", "error"],
-        [[s["variant_id"] or "(shared)", s["stage"], s["status"], s["wall_s"], (s["error"] or "")[:120]] for s in stages],
+        [[label(s["variant_id"]), s["stage"], s["status"], s["wall_s"], (s["error"] or "")[:120]] for s in stages],
     ) + [""]
     ms = store.measurements(run_id)
     lines += ["## Measurements", ""] + _table(
         ["variant", "subject", "device", "runtime", "accuracy", "n", "size bytes", "p50 ms", "p90 ms", "verdict"],
-        [[m["variant_id"] or "(shared)", m["subject"], m["device"], m["runtime"], m["accuracy"], m["n"], m["size_bytes"],
+        [[label(m["variant_id"]), m["subject"], m["device"], m["runtime"], m["accuracy"], m["n"], m["size_bytes"],
           m["p50_ms"], m["p90_ms"], m["verdict"]] for m in ms],
     ) + [""]
     for p in store.provenance(run_id)[:1]:
