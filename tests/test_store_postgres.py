@@ -1,0 +1,64 @@
+"""The results database on a real PostgreSQL server (started here on loopback, stopped after)."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.store import Store
+
+
+def _bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        if shutil.which("runuser") is None or subprocess.run(["id", "postgres"], capture_output=True).returncode:
+            pytest.skip("running as root needs the 'postgres' user and runuser")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    root = Path(tempfile.mkdtemp(prefix="eib-pg-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    if as_user:
+        shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)  # noqa: E731
+    run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync")
+    run(pg_ctl, "-D", str(data), "-l", str(root / "log"), "-w", "-t", "60",
+        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    try:
+        run(_bin("createdb") or "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "eib")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/eib"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_round_trip_and_rollback_on_postgres(postgres_url):
+    store = Store(postgres_url)
+    run_id = store.create_run("pg", {"a": 1})
+    with store.transaction() as tx:
+        tx.add_variant(run_id, "v1", "v", {"k": 1}, {})
+        tx.add_measurement(run_id, "v1", subject="artifact", device="local", runtime="onnxruntime", accuracy=0.5, samples_ms=[1.5, 2.5])
+    with pytest.raises(RuntimeError):
+        with store.transaction() as tx:
+            tx.add_stage(run_id, "v1", "compress", output={"x": 1})
+            raise RuntimeError("crash")
+    again = Store(postgres_url)
+    assert again.run(run_id)["config"] == {"a": 1}
+    assert again.measurements(run_id)[0]["samples"] == [1.5, 2.5]
+    assert again.stage_results(run_id) == []
