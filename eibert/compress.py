@@ -81,7 +81,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     if not hit:
         rows = encode(t_tok, data.train.select(range(n_imp)), max_seq_len)
         if vocab.method == "attention":
-            scores = attention_importance(get_teacher(), rows, pad_id=t_tok.pad_token_id)
+            scores = attention_importance(get_teacher(), rows, pad_id=t_tok.pad_token_id, progress=progress)
         elif vocab.method == "frequency":
             scores = token_frequency(rows, len(t_tok))
         else:

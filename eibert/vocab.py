@@ -24,16 +24,19 @@ ASCII_ALPHABET = [chr(c) for c in range(33, 127)]
 
 
 @torch.no_grad()
-def attention_importance(model, rows: list, batch_size: int = 64, pad_id: int = 0) -> np.ndarray:
+def attention_importance(model, rows: list, batch_size: int = 64, pad_id: int = 0, progress: bool = False) -> np.ndarray:
     """I(t) for every token id of the model's vocabulary, from `rows` = [(ids, label), ...]."""
+    from tqdm.auto import tqdm
+
     from eibert.textcls import collate
 
     model.eval()
     vocab = model.config.vocab_size
     total = torch.zeros(vocab, dtype=torch.float64)
     layers = heads = None
-    for i in range(0, len(rows), batch_size):
-        b = collate(rows[i : i + batch_size], pad_id)
+    rows_by_len = sorted(rows, key=lambda r: len(r[0]))  # little padding; the sum does not depend on order
+    for i in tqdm(range(0, len(rows), batch_size), desc="importance", disable=not progress, unit="batch", mininterval=1.0):
+        b = collate(rows_by_len[i : i + batch_size], pad_id)
         ids, mask = b["input_ids"], b["attention_mask"]
         out = model(input_ids=ids, attention_mask=mask, output_attentions=True)
         att = torch.stack(out.attentions)  # (L, B, H, T, T): [l, s, h, i, j]
