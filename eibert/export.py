@@ -131,3 +131,21 @@ def ort_logits(artifact_dir: str | Path, rows: list, batch_size: int = 64, pad_i
             out = np.zeros((len(rows), logits.shape[1]), dtype=np.float32)
         out[idx] = logits
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def load_deploy_model(artifact_dir: str | Path) -> torch.nn.Module:
+    """Rebuild the deployable torch module of an artifact (for `torch.export` -> TVM): the student's
+    structure from the manifest, its int8/int4/fp16 buffers from deploy.pt. Returns a module mapping
+    (input_ids, attention_mask) -> logits."""
+    from eibert.quant import QuantSettings, quantize, to_deploy
+    from eibert.student import LogitsOnly, Student, StudentSpec
+
+    manifest = load_manifest(artifact_dir)
+    model = Student(StudentSpec(**manifest["spec"]))
+    q = manifest.get("quant")
+    if q:
+        settings = QuantSettings(**q)
+        model = to_deploy(quantize(model, settings), half_float=settings.mixed)
+    state = torch.load(Path(artifact_dir) / "deploy.pt", weights_only=True)
+    model.load_state_dict(state)
+    return LogitsOnly(model.eval()).eval()

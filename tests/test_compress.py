@@ -198,3 +198,26 @@ def test_int4_packing_round_trips(tiny, tmp_path):
     assert d.w_uint4x2.shape == (3, 4) and d.w_uint4x2.dtype == torch.uint8
     x = torch.randn(5, 7)
     assert torch.allclose(d(x), q(x), atol=1e-6)
+
+
+def test_artifact_rebuilds_for_torch_export_and_tvm(tiny):
+    """The TVM path consumes an artifact through torch.export; its logits equal onnxruntime's."""
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from eibert.export import load_deploy_model
+
+    res = run(tiny, quant=QuantSettings(granularity="per-channel", mixed=True, steps_per_block=20))
+    model = load_deploy_model(res["artifact_dir"])
+    tok = load_tokenizer(res["artifact_dir"])
+    ids, _ = encode(tok, tiny["data"].dev.select(range(1)), 32)[0]
+    x = torch.tensor([ids])
+    mask = torch.ones_like(x)
+    ort = ort_logits(res["artifact_dir"], [(ids, 0)])
+    assert np.abs(model(x, mask).detach().numpy() - ort).max() < LOGIT_TOL
+    ep = torch.export.export(model, (x, mask))
+    ex = tvm.compile(from_exported_program(ep, keep_params_as_input=False), target=tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"}))
+    out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()), tvm.runtime.tensor(mask.numpy()))
+    out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
+    assert np.abs(out - ort).max() < LOGIT_TOL
