@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/quality.json")
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
     args = ap.parse_args()
-    command = "python bench/quality.py " + shlex.join(sys.argv[1:])
+    command = " ".join(["python bench/quality.py", shlex.join(sys.argv[1:])]).strip()
 
     data = load_task(source="files", train_file=args.data / "train.tsv", dev_file=args.data / "validation.tsv", text_fields=["sentence"])
     t0 = time.perf_counter()
