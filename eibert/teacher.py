@@ -70,8 +70,6 @@ def finetune_teacher(
     progress: bool = True,
 ) -> TeacherResult:
     """Fine-tune `model_ref` on `data.train`, score it on `data.dev`, and cache both (see module doc)."""
-    import torch
-
     from eibert.textcls import accuracy, encode, finetune, predict_logits, set_seed
 
     t0 = time.perf_counter()
@@ -83,7 +81,6 @@ def finetune_teacher(
         meta = cache.meta("teacher", key)
         return TeacherResult(**{**meta["result"], "model_dir": str(hit), "cache_hit": True, "wall_s": time.perf_counter() - t0})
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     set_seed(hp["seed"])
     tok = load_tokenizer(path)
     model = load_classifier(path, data.num_labels)
