@@ -44,17 +44,6 @@ class VocabSettings:
         return asdict(self)
 
 
-def _student_logits(model, rows, batch_size: int = 128) -> np.ndarray:
-    out = np.zeros((len(rows), model.spec.num_labels), dtype=np.float32)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-    with torch.no_grad():
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            b = collate([rows[j] for j in idx])
-            out[idx] = model(b["input_ids"], b["attention_mask"])["logits"].numpy()
-    return out
-
-
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill: DistillSettings,
              quant: QuantSettings | None, cache_dir: str, max_seq_len: int = 64, calib_rows: int = 512,
              progress: bool = True) -> dict:
@@ -132,7 +121,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
         fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,
                             dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id,
                             ckpt_dir=cache.root / "checkpoints" / stu_key, progress=progress)
-        metrics = {"torch_dev_accuracy": accuracy(_student_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report}
+        metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report}
         if distill.mode == "cross":
             metrics["teacher_dev_accuracy_after"] = accuracy(predict_logits(teacher_model, dev_t), [y for _, y in dev_t])
         with cache.publish("student", stu_key) as tmp:
@@ -168,7 +157,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
                                        extra={"quant": qjson, "vocab": {**vocab.to_json(), **vstats}, "distill": distill.to_json(),
                                               "quant_report": qreport, "keys": {"student": stu_key, "vocab": voc_key}})
             ort = ort_logits(tmp, dev_s, pad_id=s_tok.pad_token_id)
-            ref = _student_logits(deploy, dev_s)
+            ref = predict_logits(deploy, dev_s)
             labels = [y for _, y in dev_s]
             manifest["accuracy"] = {"dev_accuracy": accuracy(ort, labels), "n": len(labels), "runtime": "onnxruntime",
                                     "data_sha256": data.checksums["dev"], "torch_dev_accuracy": accuracy(ref, labels),

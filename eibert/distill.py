@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eibert.student import layer_map
-from eibert.textcls import set_seed
+from eibert.textcls import linear_schedule, set_seed
 
 
 @dataclass(frozen=True)
@@ -125,13 +125,6 @@ def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
         yield sb, tb, torch.tensor([r[3] for r in chunk], dtype=torch.bool)
 
 
-def _schedule(opt, total: int, warmup_ratio: float):
-    warm = int(warmup_ratio * total)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
-    )
-
-
 def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: torch.Tensor | None = None,
                   pad_id: int = 0, ckpt_dir: str | Path | None = None, progress: bool = True,
                   on_step=None) -> dict:
@@ -155,12 +148,12 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     total = st.max_steps or max(1, math.ceil(st.epochs * steps_per_epoch))
     s_params = list(student.parameters()) + (list(hproj.parameters()) if hproj else [])
     s_opt = torch.optim.AdamW(s_params, lr=st.student_lr, weight_decay=0.01)
-    s_sched = _schedule(s_opt, total, st.warmup_ratio)
+    s_sched = linear_schedule(s_opt, total, st.warmup_ratio)
     # The teacher's word embeddings stay frozen while it adapts: the student never sees most of those
     # rows (pruned vocabulary), and updating a 30k x H matrix every step would cost more than the rest.
     t_params = [p for n, p in teacher.named_parameters() if "word_embeddings" not in n]
     t_opt = torch.optim.AdamW(t_params, lr=st.teacher_lr, weight_decay=0.01) if train_teacher else None
-    t_sched = _schedule(t_opt, total, st.warmup_ratio) if t_opt else None
+    t_sched = linear_schedule(t_opt, total, st.warmup_ratio) if t_opt else None
 
     step, stage, gate_hits, t0 = 0, (1 if st.stage_gates and use_teacher else 2), 0, time.perf_counter()
     ckpt = Path(ckpt_dir) / "train.pt" if ckpt_dir else None

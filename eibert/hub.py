@@ -9,6 +9,7 @@ folder with the hub switched off, so nothing is downloaded. A Hugging Face id is
 `transformers` unchanged (online users, or a warm cache).
 """
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -52,7 +53,9 @@ def resolve_model(ref: str) -> str:
 
 
 def model_fingerprint(ref: str) -> str:
-    """Content hash of a local model folder's config, weights and vocabulary; the id for a hub model."""
+    """Content hash of a local model folder's config, weights and vocabulary; the id for a hub model.
+    Every stage key starts from it, so it is memoised per (file, size, mtime): a sweep hashes the
+    90 MB teacher once, not once per variant and stage."""
     p = Path(ref)
     if not p.is_dir():
         return f"hub:{ref}"
@@ -60,8 +63,14 @@ def model_fingerprint(ref: str) -> str:
     for name in _WEIGHT_FILES:
         f = p / name
         if f.is_file():
-            h.update(f"{name}:{sha256_file(f)};".encode())
+            st = f.stat()
+            h.update(f"{name}:{_file_sha(str(f.resolve()), st.st_size, st.st_mtime_ns)};".encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _file_sha(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def load_tokenizer(ref: str):

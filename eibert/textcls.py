@@ -44,16 +44,28 @@ def batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, p
 
 @torch.no_grad()
 def predict_logits(model, rows: list, batch_size: int = 128, pad_id: int = 0) -> np.ndarray:
-    """Logits (N, C) for every row, in order; sorted by length inside for speed."""
+    """Logits (N, C) for every row, in order; sorted by length inside for speed. Works for a
+    transformers classifier (`.logits`) and for the student (`["logits"]`)."""
     model.eval()
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-    out = np.zeros((len(rows), model.config.num_labels), dtype=np.float32)
+    out = None
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
         b = collate([rows[j] for j in idx], pad_id)
-        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        res = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        logits = res["logits"] if isinstance(res, dict) else res.logits
+        if out is None:
+            out = np.zeros((len(rows), logits.shape[-1]), dtype=np.float32)
         out[idx] = logits.float().numpy()
-    return out
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def linear_schedule(opt, total: int, warmup_ratio: float):
+    """Linear warm-up over `warmup_ratio` of `total` steps, then linear decay to zero."""
+    warm = int(warmup_ratio * total)
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
 
 
 def accuracy(logits: np.ndarray, labels) -> float:
@@ -94,8 +106,7 @@ def finetune(
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     opt = torch.optim.AdamW(groups, lr=learning_rate)
-    warm = int(warmup_ratio * total)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    sched = linear_schedule(opt, total, warmup_ratio)
     model.train()
     step, epoch, ema, t0 = 0, 0, None, time.perf_counter()
     bar = tqdm(total=total, desc=desc, disable=not progress, unit="step", mininterval=1.0)

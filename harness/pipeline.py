@@ -64,7 +64,7 @@ class Runner:
     def __init__(self, cfg: ExperimentConfig, store: Store, run_id: str, quiet: bool):
         self.cfg, self.store, self.run_id, self.quiet = cfg, store, run_id, quiet
         self.errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
-        self.shared: dict[str, tuple[StageResult, object]] = {}
+        self.shared: dict[str, tuple[object, StageResult]] = {}  # task+teacher key -> (data, teacher result)
         self.results: list[StageResult] = []
 
     def record(self, res: StageResult, measurement: dict | None = None) -> None:
