@@ -13,10 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from devices.targets import TARGETS
 from eibutil import load_yaml, validation_error
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-TARGETS = ("x86-64", "arm64-generic", "arm64-cortex-a53", "arm64-cortex-a72", "arm64-cortex-a76")
 
 
 class DeviceSpec(BaseModel):
@@ -29,16 +29,21 @@ class DeviceSpec(BaseModel):
     key_file: Path | None = None  # a private key path; or use_agent; or key_env
     key_env: str | None = None  # name of an environment variable holding the key path
     use_agent: bool = False
-    known_hosts: Path | None = None
+    known_hosts: Path | None = None  # default: ~/.ssh/known_hosts
     accept_unknown_host: bool = False  # explicit opt-in; unknown host keys are refused otherwise
     arch: Literal["x86_64", "aarch64"] = "x86_64"
-    target: Literal[TARGETS] = "x86-64"  # type: ignore[valid-type]
+    target: Literal[tuple(TARGETS)] = "x86-64"  # type: ignore[valid-type]
     runtimes: Annotated[list[Literal["onnxruntime", "tvm"]], Field(min_length=1)] = ["onnxruntime", "tvm"]
     python: str = "python3"
     workdir: str = "/tmp/eib"
     tags: list[str] = []
     max_jobs: Annotated[int, Field(ge=1, le=64)] = 1
     emulated: bool = False  # latency from an emulated CPU is never compared with native numbers
+    threads: Annotated[int, Field(ge=1, le=256)] | None = None  # runtime threads; None: the device's cores
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    upload_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    run_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    link_timeout_s: Annotated[float, Field(gt=0)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
 
     @model_validator(mode="after")
     def _ssh_needs(self) -> "DeviceSpec":
@@ -49,8 +54,8 @@ class DeviceSpec(BaseModel):
                 raise ValueError("transport 'ssh' needs user")
             if not (self.key_file or self.key_env or self.use_agent):
                 raise ValueError("transport 'ssh' needs key_file, key_env or use_agent: true")
-        if self.arch == "aarch64" and self.target == "x86-64":
-            raise ValueError("arch aarch64 needs an arm64-* target")
+        if TARGETS[self.target].arch != self.arch:
+            raise ValueError(f"target {self.target!r} builds for {TARGETS[self.target].arch}, not arch {self.arch!r}")
         return self
 
 

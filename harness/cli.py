@@ -5,6 +5,8 @@
     eib compress configs/quickstart.yaml          # teacher + compression of every variant (cached)
     eib evaluate MODEL --data FILE                # accuracy of a model on a labelled file, as JSON
     eib runs [--db results/eib.sqlite]            # runs stored in a results database
+    eib devices list|check [--inventory FILE]     # the inventory; a health table of every device
+    eib measure ARTIFACT --device NAME [--runtime tvm|onnxruntime]   # build, deploy, run, store
 
 User mistakes (bad config, missing file, unknown model) print one line and exit with code 2.
 """
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--db", default="results/eib.sqlite", help="database file or SQLAlchemy URL")
     g.add_argument("--config", help="take the database from this config")
     p.set_defaults(fn=cmd_runs)
+
+    from harness import cli_devices
+
+    cli_devices.add_commands(sub)
     return ap
 
 

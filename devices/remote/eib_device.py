@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""The on-device side of the agent: one stdlib script (numpy and the runtime only for `run`).
+
+    python3 eib_device.py probe
+    python3 eib_device.py prepare WORKDIR RUN_ID LEASE_S
+    python3 eib_device.py adopt WORKDIR RUN_ID NAME SHA256     # verify an upload, move it into blobs/, link it
+    python3 eib_device.py link WORKDIR RUN_ID NAME SHA256      # reuse a verified blob: exit 3 when absent
+    python3 eib_device.py run WORKDIR RUN_ID --runtime tvm --model model.so --inputs inputs.npz ...
+    python3 eib_device.py cleanup WORKDIR [RUN_ID ...]         # kill and remove those runs, and expired ones
+
+Layout of WORKDIR: blobs/<sha256><suffix> (verified uploads, shared by runs) and runs/<RUN_ID>/ (links to blobs,
+the lease, the pid, partial uploads). A run directory is removed when its run ends, by `cleanup`, or
+by any later `prepare` once its lease has expired, so a crashed host leaves nothing behind for long.
+Every argument arrives as its own argv element: nothing here passes through a shell.
+"""
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+
+EXIT_MISSING = 3
+
+
+def _runs(workdir):
+    return os.path.join(workdir, "runs")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _read(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return default
+
+
+def _remove_run(workdir, run_id):
+    d = os.path.join(_runs(workdir), run_id)
+    pid = _read(os.path.join(d, "pid"))
+    if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+        try:
+            os.killpg(int(pid), signal.SIGKILL)
+        except OSError:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _expire(workdir):
+    now = time.time()
+    for run_id in os.listdir(_runs(workdir)) if os.path.isdir(_runs(workdir)) else []:
+        try:
+            deadline = float(_read(os.path.join(_runs(workdir), run_id, "lease"), "0") or 0)
+        except ValueError:
+            deadline = 0
+        if deadline < now:
+            _remove_run(workdir, run_id)
+
+
+def _blob(workdir, name, sha):
+    # The suffix stays: TVM's load_module picks the loader by extension, after resolving the link.
+    return os.path.join(workdir, "blobs", sha + os.path.splitext(name)[1])
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cmd_probe(_args):
+    facts = {"hostname": platform.node(), "machine": platform.machine(), "system": platform.system(),
+             "kernel": platform.release(), "python": platform.python_version(), "cores": os.cpu_count()}
+    cpuinfo = _read("/proc/cpuinfo")
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware") and "cpu_model" not in facts:
+            facts["cpu_model"] = value.strip()
+        elif key == "cpu part" and "cpu_part" not in facts:
+            facts["cpu_part"] = value.strip()
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith(("MemTotal:", "MemAvailable:")):
+            facts["mem_total_bytes" if line.startswith("MemTotal") else "mem_available_bytes"] = int(line.split()[1]) * 1024
+    cpufreq = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    facts["governor"] = _read(cpufreq + "scaling_governor") or None
+    cur, top = _read(cpufreq + "scaling_cur_freq"), _read(cpufreq + "cpuinfo_max_freq")
+    facts["freq_khz"] = int(cur) if cur.isdigit() else None
+    facts["max_freq_khz"] = int(top) if top.isdigit() else None
+    temps = []
+    base = "/sys/class/thermal"
+    for zone in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        t = _read(os.path.join(base, zone, "temp"))
+        if t.lstrip("-").isdigit():
+            temps.append(int(t) / 1000.0)
+    facts["temperature_c"] = max(temps) if temps else None
+    versions = {}
+    try:
+        from importlib import metadata
+        for dist in ("numpy", "onnxruntime", "apache-tvm", "apache-tvm-ffi"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                versions[dist] = None
+    except ImportError:
+        pass
+    facts["versions"] = versions
+    facts["runtimes"] = [r for r, d in (("onnxruntime", "onnxruntime"), ("tvm", "apache-tvm")) if versions.get(d)]
+    facts["time_v"] = os.path.exists("/usr/bin/time")
+    print(json.dumps(facts))
+
+
+def cmd_prepare(args):
+    workdir, run_id, lease_s = args[0], args[1], float(args[2])
+    os.makedirs(os.path.join(workdir, "blobs"), exist_ok=True)
+    os.makedirs(_runs(workdir), exist_ok=True)
+    _expire(workdir)
+    d = os.path.join(_runs(workdir), run_id)
+    os.makedirs(os.path.join(d, "upload"))
+    with open(os.path.join(d, "lease"), "w") as f:
+        f.write(str(time.time() + lease_s))
+    print(json.dumps({"run_dir": os.path.abspath(d)}))
+
+
+def cmd_adopt(args):
+    workdir, run_id, name, want = args
+    d = os.path.join(_runs(workdir), run_id)
+    part = os.path.join(d, "upload", name)
+    got = sha256(part)
+    if got != want:
+        os.unlink(part)
+        print(json.dumps({"error": "sha256 mismatch", "name": name, "expected": want, "actual": got}))
+        sys.exit(4)
+    blob = _blob(workdir, name, want)
+    os.replace(part, blob)
+    os.symlink(os.path.abspath(blob), os.path.join(d, name))
+    print(json.dumps({"name": name, "sha256": got}))
+
+
+def cmd_link(args):
+    workdir, run_id, name, want = args
+    blob = _blob(workdir, name, want)
+    if not os.path.isfile(blob) or sha256(blob) != want:  # re-verified: a blob may rot or be tampered with
+        if os.path.exists(blob):
+            os.unlink(blob)
+        sys.exit(EXIT_MISSING)
+    os.symlink(os.path.abspath(blob), os.path.join(_runs(workdir), run_id, name))
+
+
+def cmd_cleanup(args):
+    workdir = args[0]
+    if os.path.isdir(_runs(workdir)):
+        for run_id in args[1:]:
+            _remove_run(workdir, run_id)
+        _expire(workdir)
+        if not os.listdir(_runs(workdir)):
+            os.rmdir(_runs(workdir))
+    print(json.dumps({"left": sorted(os.listdir(_runs(workdir))) if os.path.isdir(_runs(workdir)) else []}))
+
+
+def _rss(field):
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _opts(argv):
+    opts = {}
+    i = 0
+    while i < len(argv):
+        key = argv[i]
+        if not key.startswith("--") or i + 1 >= len(argv):
+            raise SystemExit("bad option: " + key)
+        opts[key[2:].replace("-", "_")] = argv[i + 1]
+        i += 2
+    return opts
+
+
+def cmd_run(args):
+    workdir, run_id = args[0], args[1]
+    o = _opts(args[2:])
+    d = os.path.join(_runs(workdir), run_id)
+    os.chdir(d)
+    try:
+        os.setpgid(0, 0)  # the host kills the whole group on timeout
+    except OSError:
+        pass
+    with open("pid", "w") as f:
+        f.write(str(os.getpid()))
+    threads = int(o.get("threads", "0")) or (os.cpu_count() or 1)
+    runtime = o["runtime"]
+    if runtime == "tvm":
+        os.environ["TVM_USE_RUNTIME_LIB"] = "1"  # runtime only: a third of the import time and memory
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+    t0 = time.perf_counter()
+    import numpy as np
+
+    if runtime == "tvm":
+        import tvm
+        from tvm.runtime import vm as tvm_vm
+
+        version = tvm.__version__
+    else:
+        import onnxruntime as ort
+
+        version = ort.__version__
+    import_s = time.perf_counter() - t0
+    rss_runtime = _rss("VmRSS")
+    data = np.load(o["inputs"])
+    ids, mask = data["input_ids"], data["attention_mask"]
+    t0 = time.perf_counter()
+    if runtime == "tvm":
+        dev = tvm.cpu()
+        machine = tvm_vm.VirtualMachine(tvm.runtime.load_module(o["model"]), dev)
+        main = machine["main"]
+
+        def infer(i):
+            out = main(tvm.runtime.tensor(ids[i : i + 1], dev), tvm.runtime.tensor(mask[i : i + 1], dev))
+            if not hasattr(out, "numpy"):
+                out = out[0]
+            return out.numpy()
+    else:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(o["model"], so, providers=["CPUExecutionProvider"])
+
+        def infer(i):
+            return sess.run(["logits"], {"input_ids": ids[i : i + 1], "attention_mask": mask[i : i + 1]})[0]
+    load_s = time.perf_counter() - t0
+    rss_loaded = _rss("VmRSS")
+    n = len(ids)
+    for k in range(int(o.get("warmup", "10"))):
+        infer(k % n)
+    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s", "1")), float(o.get("max_duration_s", "60"))
+    samples = []
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if (len(samples) >= min_count and elapsed >= min_s) or elapsed >= max_s:
+            break
+        i = len(samples) % n
+        t = time.perf_counter_ns()
+        infer(i)
+        samples.append(time.perf_counter_ns() - t)
+    duration_s = time.perf_counter() - start
+    logits = [infer(i)[0].tolist() for i in range(n)]
+    print(json.dumps({
+        "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
+        "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "peak_rss_bytes": _rss("VmHWM"),
+        "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
+        "min_met": len(samples) >= min_count and duration_s >= min_s,
+        "logits": logits,
+    }))
+
+
+COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "adopt": cmd_adopt, "link": cmd_link, "cleanup": cmd_cleanup, "run": cmd_run}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit("usage: eib_device.py {" + ",".join(COMMANDS) + "} ...")
+    COMMANDS[sys.argv[1]](sys.argv[2:])

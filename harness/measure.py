@@ -1,0 +1,154 @@
+"""Measure one model on one device with one runtime: build if needed, deploy, run, score, judge.
+
+    from harness.measure import MeasureSettings, measure_on_device
+    rec = measure_on_device("artifact/", "rpi4", spec, "tvm", dev_split, MeasureSettings(seq_len=64), cache_dir)
+    rec["p50_ms"], rec["accuracy"], rec["metrics"]["max_logit_drift"], rec["verdict"]
+
+The host prepares the dev set as token ids with the model's own tokenizer and computes reference logits
+with onnxruntime on exactly those arrays; the device returns its logits, so accuracy and drift come
+from the same compiled artifact that was timed. Raises `devices.errors.DeviceError` (device side) or
+`devices.tvm_build.BuildError` (build side); the caller turns them into stage rows.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from devices.agent import Agent
+from devices.errors import MissingRuntimeError
+from devices.inventory import DeviceSpec
+from devices.stats import summarize
+from eibutil import sha256_file
+
+MAX_P90_OVER_P50 = 1.5  # more spread than this and the percentiles are not trusted
+THROTTLE_FREQ_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    seq_len: int = 64
+    rows: int | None = None  # dev rows run on the device for accuracy (None: all)
+    warmup: int = 10
+    min_count: int = 100
+    min_duration_s: float = 2.0
+    max_duration_s: float = 60.0
+    trials: int = 0  # MetaSchedule trials (0: untuned)
+    fast_math: bool = True
+    build_timeout_s: float = 1800.0
+
+
+def _model_digest(model_dir: str | Path) -> str:
+    p = Path(model_dir)
+    if (p / "manifest.json").exists():
+        return sha256_file(p / "manifest.json")
+    from eibert.hub import model_fingerprint
+
+    return model_fingerprint(str(model_dir))
+
+
+def prepared(model_dir, split, settings: MeasureSettings, cache_dir: Path) -> tuple[Path, dict]:
+    """inputs.npz for this model, split and length (cached)."""
+    from eibert.deploy import prepare_inputs
+
+    key = hashlib.sha256(json.dumps([_model_digest(model_dir), split._fingerprint, settings.seq_len, settings.rows]).encode()).hexdigest()[:24]
+    out = cache_dir / "inputs" / key / "inputs.npz"
+    meta = out.with_name("inputs.json")
+    if meta.exists() and out.exists():
+        return out, json.loads(meta.read_text())
+    info = prepare_inputs(model_dir, split, settings.seq_len, out, limit=settings.rows)
+    meta.write_text(json.dumps(info))
+    return out, info
+
+
+def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path, db_dir: Path | None = None) -> dict:
+    """The TVM library of `model_dir` for `target` (the exported program and the build are cached)."""
+    from devices.tvm_build import build
+    from eibert.deploy import export_program
+
+    program = cache_dir / "programs" / f"{_model_digest(model_dir)[:24]}-s{settings.seq_len}.pt2"
+    if not program.exists():
+        export_program(model_dir, settings.seq_len, program)
+    return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math,
+                 db_dir=db_dir or (cache_dir / "tuning" / target / f"s{settings.seq_len}"), timeout_s=settings.build_timeout_s)
+
+
+def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple[str, str]:
+    """VALID, or INVALID with every reason (LoadGen's rule: a run states why it does not count)."""
+    why = []
+    if not result.get("min_met", False):
+        why.append(f"minimum not met ({summary.get('count', 0)} samples in {result.get('duration_s', 0):.1f} s; "
+                   f"needs {result.get('min_count')} and {result.get('min_duration_s')} s)")
+    if spec.emulated:
+        why.append("emulated device: latency is not comparable with native devices")
+    if summary.get("count") and summary["p90_ms"] > MAX_P90_OVER_P50 * summary["p50_ms"]:
+        why.append(f"spread too high (p90/p50 = {summary['p90_ms'] / summary['p50_ms']:.2f} > {MAX_P90_OVER_P50})")
+    gov = facts.get("governor")
+    if gov and gov != "performance":
+        why.append(f"CPU governor is {gov!r}, not 'performance'")
+    if facts.get("freq_khz") and facts.get("max_freq_khz") and facts["freq_khz"] < THROTTLE_FREQ_SHARE * facts["max_freq_khz"]:
+        why.append(f"CPU at {facts['freq_khz'] / 1000:.0f} MHz of {facts['max_freq_khz'] / 1000:.0f} MHz: throttled or idle-clocked")
+    return ("INVALID", "; ".join(why)) if why else ("VALID", "")
+
+
+def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, split, settings: MeasureSettings,
+                      cache_dir: str | Path, agent: Agent | None = None, build: dict | None = None, log=None) -> dict:
+    """One measurement record (the store's `measurements` columns plus `metrics`)."""
+    from eibert.deploy import onnx_model, reference_logits
+
+    cache_dir = Path(cache_dir)
+    if runtime not in spec.runtimes:
+        raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
+    inputs, info = prepared(model_dir, split, settings, cache_dir)
+    onnx = onnx_model(model_dir, cache_dir)
+    if runtime == "tvm":
+        build = build or build_for(model_dir, spec.target, settings, cache_dir)
+        files = {"model.so": Path(build["lib"]), "inputs.npz": inputs}
+        model_name = "model.so"
+    else:
+        files = {"model.onnx": onnx, "inputs.npz": inputs}
+        model_name = "model.onnx"
+    own = agent is None
+    agent = agent or Agent(device, spec)
+    try:
+        facts = agent.probe()
+        if runtime not in facts.get("runtimes", []):
+            raise MissingRuntimeError(device, f"runtime {runtime!r} is not installed on the device ({spec.python})")
+        res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
+                              min_count=settings.min_count, min_duration_s=settings.min_duration_s,
+                              max_duration_s=settings.max_duration_s, threads=spec.threads)
+    finally:
+        if own:
+            agent.close()
+    samples_ms = [ns / 1e6 for ns in res.pop("latencies_ns")]
+    summary = summarize(samples_ms)
+    logits = np.asarray(res.pop("logits"), dtype=np.float32)
+    ref = reference_logits(onnx, inputs)
+    labels = np.load(inputs)["labels"]
+    preds, ref_preds = logits.argmax(1), ref.argmax(1)
+    v, reason = verdict(summary, res, facts, spec)
+    size = None
+    if (Path(model_dir) / "manifest.json").exists():
+        size = json.loads((Path(model_dir) / "manifest.json").read_text())["size_bytes"]
+    metrics = {
+        **{k: summary[k] for k in summary if k not in ("p50_ms", "p90_ms", "p99_ms")},
+        "max_logit_drift": float(np.abs(logits - ref).max()) if len(ref) else None,
+        "predictions_agree": int((preds == ref_preds).sum()), "reference_accuracy": float((ref_preds == labels).mean()) if len(labels) else None,
+        "rss_runtime_bytes": res.get("rss_runtime_bytes"), "rss_loaded_bytes": res.get("rss_loaded_bytes"),
+        "runtime_version": res.get("runtime_version"), "threads": res.get("threads"), "load_s": res.get("load_s"),
+        "import_s": res.get("import_s"), "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"),
+        "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
+        "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
+        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
+                                        "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
+        "settings": asdict(settings),
+    }
+    return {
+        "device": device, "runtime": runtime, "target": spec.target if runtime == "tvm" else None,
+        "accuracy": float((preds == labels).mean()) if len(labels) else None, "n": int(len(labels)), "size_bytes": size,
+        "p50_ms": summary.get("p50_ms"), "p90_ms": summary.get("p90_ms"), "p99_ms": summary.get("p99_ms"),
+        "peak_rss_bytes": res.get("peak_rss_bytes"), "samples": samples_ms, "metrics": metrics,
+        "verdict": v, "verdict_reason": reason, "predictions": preds.tolist(),
+    }
