@@ -215,6 +215,12 @@ class SSHTransport:
                     if not got:
                         time.sleep(0.01)
                 status = chan.recv_exit_status()
+                if status == -1:
+                    # -1: sshd sent exit-signal (killed), or the connection died and paramiko closed the channel.
+                    # Tell them apart by asking the connection for a new session.
+                    if not self._alive():
+                        raise EOFError("connection lost before an exit status arrived")
+                    self.client.get_transport().open_session(timeout=min(5.0, self.spec.link_timeout_s)).close()
             except (OSError, EOFError, self._paramiko.SSHException) as e:
                 raise self._lost(e, f"`{argv[0]}`", dog, timeout_s) from e
         return _check_exit(self.name, status, bytes(out), bytes(err), argv)

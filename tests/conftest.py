@@ -42,3 +42,24 @@ def task_files(tmp_path) -> dict[str, Path]:
     for path, part in ((train, rows[:64]), (dev, rows[64:])):
         path.write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part), encoding="utf-8")
     return {"train": train, "dev": dev}
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_bert, tmp_path_factory):
+    """(artifact folder, its task data, a cache folder): a compressed int8 artifact of the tiny BERT."""
+    from eibert.compress import VocabSettings, compress
+    from eibert.data import load_task
+    from eibert.distill import DistillSettings
+    from eibert.quant import QuantSettings
+
+    folder = tmp_path_factory.mktemp("task-art")
+    rows = tiny_sentences(96)
+    for name, part in (("train", rows[:64]), ("dev", rows[64:])):
+        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
+    data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
+    cache = tmp_path_factory.mktemp("cache-art")
+    res = compress(str(tiny_bert), data, student={"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True},
+                   vocab=VocabSettings(size=400, importance_rows=64), distill=DistillSettings(mode="cross", max_steps=4, batch_size=16),
+                   quant=QuantSettings(granularity="per-channel", steps_per_block=20), cache_dir=str(cache), max_seq_len=32,
+                   calib_rows=32, progress=False)
+    return Path(res["artifact_dir"]), data, cache

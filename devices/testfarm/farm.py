@@ -135,12 +135,16 @@ class Farm:
         self.devices[name] = dev
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "ssh_host_ed25519_key")])
         pub = (d / "ssh_host_ed25519_key.pub").read_text().split()
-        with open(self.known_hosts, "a") as f:
-            f.write(f"{dev.address} {pub[0]} {pub[1]}\n")
+        self._known_host(dev.address, f"{dev.address} {pub[0]} {pub[1]}\n")
         self._write_sshd_config(dev)
         self._net_up(dev)
         self.start(name)
         return dev
+
+    def _known_host(self, address: str, line: str = "") -> None:
+        """Replace the known_hosts entry of `address` (addresses are reused by later devices)."""
+        kept = [ln for ln in self.known_hosts.read_text().splitlines(keepends=True) if ln.split(" ", 1)[0] != address]
+        self.known_hosts.write_text("".join(kept) + line)
 
     def _write_sshd_config(self, dev: FarmDevice) -> None:
         lines = [
@@ -292,6 +296,7 @@ class Farm:
         subprocess.run(["ip", "link", "del", dev.veth], capture_output=True)  # before netns del, which is asynchronous
         subprocess.run(["ip", "netns", "del", dev.netns], capture_output=True)
         del self.devices[name]
+        self._known_host(dev.address)
         shutil.rmtree(dev.dir, ignore_errors=True)
 
     def close(self) -> None:

@@ -1,0 +1,102 @@
+"""The device side without a farm: inventory errors, quoting, the local transport's error kinds, latency
+statistics, the agent on the local device (blob reuse, cleanup) and TVM build errors."""
+
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from devices.agent import Agent
+from devices.errors import CommandError, DeviceTimeoutError, KilledError
+from devices.inventory import DeviceSpec, load_inventory
+from devices.stats import nearest_rank, summarize
+from devices.transport import LocalTransport, command_line
+from eibutil import ConfigError
+
+
+@pytest.mark.parametrize("body, key, message", [
+    ("devices:\n  pi:\n    transport: ssh\n    user: pi\n    key_file: k\n", "devices.pi", "needs host"),
+    ("devices:\n  pi:\n    transport: ssh\n    host: h\n    key_file: k\n", "devices.pi", "needs user"),
+    ("devices:\n  pi:\n    transport: ssh\n    host: h\n    user: u\n", "devices.pi", "key_file, key_env or use_agent"),
+    ("devices:\n  pi:\n    transport: local\n    target: riscv\n", "devices.pi.target", "x86-64"),
+    ("devices:\n  pi:\n    transport: local\n    arch: aarch64\n    target: x86-64\n", "devices.pi", "builds for x86_64"),
+    ("devices:\n  'pi;reboot':\n    transport: local\n", "devices", "pattern"),
+    ("devices:\n  pi:\n    transport: local\n    port: 0\n", "devices.pi.port", "greater than or equal to 1"),
+    ("devices:\n  pi:\n    transport: local\n    colour: red\n", "devices.pi.colour", "unknown key"),
+])
+def test_inventory_errors_name_file_device_and_key(tmp_path, body, key, message):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as e:
+        load_inventory(path)
+    text = str(e.value)
+    assert str(path) in text and key in text and message in text, text
+
+
+def test_shipped_inventory_loads_and_has_the_local_device():
+    inv = load_inventory("inventory.yaml")
+    assert inv.devices["local"].transport == "local"
+
+
+def test_command_line_quotes_every_argument(tmp_path):
+    marker = tmp_path / "pwned"
+    nasty = [f"; touch {marker}", f"$(touch {marker})", f"`touch {marker}`", "a'b\"c", "\n touch x"]
+    line = command_line(["printf", "%s|", *nasty], cwd=str(tmp_path), env={"X": f"$(touch {marker})"})
+    out = subprocess.run(["sh", "-c", line], capture_output=True, text=True, check=True).stdout
+    assert out == "".join(f"{a}|" for a in nasty) and not marker.exists()
+    assert line.startswith(f"cd {shlex.quote(str(tmp_path))} && exec env")
+
+
+def test_local_transport_tells_timeout_killed_and_failed_apart():
+    t = LocalTransport("local", DeviceSpec(transport="local"))
+    assert t.run([sys.executable, "-c", "print('hi')"], timeout_s=30) == b"hi\n"
+    with pytest.raises(DeviceTimeoutError):
+        t.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout_s=0.5)
+    with pytest.raises(KilledError):
+        t.run([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"], timeout_s=30)
+    with pytest.raises(CommandError) as e:
+        t.run([sys.executable, "-c", "import sys; sys.stderr.write('boom'); sys.exit(3)"], timeout_s=30)
+    assert e.value.exit_status == 3 and "boom" in e.value.stderr and e.value.kind == "failed"
+
+
+def test_nearest_rank_percentiles():
+    xs = [float(i) for i in range(1, 101)]
+    assert nearest_rank(xs, 50) == 50 and nearest_rank(xs, 90) == 90 and nearest_rank(xs, 99) == 99
+    assert nearest_rank([7.0], 99) == 7.0
+    s = summarize([5.0, 1.0, 3.0])
+    assert (s["p50_ms"], s["p99_ms"], s["min_ms"], s["count"]) == (3.0, 5.0, 1.0, 3)
+
+
+def test_local_agent_reuses_blobs_and_leaves_no_run_behind(tmp_path, tiny_artifact):
+    import numpy as np
+
+    art, data, _ = tiny_artifact
+    spec = DeviceSpec(transport="local", workdir=str(tmp_path / "work"), runtimes=["onnxruntime"])
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, input_ids=np.ones((3, 8), np.int64), attention_mask=np.ones((3, 8), np.int64), labels=np.zeros(3, np.int64))
+    with Agent("local", spec) as agent:
+        first = agent.run_model({"model.onnx": art / "model.onnx", "inputs.npz": npz}, "onnxruntime", model="model.onnx",
+                                inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
+        second = agent.run_model({"model.onnx": art / "model.onnx", "inputs.npz": npz}, "onnxruntime", model="model.onnx",
+                                 inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
+    assert first["uploaded_bytes"] > 0 and second["uploaded_bytes"] == 0
+    assert len(first["latencies_ns"]) >= 3 and len(first["logits"]) == 3 and first["min_met"]
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["blobs"]  # runs/ removed with its last run
+
+
+def test_tvm_build_errors_are_typed(tmp_path):
+    from devices.tvm_build import BuildError, build
+
+    prog = tmp_path / "broken.pt2"
+    prog.write_bytes(b"not a program")
+    with pytest.raises(BuildError) as e:
+        build(prog, "riscv", tmp_path)
+    assert e.value.kind == "bad-target"
+    with pytest.raises(BuildError) as e:
+        build(prog, "x86-64", tmp_path)
+    assert e.value.kind == "build-failed" and e.value.log
+    with pytest.raises(BuildError) as e:
+        build(prog, "x86-64", tmp_path, timeout_s=0.2)
+    assert e.value.kind == "build-timeout"
+    assert not list((tmp_path / "tvm").rglob("model.so"))  # nothing half-built is left in the cache

@@ -1,0 +1,296 @@
+"""Real SSH devices on this machine (see devices/testfarm): an x86 device in a network namespace and an
+aarch64 device whose programs run under qemu, each running a model built for it; faults that really
+happen (a cut link, a killed sshd, a killed process, a corrupted upload, a run past its timeout), each
+surfacing as its own kind of error within 10 s with nothing left behind; host keys and shell quoting.
+
+Needs root and network namespaces; skipped with the reason elsewhere, but under CI=true it must run.
+"""
+
+import hashlib
+import itertools
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from devices.agent import Agent
+from devices.errors import DeviceTimeoutError, HostKeyError, IntegrityError, KilledError, UnreachableError
+from devices.inventory import DeviceSpec
+from devices.testfarm.hostenv import missing_requirements
+from harness.measure import MeasureSettings, measure_on_device
+
+pytestmark = pytest.mark.farm
+FAULT_BUDGET_S = 10.0
+SETTINGS = MeasureSettings(seq_len=32, rows=16, warmup=2, min_count=10, min_duration_s=0.2, max_duration_s=30)
+
+
+def _need(arm: bool = False) -> None:
+    why = missing_requirements(arm)
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true, and the device farm cannot run: {why}")
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def farm():
+    _need()
+    from devices.testfarm.farm import Farm
+
+    f = Farm(log=lambda msg: print(msg, flush=True))
+    yield f
+    f.close()
+
+
+def _spec(farm, name: str, **over) -> DeviceSpec:
+    return DeviceSpec(**farm.spec(name, **over))
+
+
+@pytest.fixture(scope="module")
+def x86(farm):
+    farm.add("x86a")
+    yield "x86a"
+    farm.remove("x86a")
+
+
+@pytest.fixture(scope="module")
+def arm(farm):
+    _need(arm=True)
+    farm.add("arm1", arch="aarch64")
+    yield "arm1"
+    farm.remove("arm1")
+
+
+_count = itertools.count()
+
+
+@pytest.fixture
+def fresh(farm):
+    """A device of its own for a test that breaks it."""
+    name = f"fault{next(_count)}"
+    farm.add(name)
+    yield name
+    farm.remove(name)
+
+
+def _check_measurement(rec: dict, n: int) -> None:
+    m = rec["metrics"]
+    assert rec["n"] == n and m["predictions_agree"] == n  # identical to the host's onnxruntime predictions
+    assert m["max_logit_drift"] < 1e-4
+    assert 0 < rec["p50_ms"] <= rec["p90_ms"] <= rec["p99_ms"] and m["count"] >= SETTINGS.min_count
+    assert len(rec["samples"]) == m["count"]
+    assert rec["peak_rss_bytes"] >= m["rss_loaded_bytes"] >= m["rss_runtime_bytes"] > 0
+
+
+@pytest.mark.parametrize("runtime", ["tvm", "onnxruntime"])
+def test_x86_namespace_device_runs_the_artifact(farm, x86, tiny_artifact, runtime):
+    art, data, cache = tiny_artifact
+    rec = measure_on_device(art, x86, _spec(farm, x86), runtime, data.dev, SETTINGS, cache)
+    _check_measurement(rec, 16)
+    assert rec["metrics"]["device_facts"]["hostname"] == x86 and rec["metrics"]["device_facts"]["machine"] == "x86_64"
+    if runtime == "tvm":
+        assert rec["metrics"]["build"]["target_dict"]["mtriple"] == "x86_64-linux-gnu"
+
+
+@pytest.mark.parametrize("runtime", ["tvm", "onnxruntime"])
+def test_emulated_aarch64_device_runs_the_cross_compiled_artifact(farm, arm, tiny_artifact, runtime):
+    art, data, cache = tiny_artifact
+    rec = measure_on_device(art, arm, _spec(farm, arm), runtime, data.dev, SETTINGS, cache)
+    _check_measurement(rec, 16)
+    assert rec["metrics"]["device_facts"]["machine"] == "aarch64"  # every program there really is aarch64
+    assert rec["verdict"] == "INVALID" and "emulated" in rec["verdict_reason"]
+    if runtime == "tvm":
+        assert rec["metrics"]["build"]["target_dict"]["mtriple"] == "aarch64-linux-gnu"
+        assert Path(rec["metrics"]["build"].get("lib_sha256") and farm.devices[arm].host_workdir).exists()
+
+
+def test_local_device_works_without_ssh(tiny_artifact, tmp_path):
+    art, data, cache = tiny_artifact
+    spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "local"), threads=1)
+    for runtime in ("onnxruntime", "tvm"):
+        rec = measure_on_device(art, "local", spec, runtime, data.dev, SETTINGS, cache)
+        _check_measurement(rec, 16)
+
+
+# faults ---------------------------------------------------------------------------------------
+
+def _assert_clean(farm, name: str) -> None:
+    """No run directory, no partial upload, and every cached blob is what its name says."""
+    entries = farm.workdir_entries(name)
+    assert entries["runs"] == [] and entries["other"] == [], entries
+    blobs = farm.devices[name].host_workdir / "blobs"
+    for b in blobs.iterdir() if blobs.is_dir() else []:
+        assert hashlib.sha256(b.read_bytes()).hexdigest() == b.name.split(".")[0], b
+    assert not [p for p in farm.pids(name) if b"eib_device.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+
+def _wait_for_runner(farm, name: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in farm.pids(name):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"eib_device.py\0run" in cmd:
+                time.sleep(0.5)  # past its imports, in the timing loop
+                return
+        time.sleep(0.05)
+    raise AssertionError("the runner never started on the device")
+
+
+def _long_run(agent: Agent, tiny_artifact, tmp_path):
+    art, _, _ = tiny_artifact
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, input_ids=np.ones((2, 8), np.int64), attention_mask=np.ones((2, 8), np.int64), labels=np.zeros(2, np.int64))
+    return agent.run_model({"model.onnx": art / "model.onnx", "inputs.npz": npz}, "onnxruntime", model="model.onnx",
+                           inputs="inputs.npz", warmup=1, min_count=1, min_duration_s=120, max_duration_s=120, threads=1)
+
+
+def _fault_during_run(farm, name, tiny_artifact, tmp_path, fault, spec=None):
+    """Start a long run, apply `fault` once the runner is timing; returns (error, seconds from fault to error)."""
+    agent = Agent(name, spec or _spec(farm, name))
+    agent.probe()
+    box: dict = {}
+
+    def go():
+        try:
+            _long_run(agent, tiny_artifact, tmp_path)
+        except Exception as e:  # noqa: BLE001 - the test inspects it
+            box["error"], box["at"] = e, time.monotonic()
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    _wait_for_runner(farm, name)
+    t0 = time.monotonic()
+    fault()
+    th.join(timeout=60)
+    assert not th.is_alive(), "the agent hung after the fault"
+    return agent, box.get("error"), box.get("at", time.monotonic()) - t0
+
+
+def test_link_cut_during_a_run_is_unreachable_within_seconds(farm, fresh, tiny_artifact, tmp_path):
+    agent, err, took = _fault_during_run(farm, fresh, tiny_artifact, tmp_path, lambda: farm.cut_link(fresh))
+    assert isinstance(err, UnreachableError) and took < FAULT_BUDGET_S, (err, took)
+    farm.restore_link(fresh)
+    agent.probe()  # the next connection removes the failed run and kills its orphaned process
+    agent.close()
+    _assert_clean(farm, fresh)
+
+
+def test_link_cut_during_an_upload_is_unreachable_within_seconds(farm, fresh, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 << 20))
+    agent = Agent(fresh, _spec(farm, fresh))
+    agent.probe()
+    farm.limit_rate(fresh, "4mbit")  # ~12 s for the file: long enough to cut in the middle
+    box: dict = {}
+
+    def go():
+        try:
+            agent.run_model({"big.bin": big}, "onnxruntime", model="big.bin")
+        except Exception as e:  # noqa: BLE001
+            box["error"], box["at"] = e, time.monotonic()
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    part = farm.devices[fresh].host_workdir / "runs"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not list(part.glob("*/upload/big.bin")):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    uploading = list(part.glob("*/upload/big.bin"))
+    assert uploading and 0 < uploading[0].stat().st_size < big.stat().st_size, "not cut during the upload"
+    t0 = time.monotonic()
+    farm.cut_link(fresh)
+    th.join(timeout=60)
+    assert not th.is_alive()
+    took = box["at"] - t0
+    assert isinstance(box["error"], UnreachableError) and took < FAULT_BUDGET_S, (box, took)
+    farm.limit_rate(fresh, None)
+    farm.restore_link(fresh)
+    agent.probe()
+    agent.close()
+    _assert_clean(farm, fresh)
+    assert not list((farm.devices[fresh].host_workdir / "blobs").glob(".*"))
+
+
+def test_killed_sshd_is_unreachable_within_seconds(farm, fresh, tiny_artifact, tmp_path):
+    agent, err, took = _fault_during_run(farm, fresh, tiny_artifact, tmp_path, lambda: farm.kill_all(fresh))
+    assert isinstance(err, UnreachableError) and took < FAULT_BUDGET_S, (err, took)
+    farm.start(fresh)
+    agent.probe()
+    agent.close()
+    _assert_clean(farm, fresh)
+
+
+def test_killed_remote_process_is_reported_as_killed(farm, fresh, tiny_artifact, tmp_path):
+    agent, err, took = _fault_during_run(farm, fresh, tiny_artifact, tmp_path,
+                                         lambda: farm.kill_matching(fresh, "eib_device.py"))
+    assert isinstance(err, KilledError) and err.exit_status == -1 and took < FAULT_BUDGET_S, (err, took)
+    agent.close()
+    _assert_clean(farm, fresh)  # the link was alive: cleaned up at once
+
+
+def test_run_past_its_timeout_is_a_timeout_and_is_killed(farm, fresh, tiny_artifact, tmp_path):
+    spec = _spec(farm, fresh, run_timeout_s=4)
+    agent = Agent(fresh, spec)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeoutError):
+        _long_run(agent, tiny_artifact, tmp_path)
+    assert time.monotonic() - t0 < 4 + FAULT_BUDGET_S
+    agent.close()
+    _assert_clean(farm, fresh)
+
+
+def test_corrupted_upload_is_an_integrity_error(farm, fresh, tiny_artifact, tmp_path):
+    art, _, _ = tiny_artifact
+
+    def flip_a_byte(agent, remote_path):  # a real corruption of the file on the device's disk
+        with open(remote_path, "r+b") as f:
+            f.seek(100)
+            b = f.read(1)
+            f.seek(100)
+            f.write(bytes([b[0] ^ 0xFF]))
+
+    agent = Agent(fresh, _spec(farm, fresh), on_uploaded=flip_a_byte)
+    t0 = time.monotonic()
+    with pytest.raises(IntegrityError) as e:
+        agent.run_model({"model.onnx": art / "model.onnx"}, "onnxruntime", model="model.onnx")
+    assert time.monotonic() - t0 < FAULT_BUDGET_S and "sha256" in str(e.value)
+    agent.close()
+    _assert_clean(farm, fresh)
+    assert not list((farm.devices[fresh].host_workdir / "blobs").glob("*.onnx"))  # the bad copy never became a blob
+
+
+# host keys and quoting ------------------------------------------------------------------------
+
+def test_unknown_host_key_is_refused_by_default(farm, x86, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(HostKeyError, match="not in"):
+        Agent(x86, _spec(farm, x86, known_hosts=str(empty))).probe()
+    assert Agent(x86, _spec(farm, x86, known_hosts=str(empty), accept_unknown_host=True)).probe()["hostname"] == x86
+
+
+def test_changed_host_key_is_refused(farm, x86, tmp_path):
+    import paramiko
+
+    other = paramiko.Ed25519Key.from_private_key_file(str(farm.client_key))  # any key but the device's
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{farm.devices[x86].address} {other.get_name()} {other.get_base64()}\n")
+    with pytest.raises(HostKeyError, match="does not match"):
+        Agent(x86, _spec(farm, x86, known_hosts=str(wrong))).probe()
+
+
+def test_shell_metacharacters_in_paths_execute_nothing(farm, x86, tiny_artifact, tmp_path):
+    marker = Path("/tmp") / f"eib-pwned-{os.getpid()}"
+    base = farm.devices[x86].host_workdir
+    workdir = f"{base}/w;touch {marker};/$(touch {marker})/`touch {marker}`/a'b\"c"
+    art, data, cache = tiny_artifact
+    rec = measure_on_device(art, x86, _spec(farm, x86, workdir=workdir), "onnxruntime", data.dev, SETTINGS, cache)
+    assert rec["n"] == 16 and not marker.exists()
+    assert Path(workdir, "blobs").is_dir()  # the literal path was used
