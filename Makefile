@@ -12,6 +12,7 @@ quickstart: install
 	eib run configs/quickstart.yaml
 
 install-test:
+	bash scripts/install-system-deps.sh
 	$(PIP) -e '.[test]'
 
 # Installs what the tests need and runs them (.ci/run calls exactly this).

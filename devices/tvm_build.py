@@ -207,7 +207,8 @@ def _child(job: dict) -> dict:
         if new:
             ms.relax_integration.tune_relax(
                 mod=mod, params={}, target=target, work_dir=db_dir, max_trials_global=max(job["trials"], len(tasks)),
-                num_trials_per_iter=16, builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=60),
+                # every task gets a first round before any gets a second: keep rounds small when trials are few
+                num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))), builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=60),
                 runner=ms.runner.LocalRunner(timeout_sec=30))
         info["tune_s"] = round(time.perf_counter() - t1, 2)
         with target:
