@@ -28,7 +28,7 @@ from pathlib import Path
 from devices.targets import TARGETS
 from eibutil import atomic_write_json, sha256_file
 
-BUILD_VERSION = 1  # bump when the build recipe changes
+BUILD_VERSION = 2  # bump when the build recipe changes
 
 
 class BuildError(RuntimeError):
@@ -201,7 +201,9 @@ def _child(job: dict) -> dict:
         os.makedirs(db_dir, exist_ok=True)
         tasks = ms.relax_integration.extract_tasks(mod, target)
         db = ms.database.JSONDatabase(work_dir=db_dir)
-        new = [t.task_name for t in tasks if not db.has_workload(t.dispatched[0])]
+        # a task is new unless the database holds a measured record for it (a crashed tuning run can leave
+        # workloads without records)
+        new = [t.task_name for t in tasks if db.query_tuning_record(t.dispatched[0], target, t.task_name) is None]
         info.update(tasks=len(tasks), new_tasks=len(new), new_task_names=new[:50])
         t1 = time.perf_counter()
         if new:

@@ -44,10 +44,20 @@ class VocabSettings:
         return asdict(self)
 
 
+def _partial(stages: dict, t_start: float) -> dict:
+    last = list(stages)[-1]
+    return {"stages": stages, "cache_hit": all(s["cache_hit"] for s in stages.values()), "cache_key": stages[last]["key"],
+            "wall_s": time.perf_counter() - t_start}
+
+
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill: DistillSettings,
              quant: QuantSettings | None, cache_dir: str, max_seq_len: int = 64, calib_rows: int = 512,
-             progress: bool = True) -> dict:
-    """Run importance -> vocab -> student -> artifact with caching; returns the result record."""
+             progress: bool = True, until: str = "artifact") -> dict:
+    """Run importance -> vocab -> student -> artifact with caching; returns the result record.
+
+    `until` ("importance" | "student" | "artifact") stops after that stage, so a scheduler can run the
+    stages that several variants share once, before the variants that start from them.
+    """
     cache = Cache(cache_dir)
     t_start = time.perf_counter()
     stages: dict[str, dict] = {}
@@ -79,6 +89,8 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
             np.save(tmp / "scores.npy", scores)
     scores = np.load(cache.path("importance", imp_key) / "scores.npy")
     stages["importance"] = {"cache_hit": hit, "wall_s": time.perf_counter() - t0, "key": imp_key}
+    if until == "importance":
+        return _partial(stages, t_start)
 
     # 2. the pruned vocabulary and its tokenizer
     voc_key = cache.key("vocab", {"v": CODE_VERSION, "importance": imp_key, "size": vocab.size, "alphabet": vocab.keep_alphabet})
@@ -136,6 +148,9 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     stages["student"] = {"cache_hit": hit, "wall_s": time.perf_counter() - t0, "key": stu_key,
                          "torch_dev_accuracy": smetrics["torch_dev_accuracy"], "steps": smetrics["fit"]["steps"],
                          **({"teacher_dev_accuracy_after": smetrics["teacher_dev_accuracy_after"]} if "teacher_dev_accuracy_after" in smetrics else {})}
+
+    if until == "student":
+        return _partial(stages, t_start)
 
     # 4. quantization, export, and accuracy of the exported artifact under onnxruntime
     qjson = quant.to_json() if quant else None

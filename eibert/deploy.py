@@ -43,7 +43,7 @@ def export_program(model_dir: str | Path, seq_len: int, out: str | Path) -> Path
         ep = torch.export.export(model, (ids, torch.ones_like(ids)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.stem}.tmp.pt2")
     torch.export.save(ep, str(tmp))
     tmp.replace(out)
     return out

@@ -7,6 +7,8 @@
     eib runs [--db results/eib.sqlite]            # runs stored in a results database
     eib devices list|check [--inventory FILE]     # the inventory; a health table of every device
     eib measure ARTIFACT --device NAME [--runtime tvm|onnxruntime]   # build, deploy, run, store
+    eib report RUN [--against RUN2] [--deploy VARIANT --budget ...]  # HTML/Markdown/CSV, comparison, sign-off
+    eib nightly CONFIG [--baseline RUN]           # fresh run; exit 1 on a confirmed regression
 
 User mistakes (bad config, missing file, unknown model) print one line and exit with code 2.
 """
@@ -52,12 +54,14 @@ def _print_results(store, run_id: str) -> None:
         print(f"{names.get(m['variant_id'], '(shared)')[:40]:40s} {m['subject']:8s} {m['runtime']:12s} {size:>11s} {acc:>9s}")
 
 
-def cmd_run(args, until: str = "compress") -> int:
+def cmd_run(args, until: str = "measure") -> int:
     from harness.pipeline import run_experiment
     from harness.store import Store
 
     cfg, raw = _load(args.config)
-    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, until=until)
+    resume = getattr(args, "resume", None) or getattr(args, "rerun_failed", None)
+    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, until=until, executor=args.executor, address=args.address,
+                            resume=resume, rerun_failed=bool(getattr(args, "rerun_failed", None)))
     store = Store(cfg.results.database)
     run = store.run(run_id)
     _print_results(store, run_id)
@@ -94,15 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(fn=cmd_plan)
 
-    p = sub.add_parser("run", help="run the experiment: stages, results database, report")
-    p.add_argument("config")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(fn=cmd_run)
-
-    p = sub.add_parser("compress", help="compress every variant to a deployable artifact (cached), scored with onnxruntime")
-    p.add_argument("config")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(fn=lambda a: cmd_run(a, until="compress"))
+    for name, until, text in (("run", "measure", "run the experiment: every stage, the results database, the report"),
+                              ("compress", "compress", "compress every variant to a deployable artifact (cached), scored with onnxruntime")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("config")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--executor", choices=["ray", "inline"], default="ray", help="Ray tasks (default) or this process, for debugging")
+        p.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local one with this machine's CPUs)")
+        g = p.add_mutually_exclusive_group()
+        g.add_argument("--resume", metavar="RUN", help="continue RUN: stages it completed are not run again")
+        g.add_argument("--rerun-failed", metavar="RUN", help="continue RUN and run its failed stages again")
+        p.set_defaults(fn=lambda a, until=until: cmd_run(a, until=until))
 
     p = sub.add_parser("evaluate", help="accuracy of a model or artifact on a labelled TSV/CSV/JSON/Parquet file, as JSON")
     p.add_argument("model", help="artifact folder (onnxruntime), model folder, 'bundled', or a Hugging Face id")
@@ -121,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness import cli_devices
 
     cli_devices.add_commands(sub)
+    from harness import cli_report
+
+    cli_report.add_commands(sub)
     return ap
 
 

@@ -146,6 +146,9 @@ class MeasureConfig(_Section):
     min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
     max_duration_s: Annotated[float, Field(gt=0, le=36_000)] = 60.0
     timeout_s: Annotated[float, Field(gt=0, le=36_000)] = 600.0
+    rows: Annotated[int, Field(ge=1)] | None = None  # dev rows run on the device for accuracy (None: all)
+    trials: Annotated[int, Field(ge=0, le=100_000)] = 0  # MetaSchedule tuning trials for TVM builds (0: untuned)
+    reuse: bool = True  # reuse a stored measurement of the same artifact, device and rules (nightly runs set false)
 
     @model_validator(mode="after")
     def _durations(self) -> "MeasureConfig":

@@ -4,20 +4,22 @@
     from harness.pipeline import run_experiment
     run_id = run_experiment(load_config("configs/quickstart.yaml"), "configs/quickstart.yaml")
 
-Stages: data -> teacher (shared by every variant with the same task and teacher settings) ->
-compress (per variant: vocabulary, student, quantization, exported artifact scored by onnxruntime).
-Each stage returns a `StageResult`; a failure is stored as a row with its error and the sweep goes on
-with the variants it does not touch. Every expensive step is cached by content in `cache_dir`.
+Stages form a graph (harness/graph.py): teacher -> importance -> student -> artifact -> build (TVM,
+per target) -> measure (per device and runtime); work shared by several variants is one node. The
+scheduler (harness/scheduler.py) runs it on Ray or inline; each node returns a `StageResult`, a failure
+is stored as a row with its error and the sweep goes on with what it does not touch. Every expensive
+step is cached by content in `cache_dir`, and `resume` continues a run that was cut short.
 """
 
+import time
 from pathlib import Path
 
+from eibutil import UserError, sha256_file
 from harness.config import ExperimentConfig
 from harness.provenance import collect
 from harness.report import write_summary
-from harness.stages import StageResult, run_stage
 from harness.store import Store
-from harness.variants import Variant, config_hash, expand
+from harness.variants import expand
 
 
 def _say(msg: str, quiet: bool) -> None:
@@ -58,112 +60,131 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
     }
 
 
-class Runner:
-    """Runs the stages of one run and writes each result as it comes (so a crash loses nothing done)."""
+def _measurement_row(node, res) -> dict | None:
+    """The `measurements` row a finished node contributes, if any."""
+    o = res.output
+    if node.stage == "teacher":
+        return {"subject": "teacher", "device": "host", "runtime": "torch", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
+                "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"]}}
+    if node.stage == "artifact":
+        return {"subject": "artifact", "device": "host", "runtime": "onnxruntime", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
+                "size_bytes": o["size_bytes"],
+                "metrics": {"parts": o["parts"], "max_logit_diff_vs_torch": o["max_logit_diff_vs_torch"],
+                            "float_dev_accuracy": o["float_dev_accuracy"], "teacher_dev_accuracy": o["teacher_dev_accuracy"],
+                            "coverage": o["stages"]["vocab"]["coverage"], "unk_rate": o["stages"]["vocab"]["unk_rate"],
+                            "artifact_dir": o["artifact_dir"], "data_sha256": o["data_sha256"]}}
+    if node.stage == "measure":
+        return {"subject": "artifact", "device": o["device"], "runtime": o["runtime"], "target": o.get("target"),
+                "accuracy": o["accuracy"], "n": o["n"], "size_bytes": o["size_bytes"], "p50_ms": o["p50_ms"], "p90_ms": o["p90_ms"],
+                "p99_ms": o["p99_ms"], "peak_rss_bytes": o["peak_rss_bytes"], "samples_ms": o["samples"],
+                "metrics": {k: v for k, v in o["metrics"].items()} | {"requested_device": o.get("requested_device")},
+                "verdict": o["verdict"], "verdict_reason": o["verdict_reason"]}
+    return None
 
-    def __init__(self, cfg: ExperimentConfig, store: Store, run_id: str, quiet: bool):
-        self.cfg, self.store, self.run_id, self.quiet = cfg, store, run_id, quiet
-        self.errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
-        self.shared: dict[str, tuple[object, StageResult]] = {}  # task+teacher key -> (data, teacher result)
-        self.results: list[StageResult] = []
 
-    def record(self, res: StageResult, measurement: dict | None = None) -> None:
-        with self.store.transaction() as tx:
-            tx.add_stage(self.run_id, res.variant_id, res.stage, status=res.status, error=res.error, error_kind=res.error_kind,
-                         cache_key=res.cache_key, wall_s=res.wall_s, output=res.output)
-            if measurement:
-                tx.add_measurement(self.run_id, res.variant_id, **measurement)
-        self.results.append(res)
-        who = res.variant_id or "shared"
-        _say(f"  {who:16s} {res.stage:9s} {res.status:7s} {res.wall_s:7.1f}s" + (f"  {res.error}" if res.error else ""), self.quiet)
+UNTIL = {"teacher": ("teacher",), "compress": ("teacher", "importance", "student", "artifact"),
+         "measure": ("teacher", "importance", "student", "artifact", "build", "measure")}
 
-    def teacher_for(self, v: Variant):
-        """(data, teacher result) for a variant; computed once per distinct task+teacher config."""
-        key = config_hash(v.config, exclude=("name", "sweep", "results", "compress"))
-        if key in self.shared:
-            return self.shared[key]
-        state: dict = {}
 
-        def data_stage() -> dict:
-            state["data"] = data = load_data(v.config)
-            return {"train_rows": len(data.train), "dev_rows": len(data.dev), "num_labels": data.num_labels,
-                    "checksums": data.checksums, "sources": data.sources}
-
-        res = run_stage("data", "", data_stage, self.errors_dir)
-        self.record(res)
-        if not res.ok:
-            self.shared[key] = (None, res)
-            return self.shared[key]
-
-        def teacher_stage() -> dict:
-            from eibert.teacher import finetune_teacher
-
-            hp = v.config.teacher.model_dump(exclude={"model"})
-            return finetune_teacher(v.config.teacher.model, state["data"], cache_dir=str(v.config.cache_dir), hp=hp,
-                                    max_seq_len=v.config.task.max_seq_len, progress=not self.quiet).to_json()
-
-        res = run_stage("teacher", "", teacher_stage, self.errors_dir)
-        data = state["data"]
-        self.record(res, {"subject": "teacher", "device": "host", "runtime": "torch", "accuracy": res.output["dev_accuracy"],
-                          "n": res.output["dev_n"], "metrics": {"data_sha256": data.checksums["dev"], "model_dir": res.output["model_dir"]}}
-                    if res.ok else None)
-        self.shared[key] = (data, res)
-        return self.shared[key]
-
-    def compress(self, v: Variant, data, teacher: StageResult) -> StageResult:
-        def stage() -> dict:
-            from eibert.compress import compress
-
-            s = compress_settings(v.config)
-            return compress(teacher.output["model_dir"], data, cache_dir=str(v.config.cache_dir), progress=not self.quiet, **s)
-
-        res = run_stage("compress", v.variant_id, stage, self.errors_dir)
-        m = None
-        if res.ok:
-            o = res.output
-            m = {"subject": "artifact", "device": "host", "runtime": "onnxruntime", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
-                 "size_bytes": o["size_bytes"],
-                 "metrics": {"parts": o["parts"], "max_logit_diff_vs_torch": o["max_logit_diff_vs_torch"],
-                             "float_dev_accuracy": o["float_dev_accuracy"], "teacher_dev_accuracy": teacher.output["dev_accuracy"],
-                             "coverage": o["stages"]["vocab"]["coverage"], "unk_rate": o["stages"]["vocab"]["unk_rate"],
-                             "artifact_dir": o["artifact_dir"], "data_sha256": data.checksums["dev"]}}
-        self.record(res, m)
-        return res
+def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict[str, dict], set[str]]:
+    """(outputs of the nodes a run finished, keys of nodes that failed there) from its stored rows."""
+    done: dict[str, dict] = {}
+    failed: set[str] = set()
+    for r in store.stage_results(run_id):
+        key = r.get("node_key")
+        if not key:
+            continue
+        if r["status"] in ("ok", "cached"):
+            done[key] = r["output"]
+        elif r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried"):
+            failed.add(key)
+    return done, failed - set(done)
 
 
 def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | None = None, *, quiet: bool = False,
-                   until: str = "compress") -> str:
-    """Run the stages for every variant of `cfg` (up to `until`: teacher | compress), store the rows,
-    write the report; returns the run id."""
+                   until: str = "measure", executor: str = "ray", address: str | None = None, resume: str | None = None,
+                   rerun_failed: bool = False) -> str:
+    """Run every variant of `cfg` through the stage graph (up to `until`), store the rows, write the
+    report; returns the run id. `resume` continues that run: completed stages are not run again, and
+    failed ones only with `rerun_failed`."""
+    from devices.inventory import load_inventory
+    from harness.devicepool import DevicePool
+    from harness.executors import make_executor
+    from harness.graph import build_graph
+    from harness.scheduler import Scheduler, print_summary
+
     variants = expand(cfg, config_path, raw)
+    inventory = load_inventory(cfg.inventory).devices
+    nodes = [n for n in build_graph(variants, inventory) if n.stage in UNTIL[until]]
     store = Store(cfg.results.database)
-    run_id = store.create_run(cfg.name, cfg.model_dump(mode="json"), str(config_path))
-    _say(f"run {run_id}: {len(variants)} variant(s), database {store.url}", quiet)
-    prov = collect()
-    with store.transaction() as tx:
-        for v in variants:
-            tx.add_variant(run_id, v.variant_id, v.name, v.overrides, v.config.model_dump(mode="json"))
-    runner = Runner(cfg, store, run_id, quiet)
-    checksums: dict = {}
-    for v in variants:
-        data, teacher = runner.teacher_for(v)
-        if data is not None:
-            checksums.update({src: data.checksums[k] for k, src in data.sources.items()})  # file -> sha256
-        if until != "compress":
-            continue
-        if teacher.ok:
-            runner.compress(v, data, teacher)
-        else:  # the variant cannot start: say so in its own row rather than leave it silent
-            runner.record(StageResult("compress", v.variant_id, "skipped", {}, f"upstream stage '{teacher.stage}' failed", teacher.error_kind))
-    with store.transaction() as tx:
-        tx.add_provenance(run_id, "", git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
-                          host=prov["host"], data=checksums,
-                          seeds={"teacher": cfg.teacher.seed, "distill": cfg.compress.distill.seed},
-                          extra={"config_path": str(config_path)})
-    failed = [r for r in runner.results if r.status in ("failed", "skipped")]
-    cached = [r for r in runner.results if r.status == "cached"]
-    store.finish_run(run_id, "failed" if failed else "done",
-                     {"stages": len(runner.results), "failed": len(failed), "cached": len(cached), "variants": len(variants)})
+    resumed: dict[str, dict] = {}
+    if resume:
+        prior = store.run(resume)
+        if prior is None:
+            raise UserError(f"--resume {resume}: no such run in {store.url} (see `eib runs`)")
+        if prior["name"] != cfg.name:
+            raise UserError(f"--resume {resume}: that run is of config {prior['name']!r}, not {cfg.name!r}")
+        resumed, failed = completed_nodes(store, resume, rerun_failed)
+        if not rerun_failed:  # failures stand; their rows are already there
+            keep = {k for k in failed}
+            nodes = [n for n in nodes if n.key not in keep or n.key in resumed]
+            skip_deps = keep
+            nodes = [n for n in nodes if not (set(n.deps) & skip_deps)]
+        run_id = resume
+        store.reopen_run(run_id)
+    else:
+        run_id = store.create_run(cfg.name, cfg.model_dump(mode="json"), str(config_path))
+        with store.transaction() as tx:
+            for v in variants:
+                tx.add_variant(run_id, v.variant_id, v.name, v.overrides, v.config.model_dump(mode="json"))
+    t_setup = time.perf_counter()
+    ex = make_executor(executor, address)
+    setup_s = time.perf_counter() - t_setup
+    _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
+    pool = DevicePool(store, run_id, inventory, lease_s=cfg.measure.timeout_s + 300, log=lambda m: _say(m, quiet))
+    if resume:
+        pool.release_run(run_id)  # the leases of the driver that died
+    errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
+    t_close = 0.0
+    try:
+        counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet, record_extra=_measurement_row).run(resumed)
+    finally:
+        t = time.perf_counter()
+        ex.close()
+        t_close = time.perf_counter() - t
+    _provenance(store, run_id, cfg, config_path, variants)
+    rows = store.stage_results(run_id)
+    failed = [r for r in rows if r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried")
+              and r["node_key"] not in {x["node_key"] for x in rows if x["status"] in ("ok", "cached")}]
+    counts.update(variants=len(variants), stages=len(nodes), executor=ex.name, executor_setup_s=round(setup_s + t_close, 2))
+    store.finish_run(run_id, "failed" if failed else "done", counts)
+    if not quiet:
+        print_summary(counts)
     report = write_summary(store, run_id, Path(cfg.results.reports_dir))
     _say(f"report: {report}", quiet)
     return run_id
+
+
+def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, variants) -> None:
+    """One row for the run, and one per variant with its artifact, data, seeds and tuning databases."""
+    prov = collect()
+    rows = store.stage_results(run_id)
+    by_node = {r["node_key"]: r["output"] for r in rows if r["status"] in ("ok", "cached")}
+    teacher = next((o for o in by_node.values() if o and "data_checksums" in o), None)
+    checksums = {src: teacher["data_checksums"][k] for k, src in teacher["data_sources"].items()} if teacher else {}
+    with store.transaction() as tx:
+        tx.add_provenance(run_id, "", git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
+                          host=prov["host"], data=checksums, seeds={"teacher": cfg.teacher.seed, "distill": cfg.compress.distill.seed},
+                          extra={"config_path": str(config_path)})
+        for v in variants:
+            mine = [r for r in rows if r["variant_id"] == v.variant_id and r["status"] in ("ok", "cached")]
+            art = next((r["output"] for r in mine if r["stage"] == "artifact"), None)
+            builds = {r["output"].get("key"): r["output"].get("db_sha256") for r in mine if r["stage"] == "build"}
+            devices = {r["output"]["device"]: r["output"]["metrics"]["device_facts"] for r in mine if r["stage"] == "measure"}
+            artifact_sha = None
+            if art:
+                man = Path(art["artifact_dir"]) / "manifest.json"
+                artifact_sha = sha256_file(man) if man.exists() else None
+            tx.add_provenance(run_id, v.variant_id, git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
+                              data=checksums, seeds={"teacher": v.config.teacher.seed, "distill": v.config.compress.distill.seed},
+                              extra={"artifact_manifest_sha256": artifact_sha, "tuning_db_sha256": builds, "device_facts": devices})

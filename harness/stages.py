@@ -36,7 +36,7 @@ class StageResult:
         return asdict(self)
 
 
-def run_stage(stage: str, variant_id: str, fn: Callable[[], dict], errors_dir: Path | None = None) -> StageResult:
+def run_stage(stage: str, variant_id: str, fn: Callable[[], dict], errors_dir: Path | None = None, tag: str = "") -> StageResult:
     """Run `fn` (which returns the stage's output dict) and wrap whatever happens in a `StageResult`."""
     t0 = time.perf_counter()
     try:
@@ -44,7 +44,7 @@ def run_stage(stage: str, variant_id: str, fn: Callable[[], dict], errors_dir: P
     except Exception as e:  # the stage boundary: any failure becomes a row, never a stopped sweep
         tb_path = None
         if errors_dir is not None:
-            tb_path = str(atomic_write_text(Path(errors_dir) / f"{variant_id or 'shared'}-{stage}.txt", traceback.format_exc()))
+            tb_path = str(atomic_write_text(Path(errors_dir) / f"{variant_id or 'shared'}-{stage}{'-' + tag if tag else ''}.txt", traceback.format_exc()))
         kind = "variant" if isinstance(e, (UserError, ValueError)) else getattr(e, "error_kind", "infrastructure")
         return StageResult(stage, variant_id, "failed", {}, f"{type(e).__name__}: {e}", kind, time.perf_counter() - t0, None, tb_path)
     status = "cached" if out.get("cache_hit") else "ok"

@@ -57,6 +57,7 @@ stage_results = sa.Table(
     sa.Column("error_kind", sa.String(32)),  # variant | device | infrastructure
     sa.Column("error", sa.Text),
     sa.Column("cache_key", sa.String(64)),
+    sa.Column("node_key", sa.String(64), index=True),  # the graph node: the same work in any run has the same key
     sa.Column("wall_s", sa.Float),
     sa.Column("output_json", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -129,10 +130,10 @@ class Tx:
 
     def add_stage(self, run_id: str, variant_id: str, stage: str, *, status: str = "ok", error: str | None = None,
                   error_kind: str | None = None, cache_key: str | None = None, wall_s: float | None = None,
-                  output: dict | None = None) -> int:
+                  output: dict | None = None, node_key: str | None = None) -> int:
         res = self.conn.execute(stage_results.insert().values(
             run_id=run_id, variant_id=variant_id, stage=stage, status=status, error=error, error_kind=error_kind,
-            cache_key=cache_key, wall_s=wall_s, output_json=_j(output), created_at=time.time()))
+            cache_key=cache_key, node_key=node_key, wall_s=wall_s, output_json=_j(output), created_at=time.time()))
         return int(res.inserted_primary_key[0])
 
     def add_measurement(self, run_id: str, variant_id: str, *, subject: str, device: str, runtime: str,
@@ -162,6 +163,10 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
         metadata.create_all(self.engine)
+        cols = {c["name"] for c in sa.inspect(self.engine).get_columns("stage_results")}
+        if "node_key" not in cols:  # a database from before the stage graph
+            with self.engine.begin() as conn:
+                conn.execute(sa.text("ALTER TABLE stage_results ADD COLUMN node_key VARCHAR(64)"))
 
     @contextlib.contextmanager
     def transaction(self):
@@ -175,6 +180,10 @@ class Store:
             tx.conn.execute(runs.insert().values(run_id=run_id, name=name, config_path=config_path, config_json=_j(config),
                                                  status="running", created_at=time.time()))
         return run_id
+
+    def reopen_run(self, run_id: str) -> None:
+        with self.transaction() as tx:
+            tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None))
 
     def finish_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
         with self.transaction() as tx:

@@ -53,7 +53,8 @@ class Variant:
 
 
 def config_hash(cfg: ExperimentConfig, *, exclude: tuple[str, ...] = _NOT_HASHED) -> str:
-    data = cfg.model_dump(mode="json", exclude=set(exclude))
+    # measure.reuse says whether to measure again, not what is measured: a nightly run keeps the ids
+    data = cfg.model_dump(mode="json", exclude={**{k: True for k in exclude}, "measure": {"reuse"}})
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 

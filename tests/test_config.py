@@ -30,7 +30,17 @@ BASE = "name: t\ninventory: inventory.yaml\n"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_shipped_configs_validate_and_plan(path):
+def test_shipped_configs_validate_and_plan(path, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(path.read_text())
+    if not (path.parent / raw.get("inventory", "../inventory.yaml")).exists():
+        # an inventory written at run time (the test farm's): stand in one with the same device names
+        devices = {d: {"transport": "local"} for d in raw["devices"]}
+        (tmp_path / "inventory.yaml").write_text(yaml.safe_dump({"devices": devices}))
+        raw.update(inventory=str(tmp_path / "inventory.yaml"))
+        path = tmp_path / path.name
+        path.write_text(yaml.safe_dump(raw))
     cfg = load_config(path)
     variants = expand(cfg, path)
     assert variants and len({v.variant_id for v in variants}) == len(variants)

@@ -294,3 +294,97 @@ def test_shell_metacharacters_in_paths_execute_nothing(farm, x86, tiny_artifact,
     rec = measure_on_device(art, x86, _spec(farm, x86, workdir=workdir), "onnxruntime", data.dev, SETTINGS, cache)
     assert rec["n"] == 16 and not marker.exists()
     assert Path(workdir, "blobs").is_dir()  # the literal path was used
+
+
+# command line ---------------------------------------------------------------------------------
+
+def test_eib_devices_check_and_measure_over_ssh(farm, x86, tiny_artifact, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from harness.store import Store
+
+    inv = farm.write_inventory(tmp_path / "inventory.yaml")
+    doc = yaml.safe_load(inv.read_text())
+    doc["devices"]["gone"] = {**doc["devices"][x86], "host": "10.77.254.2"}  # inside the unreachable route
+    inv.write_text(yaml.safe_dump(doc))
+    eib = [sys.executable, "-m", "harness.cli"]
+    p = subprocess.run([*eib, "devices", "check", "--inventory", str(inv)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stdout + p.stderr  # one device is down
+    lines = {ln.split()[0]: ln for ln in p.stdout.splitlines()[1:]}
+    assert " ok " in lines[x86] and "x86_64" in lines[x86] and "onnxruntime=" in lines[x86]
+    assert " down " in lines["gone"] and "unreachable" in lines["gone"]
+    assert " ok " in lines["local"]
+
+    art, _, cache = tiny_artifact
+    db = tmp_path / "eib.sqlite"
+    dev_file = Path(__file__).resolve().parents[1] / "eibert/data/sst2/validation.tsv"
+    p = subprocess.run([*eib, "measure", str(art), "--device", x86, "--runtime", "onnxruntime", "--inventory", str(inv),
+                        "--data", str(dev_file), "--rows", "8", "--seq-len", "32", "--min-count", "5", "--min-duration-s", "0.1",
+                        "--db", str(db), "--cache-dir", str(cache)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "8/8 predictions agree" in p.stdout
+    store = Store(str(db))
+    run = store.latest_run("measure")
+    (row,) = store.measurements(run["run_id"])
+    assert row["device"] == x86 and row["runtime"] == "onnxruntime" and row["n"] == 8 and row["p50_ms"] > 0
+    assert row["verdict"] in ("VALID", "INVALID") and store.provenance(run["run_id"])[0]["git_sha"]
+
+    p = subprocess.run([*eib, "measure", str(art), "--device", "nope", "--inventory", str(inv)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "no device named 'nope'" in p.stderr and "Traceback" not in p.stderr
+
+
+# the harness on the farm --------------------------------------------------------------------------
+
+def test_device_killed_mid_sweep_is_quarantined_and_work_moves_to_a_sibling(farm, tiny_bert, task_files, tmp_path):
+    """Two x86 devices with the same tags; the one the sweep asks for dies once the sweep has started."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from harness.store import Store
+    from tests.test_pipeline import write_config
+
+    farm.add("sib-a")
+    farm.add("sib-b")
+    try:
+        inv = farm.write_inventory(tmp_path / "inventory.yaml")
+        cfg = write_config(tmp_path, tiny_bert, task_files)
+        text = cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}", f"inventory: {inv}")
+        cfg.write_text(text + "devices: [sib-a]\n")
+        db = tmp_path / "db.sqlite"
+        proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--executor", "inline"],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:  # mid-sweep: once the first stage has landed
+            if db.exists():
+                try:
+                    run = Store(str(db)).latest_run()
+                    if run and Store(str(db)).stage_results(run["run_id"]):
+                        break
+                except Exception:  # noqa: BLE001
+                    pass
+            time.sleep(0.1)
+        farm.kill_all("sib-a")
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        store = Store(str(db))
+        run = store.latest_run()
+        on_device = [m for m in store.measurements(run["run_id"]) if m["device"] not in ("host",)]
+        siblings = {n for n, d in farm.devices.items() if n != "sib-a" and d.arch == "x86_64"}  # same tags and target
+        assert len(on_device) == 2 and {m["device"] for m in on_device} <= siblings
+        assert all(m["metrics"]["requested_device"] == "sib-a" for m in on_device)
+        import sqlalchemy as sa
+
+        with store.engine.connect() as c:
+            q = c.execute(sa.text("select device, reason from device_quarantine where run_id = :r"), {"r": run["run_id"]}).all()
+        assert [d for d, _ in q] == ["sib-a"] and "unreachable" in q[0][1]
+        assert "quarantined" in out
+        tags = {n: d["tags"] for n, d in yaml.safe_load(inv.read_text())["devices"].items()}
+        assert all(tags[m["device"]] == tags["sib-a"] for m in on_device)
+    finally:
+        farm.remove("sib-a")
+        farm.remove("sib-b")

@@ -23,6 +23,7 @@ compress:
   quant: {{granularity: per-channel, steps_per_block: 10, calib_rows: 32}}
 sweep: {{grid: {{compress.vocab.size: [300, 400]}}}}
 inventory: {ROOT / 'inventory.yaml'}
+measure: {{seq_len: 32, rows: 8, warmup: 1, min_count: 5, min_duration_s: 0.1}}
 results: {{database: db.sqlite, reports_dir: reports}}
 cache_dir: cache
 """)
@@ -46,13 +47,17 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     (m,) = [x for x in ms if x["subject"] == "teacher"]
     assert m["n"] == 32 and 0 <= m["accuracy"] <= 1
     assert m["accuracy"] == stages["teacher"]["output"]["dev_accuracy"]
-    arts = [x for x in ms if x["subject"] == "artifact"]
+    arts = [x for x in ms if x["subject"] == "artifact" and x["device"] == "host"]
     assert len(arts) == 2 and all(a["runtime"] == "onnxruntime" and a["size_bytes"] > 0 and a["n"] == 32 for a in arts)
-    compress_rows = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "compress"]
+    compress_rows = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "artifact"]
     assert [c["status"] for c in compress_rows] == ["ok", "ok"]
     assert {a["size_bytes"] for a in arts} == {c["output"]["size_bytes"] for c in compress_rows}
-    (prov,) = store.provenance(run["run_id"])
-    assert prov["packages"]["torch"] == "2.13.0+cpu" and prov["data"][str(task_files["dev"])] == stages["data"]["output"]["checksums"]["dev"]
+    on_device = [x for x in ms if x["device"] == "local"]
+    assert len(on_device) == 2 and all(x["n"] == 8 and x["p50_ms"] > 0 and x["verdict"] in ("VALID", "INVALID") for x in on_device)
+    prov = {p["variant_id"]: p for p in store.provenance(run["run_id"])}
+    assert prov[""]["packages"]["torch"] == "2.13.0+cpu"
+    assert prov[""]["data"][str(task_files["dev"])] == stages["teacher"]["output"]["data_checksums"]["dev"]
+    assert all(prov[v["variant_id"]]["extra"]["artifact_manifest_sha256"] for v in store.variants(run["run_id"]))
     assert len(store.variants(run["run_id"])) == 2
     summary = (tmp_path / "reports" / run["run_id"] / "summary.md").read_text()
     assert "teacher" in summary and f"{m['accuracy']:.4f}" in summary
@@ -60,8 +65,9 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     again = eib("run", str(cfg), "--quiet", cwd=tmp_path)
     assert again.returncode == 0
     second = store.latest_run("tiny")["run_id"]
-    assert {s["status"] for s in store.stage_results(second) if s["stage"] in ("teacher", "compress")} == {"cached"}
-    assert [(x["accuracy"], x["size_bytes"]) for x in store.measurements(second)] == [(x["accuracy"], x["size_bytes"]) for x in ms]
+    assert {s["status"] for s in store.stage_results(second)} == {"cached"}
+    key = lambda x: (x["device"], x["variant_id"], x["accuracy"], x["size_bytes"], x["p50_ms"])
+    assert sorted(map(key, store.measurements(second))) == sorted(map(key, ms))
 
 
 def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
@@ -73,6 +79,9 @@ def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
     assert run["status"] == "failed"
     teacher = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "teacher"][0]
     assert teacher["status"] == "failed" and teacher["error_kind"] == "variant" and "no such model folder" in teacher["error"]
-    assert (tmp_path / "reports" / run["run_id"] / "errors" / "shared-teacher.txt").read_text().startswith("Traceback")
-    skipped = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "compress"]
-    assert len(skipped) == 2 and {s["status"] for s in skipped} == {"skipped"} and "teacher" in skipped[0]["error"]
+    (tb,) = (tmp_path / "reports" / run["run_id"] / "errors").glob("shared-teacher-*.txt")
+    assert tb.read_text().startswith("Traceback")
+    skipped = [s for s in store.stage_results(run["run_id"]) if s["stage"] != "teacher"]
+    assert {s["stage"] for s in skipped} == {"importance", "student", "artifact", "measure"}
+    assert {s["status"] for s in skipped} == {"skipped"} and "teacher" in skipped[0]["error"]
+    assert len([s for s in skipped if s["stage"] == "artifact"]) == 2

@@ -1,0 +1,107 @@
+"""`eib report RUN` and `eib nightly CONFIG`.
+
+    eib report RUN [--against RUN2] [--deploy VARIANT --budget size=2MB,memory=4MB,latency_ms=300,accuracy=0.88]
+    eib nightly CONFIG [--baseline RUN] [--last 5] [--floor 0.05]     # exit 1 on a confirmed regression
+"""
+
+import json
+from pathlib import Path
+
+from eibutil import UserError
+
+EXIT_SIGNOFF_FAIL = 1
+EXIT_REGRESSION = 1
+
+
+def _store(args):
+    from harness.store import Store
+
+    if args.config:
+        from harness.cli import _load
+
+        cfg = _load(args.config)[0]
+        return Store(cfg.results.database), Path(cfg.results.reports_dir)
+    return Store(args.db), Path(args.reports_dir)
+
+
+def cmd_report(args) -> int:
+    from harness.nightly import compare_runs
+    from harness.report import parse_budget, signoff, write_report
+
+    store, reports = _store(args)
+    if store.run(args.run) is None:
+        raise UserError(f"no run {args.run!r} in {store.url} (see `eib runs`)")
+    compare = None
+    if args.against:
+        if store.run(args.against) is None:
+            raise UserError(f"--against: no run {args.against!r} in {store.url}")
+        compare = compare_runs(store, args.run, [args.against], floor=args.floor)
+    so = None
+    if args.deploy or args.budget:
+        if not (args.deploy and args.budget):
+            raise UserError("--deploy and --budget go together: --deploy VARIANT --budget size=2MB,latency_ms=300,...")
+        so = signoff(store, args.run, args.deploy, parse_budget(args.budget))
+    paths = write_report(store, args.run, reports, compare=compare, signoff_rows=so)
+    for s in so or []:
+        checks = "  ".join(f"{k} {c['measured']:.4g} vs {c['budget']:.4g} (margin {c['margin']:+.4g})" if c["measured"] is not None
+                           else f"{k} not measured" for k, c in s["checks"].items())
+        print(f"{s['verdict']}  {s['device']:14s} {s['runtime']:12s} {checks}" + (f"  failed: {', '.join(s['failed'])}" if s["failed"] else ""))
+    for c in compare or []:
+        print(f"{c['flag']:12s} {c['variant'][:40]:40s} {c['device']:12s} {c['runtime']:12s} p50 {c['p50_ms']:.3f} vs {c['base_p50_ms']:.3f} ms "
+              f"({c['change']:+.1%}, 95% CI [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], threshold ±{c['threshold']:.1%})")
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return EXIT_SIGNOFF_FAIL if so and any(s["verdict"] == "FAIL" for s in so) else 0
+
+
+def cmd_nightly(args) -> int:
+    from harness.cli import _load
+    from harness.nightly import compare_runs, regressions
+    from harness.pipeline import run_experiment
+    from harness.report import write_report
+    from harness.store import Store
+
+    cfg, raw = _load(args.config)
+    cfg = cfg.model_copy(update={"measure": cfg.measure.model_copy(update={"reuse": False})})  # fresh measurements every night
+    raw = {**raw, "measure": {**raw.get("measure", {}), "reuse": False}}
+    store = Store(cfg.results.database)
+    if args.baseline and store.run(args.baseline) is None:
+        raise UserError(f"--baseline: no run {args.baseline!r} in {store.url}")
+    earlier = [r["run_id"] for r in sorted(store.runs(cfg.name), key=lambda r: r["created_at"], reverse=True) if r["status"] == "done"]
+    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, executor=args.executor, address=args.address)
+    baselines = [args.baseline] + [r for r in earlier if r != args.baseline][: args.last - 1] if args.baseline else earlier[: args.last]
+    if not baselines:
+        print(f"nightly {run_id}: no earlier run of {cfg.name!r} to compare with; this run is the baseline")
+        return 0
+    flags = compare_runs(store, run_id, baselines, floor=args.floor)
+    write_report(store, run_id, Path(cfg.results.reports_dir), compare=flags)
+    bad = regressions(flags)
+    for f in flags:
+        print(f"{f['flag']:12s} {f['variant'][:40]:40s} {f['device']:12s} {f['runtime']:12s} p50 {f['p50_ms']:.3f} vs {f['base_p50_ms']:.3f} ms "
+              f"({f['change']:+.1%}, 95% CI [{f['ci_low']:+.1%}, {f['ci_high']:+.1%}], threshold ±{f['threshold']:.1%})")
+    print(f"nightly {run_id} against {baselines[0]} ({len(baselines)} baseline run(s)): {len(bad)} regression(s), "
+          f"{sum(f['flag'] == 'improvement' for f in flags)} improvement(s)")
+    return EXIT_REGRESSION if bad else 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("report", help="write reports/<run>/index.html, summary.md and results.csv; optional comparison and sign-off")
+    p.add_argument("run")
+    p.add_argument("--against", metavar="RUN2", help="compare latencies with another run")
+    p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
+    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90)")
+    p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--db", default="results/eib.sqlite")
+    g.add_argument("--config", help="take the database and reports folder from this config")
+    p.add_argument("--reports-dir", default="reports")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("nightly", help="run a config with fresh measurements and flag regressions against earlier runs (exit 1)")
+    p.add_argument("config")
+    p.add_argument("--baseline", metavar="RUN", help="compare with this run (default: the latest finished run of the config)")
+    p.add_argument("--last", type=int, default=5, help="earlier runs whose spread sets each device's noise threshold")
+    p.add_argument("--floor", type=float, default=0.05)
+    p.add_argument("--executor", choices=["ray", "inline"], default="ray")
+    p.add_argument("--address")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(fn=cmd_nightly)

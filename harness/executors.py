@@ -1,0 +1,107 @@
+"""Executors run graph nodes: inline (in this process, for debugging) or as Ray tasks.
+
+    ex = RayExecutor(address=None)           # a local cluster with this machine's CPUs; or "auto", "host:6379"
+    h = ex.submit(node, deps, ctx, num_cpus=1, resources={})
+    for handle, result in ex.wait(): ...
+
+Both give the same `StageResult`s for the same nodes. Ray tasks retry when their worker dies
+(`max_retries`); a task that still fails becomes a failed result of kind `infrastructure`.
+"""
+
+import logging
+import os
+import time
+
+from harness.stagefns import run_node
+from harness.stages import StageResult
+
+
+class InlineExecutor:
+    name = "inline"
+    parallel = 1
+
+    def __init__(self):
+        self._done: list = []
+
+    def submit(self, node, deps, ctx, num_cpus=1, resources=None):
+        t0 = time.perf_counter()
+        # the same thread count a Ray task would get, so both executors compute the same numbers
+        res = run_node(node, deps, {**ctx, "num_cpus": max(1, num_cpus)})
+        res.wall_s = time.perf_counter() - t0
+        self._done.append((node.key, res))
+        return node.key
+
+    def wait(self, timeout_s: float = 1.0):
+        done, self._done = self._done, []
+        return done
+
+    def busy(self) -> int:
+        return 0
+
+    def close(self):
+        pass
+
+
+def _remote_run(node, deps, ctx):
+    return run_node(node, deps, ctx)
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_retries: int = 2):
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address and (os.environ.get("RAY_AUTH_TOKEN") or os.path.exists(os.path.expanduser("~/.ray/auth_token"))):
+            # Ray >= 2.59 starts clusters with token authentication; a client sends the token (RAY_AUTH_TOKEN or
+            # ~/.ray/auth_token) only in token mode, read when ray is imported.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        import ray
+
+        self.ray = ray
+        kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+        if address:
+            ray.init(address=address, **kwargs)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        self.address = address
+        self.parallel = int(ray.cluster_resources().get("CPU", 1))
+        self._task = ray.remote(_remote_run)
+        self._max_retries = max_retries
+        self._refs: dict = {}  # ObjectRef -> node key
+
+    def submit(self, node, deps, ctx, num_cpus=1, resources=None):
+        opts = {"num_cpus": num_cpus, "max_retries": self._max_retries, "retry_exceptions": False}
+        if resources:
+            opts["resources"] = resources
+        ref = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus)})
+        self._refs[ref] = (node.key, node, time.perf_counter())
+        return node.key
+
+    def wait(self, timeout_s: float = 1.0):
+        if not self._refs:
+            return []
+        ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout_s)
+        out = []
+        for ref in ready:
+            key, node, t0 = self._refs.pop(ref)
+            try:
+                res = self.ray.get(ref)
+            except Exception as e:  # the worker died more often than it may be retried, or Ray failed
+                res = StageResult(node.stage, node.variant_id, "failed", {"node_key": key}, f"{type(e).__name__}: {str(e)[:500]}",
+                                  "infrastructure", time.perf_counter() - t0)
+            out.append((key, res))
+        return out
+
+    def busy(self) -> int:
+        return len(self._refs)
+
+    def close(self):
+        self.ray.shutdown()
+
+
+def make_executor(kind: str, address: str | None = None):
+    if kind == "inline":
+        return InlineExecutor()
+    if kind == "ray":
+        return RayExecutor(address=address)
+    raise ValueError(f"unknown executor {kind!r}; allowed: ray, inline")

@@ -1,0 +1,46 @@
+"""One flat row per variant x device x runtime, from the results database: what every report shows.
+
+    rows = flat_rows(store, run_id)      # list of dicts; `results.csv` is exactly these
+"""
+
+from harness.rstats import median_ci
+from harness.store import Store
+
+COLUMNS = [
+    "run_id", "variant_id", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
+    "host_accuracy", "n", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "count", "peak_rss_bytes",
+    "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
+    "artifact_manifest_sha256", "data_sha256", "tuning_db_sha256", "seeds", "created_at",
+]
+
+
+def flat_rows(store: Store, run_id: str) -> list[dict]:
+    variants = {v["variant_id"]: v for v in store.variants(run_id)}
+    prov = {p["variant_id"]: p for p in store.provenance(run_id)}
+    ms = store.measurements(run_id)
+    host = {m["variant_id"]: m for m in ms if m["subject"] == "artifact" and m["device"] == "host"}
+    out = []
+    for m in ms:
+        if m["device"] == "host":
+            continue
+        v = variants.get(m["variant_id"], {})
+        p = prov.get(m["variant_id"]) or prov.get("") or {}
+        met = m["metrics"] or {}
+        facts = met.get("device_facts") or {}
+        lo, hi = median_ci(m["samples"]) if m["samples"] else (None, None)
+        build = met.get("build") or {}
+        out.append({
+            "run_id": run_id, "variant_id": m["variant_id"], "variant": v.get("name", m["variant_id"]),
+            "overrides": v.get("overrides"), "device": m["device"], "runtime": m["runtime"], "target": m["target"],
+            "emulated": bool(met.get("emulated")), "size_bytes": m["size_bytes"], "accuracy": m["accuracy"],
+            "host_accuracy": host.get(m["variant_id"], {}).get("accuracy"), "n": m["n"], "p50_ms": m["p50_ms"],
+            "p50_ci_low_ms": lo, "p50_ci_high_ms": hi, "p90_ms": m["p90_ms"], "p99_ms": m["p99_ms"], "count": met.get("count"),
+            "peak_rss_bytes": m["peak_rss_bytes"], "max_logit_drift": met.get("max_logit_drift"), "verdict": m["verdict"],
+            "verdict_reason": m["verdict_reason"], "device_machine": facts.get("machine"),
+            "device_cpu": facts.get("cpu_model") or facts.get("cpu_part"), "git_sha": p.get("git_sha"), "git_dirty": p.get("git_dirty"),
+            "artifact_manifest_sha256": (p.get("extra") or {}).get("artifact_manifest_sha256"),
+            "data_sha256": ";".join(sorted(set((p.get("data") or {}).values()))) or None,
+            "tuning_db_sha256": build.get("db_sha256"), "seeds": p.get("seeds"), "created_at": m["created_at"],
+            "samples": m["samples"],
+        })
+    return out

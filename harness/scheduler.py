@@ -1,0 +1,176 @@
+"""Walks the stage graph: submits every node whose inputs are ready, leases a device for each
+measurement, records each result the moment it arrives, and keeps going past failures.
+
+    summary = Scheduler(nodes, executor, store, run_id, pool, inventory, errors_dir).run(resumed={...})
+
+A node whose input failed gets a `skipped` row naming the failed stage. A measurement that fails for
+an infrastructure reason is retried (up to MAX_ATTEMPTS) on the device the pool gives next: the same
+one after a health check, or a sibling once it is quarantined.
+"""
+
+import os
+import sys
+import time
+
+from harness.stages import StageResult
+
+MAX_ATTEMPTS = 3
+CPU_STAGES = {"teacher": "all", "importance": "all", "student": 1, "artifact": 1, "build": 1}
+
+
+class Scheduler:
+    def __init__(self, nodes, executor, store, run_id, pool, inventory, errors_dir, quiet=False, record_extra=None):
+        self.nodes = {n.key: n for n in nodes}
+        self.order = [n.key for n in nodes]
+        self.executor, self.store, self.run_id, self.pool = executor, store, run_id, pool
+        self.inventory, self.errors_dir, self.quiet = inventory, errors_dir, quiet
+        self.record_extra = record_extra  # (node, result) -> measurement row or None
+        self.state: dict[str, str] = {}  # key -> done | failed | skipped | running
+        self.outputs: dict[str, dict] = {}
+        self.attempts: dict[str, int] = {}
+        self.leases: dict[str, str] = {}  # key -> device
+        self.counts = {"done": 0, "cached": 0, "resumed": 0, "failed": 0, "skipped": 0, "invalid": 0, "retried": 0}
+        self.t0 = time.perf_counter()
+        self.overhead_s = 0.0  # time the driver spends on its own work (not waiting for stages)
+        self.cpus = getattr(executor, "parallel", 1) or os.cpu_count() or 1
+
+    # display ----------------------------------------------------------------------------------
+    def _say(self, msg: str) -> None:
+        if not self.quiet:
+            print(msg, flush=True)
+
+    def _progress(self, node, res: StageResult) -> None:
+        finished = sum(1 for s in self.state.values() if s in ("done", "failed", "skipped"))
+        where = res.output.get("device") or node.payload.get("target") or ""
+        line = (f"[{finished:3d}/{len(self.nodes)} {time.perf_counter() - self.t0:6.0f}s] {node.stage:10s} "
+                f"{(node.variant_id or 'shared')[:16]:16s} {where[:12]:12s} {res.status:8s} {res.wall_s:7.1f}s")
+        if res.error:
+            line += f"  {res.error[:160]}"
+        elif node.stage == "measure" and res.output.get("p50_ms") is not None:
+            line += f"  p50 {res.output['p50_ms']:.2f} ms  acc {res.output['accuracy']:.3f}  {res.output['verdict']}"
+        self._say(line)
+
+    # recording --------------------------------------------------------------------------------
+    def record(self, node, res: StageResult) -> None:
+        measurement = self.record_extra(node, res) if (self.record_extra and res.ok) else None
+        with self.store.transaction() as tx:
+            tx.add_stage(self.run_id, node.variant_id, node.stage, status=res.status, error=res.error, error_kind=res.error_kind,
+                         cache_key=res.cache_key, wall_s=res.wall_s, output=res.output, node_key=node.key)
+            if measurement:
+                # the teacher's row is the run's; an artifact's belongs to every variant that produced it
+                for vid in ([""] if node.stage == "teacher" else node.variant_ids):
+                    tx.add_measurement(self.run_id, vid, **measurement)
+
+    # the loop ---------------------------------------------------------------------------------
+    def _ready(self, key: str) -> str | None:
+        """'go', 'wait', or the failed dependency's stage."""
+        for d in self.nodes[key].deps:
+            s = self.state.get(d)
+            if s in ("failed", "skipped"):
+                return self.nodes[d].stage
+            if s != "done":
+                return "wait"
+        return "go"
+
+    def _submit(self, key: str) -> bool:
+        node = self.nodes[key]
+        deps = {d: self.outputs[d] for d in node.deps}
+        ctx = {"errors_dir": self.errors_dir, "quiet": True if self.executor.name == "ray" else self.quiet}
+        cpus = CPU_STAGES.get(node.stage, 1)
+        cpus = self.cpus if cpus == "all" else cpus
+        resources = None
+        if node.stage == "measure":
+            got = self.pool.acquire(node.payload["device"], node.payload["runtime"], holder=key)
+            if got is None:
+                return False  # every candidate busy: try again later
+            if got is False:
+                res = StageResult("measure", node.variant_id, "failed", {"node_key": key, "device": node.payload["device"]},
+                                  f"no healthy device: {node.payload['device']} is quarantined "
+                                  f"({self.pool.quarantined.get(node.payload['device'], '')}) and has no sibling with the same tags",
+                                  "infrastructure")
+                self._finish(key, res)
+                return True
+            self.leases[key] = got
+            spec = self.inventory[got]
+            ctx.update(device=got, device_spec=spec)
+            # Latency on this machine must not share it with other stages; remote devices need no local CPU.
+            cpus = self.cpus if spec.transport == "local" else 0
+        self.state[key] = "running"
+        self.executor.submit(node, deps, ctx, num_cpus=cpus, resources=resources)
+        return True
+
+    def _finish(self, key: str, res: StageResult) -> None:
+        node = self.nodes[key]
+        dev = self.leases.pop(key, None)
+        if dev:
+            self.pool.release(dev, key)
+            if res.ok:
+                self.pool.succeeded(dev)
+            elif res.error_kind == "infrastructure":
+                self.pool.failed(dev, res.error or "")
+                self.attempts[key] = self.attempts.get(key, 1) + 1
+                if self.attempts[key] <= MAX_ATTEMPTS:
+                    res.output["retried"] = True
+                    self.record(node, res)
+                    self.counts["retried"] += 1
+                    self._progress(node, res)
+                    self.state.pop(key, None)  # back to pending
+                    return
+        if res.ok:
+            self.state[key] = "done"
+            self.outputs[key] = res.output
+            self.counts["cached" if res.status == "cached" else "done"] += 1
+            if node.stage == "measure" and res.output.get("verdict") == "INVALID":
+                self.counts["invalid"] += 1
+        else:
+            self.state[key] = "failed"
+            self.counts["failed"] += 1
+        self.record(node, res)
+        self._progress(node, res)
+
+    def run(self, resumed: dict[str, dict] | None = None) -> dict:
+        for key, out in (resumed or {}).items():
+            if key in self.nodes:
+                self.state[key], self.outputs[key] = "done", out
+                self.counts["resumed"] += 1
+        if resumed:
+            self._say(f"resuming: {self.counts['resumed']} of {len(self.nodes)} stages already done, not run again")
+        while True:
+            t = time.perf_counter()
+            submitted = False
+            pending = [k for k in self.order if k not in self.state]
+            for key in pending:
+                why = self._ready(key)
+                if why == "wait":
+                    continue
+                if why != "go":
+                    node = self.nodes[key]
+                    self.state[key] = "skipped"
+                    self.counts["skipped"] += 1
+                    res = StageResult(node.stage, node.variant_id, "skipped", {"node_key": key}, f"upstream stage '{why}' failed", "variant")
+                    self.record(node, res)
+                    self._progress(node, res)
+                    continue
+                submitted = self._submit(key) or submitted
+            self.overhead_s += time.perf_counter() - t
+            if not any(s == "running" for s in self.state.values()) and all(k in self.state for k in self.order):
+                break
+            done = self.executor.wait(timeout_s=0.5)
+            t = time.perf_counter()
+            for key, res in done:
+                self._finish(key, res)
+            self.overhead_s += time.perf_counter() - t
+            if not any(s == "running" for s in self.state.values()):
+                if all(k in self.state for k in self.order):
+                    break
+                if not submitted:
+                    time.sleep(0.2)  # the devices it needs are leased (by another driver): wait for a lease
+        self.counts["wall_s"] = round(time.perf_counter() - self.t0, 2)
+        self.counts["driver_overhead_s"] = round(self.overhead_s, 3)
+        return self.counts
+
+
+def print_summary(counts: dict, file=sys.stdout) -> None:
+    print(f"summary: {counts['done']} done, {counts['cached']} cached, {counts['resumed']} resumed, {counts['failed']} failed, "
+          f"{counts['skipped']} skipped, {counts['invalid']} invalid measurement(s), {counts['retried']} retried; "
+          f"{counts['wall_s']:.1f} s", file=file, flush=True)

@@ -1,0 +1,133 @@
+"""The stage functions: what one graph node does, in whatever process the executor runs it.
+
+    res = run_node(node, dep_outputs, ctx)     # -> StageResult (never raises)
+
+Each returns a JSON-ready output; `cache_hit` in it marks work found done. Data are loaded in the
+process that needs them (cheap; datasets caches them), so a node travels as its config alone.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from eibutil import atomic_write_json
+from eibutil.files import canonical_json
+from harness.graph import Node
+from harness.stages import StageResult, run_stage
+
+
+class StageError(RuntimeError):
+    """A stage failure with its kind (variant | device | infrastructure) for the result row."""
+
+    def __init__(self, message: str, error_kind: str, failure: str | None = None):
+        super().__init__(message)
+        self.error_kind, self.failure = error_kind, failure
+
+
+def _data(cfg):
+    from harness.pipeline import load_data
+
+    return load_data(cfg)
+
+
+def _threads(ctx: dict) -> None:
+    n = int(ctx.get("num_cpus") or os.cpu_count() or 1)
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, n))
+    except ImportError:
+        pass
+
+
+def _teacher(node: Node, deps: dict, ctx: dict) -> dict:
+    from eibert.teacher import finetune_teacher
+
+    cfg = node.payload["config"]
+    data = _data(cfg)
+    hp = cfg.teacher.model_dump(exclude={"model"})
+    out = finetune_teacher(cfg.teacher.model, data, cache_dir=str(cfg.cache_dir), hp=hp, max_seq_len=cfg.task.max_seq_len,
+                           progress=not ctx.get("quiet")).to_json()
+    return {**out, "data_checksums": data.checksums, "data_sources": data.sources, "train_rows": len(data.train),
+            "dev_rows": len(data.dev)}
+
+
+def _compress(node: Node, deps: dict, ctx: dict, until: str) -> dict:
+    from eibert.compress import compress
+    from harness.pipeline import compress_settings
+
+    cfg = node.payload["config"]
+    teacher = deps[node.deps[0]]
+    out = compress(teacher["model_dir"], _data(cfg), cache_dir=str(cfg.cache_dir), progress=not ctx.get("quiet"),
+                   until=until, **compress_settings(cfg))
+    if until == "artifact":
+        out["teacher_dev_accuracy"] = teacher["dev_accuracy"]
+        out["data_sha256"] = teacher["data_checksums"]["dev"]
+    return out
+
+
+def measure_settings(cfg):
+    from harness.measure import MeasureSettings
+
+    m = cfg.measure
+    return MeasureSettings(seq_len=m.seq_len, rows=m.rows, warmup=m.warmup, min_count=m.min_count,
+                           min_duration_s=m.min_duration_s, max_duration_s=m.max_duration_s, trials=m.trials)
+
+
+def _build(node: Node, deps: dict, ctx: dict) -> dict:
+    from devices.tvm_build import BuildError
+    from harness.measure import build_for
+
+    cfg = node.payload["config"]
+    art = deps[node.deps[0]]
+    try:
+        return build_for(art["artifact_dir"], node.payload["target"], measure_settings(cfg), Path(cfg.cache_dir))
+    except BuildError as e:
+        raise StageError(f"{e.kind}: {e}", "variant" if e.kind == "build-failed" else "infrastructure", e.kind) from e
+
+
+def _measure(node: Node, deps: dict, ctx: dict) -> dict:
+    from devices.errors import DeviceError
+    from harness.measure import measure_on_device
+
+    cfg = node.payload["config"]
+    device, spec = ctx["device"], ctx["device_spec"]
+    art = deps[node.deps[0]]
+    build = deps[node.deps[1]] if len(node.deps) > 1 else None
+    settings = measure_settings(cfg)
+    key = hashlib.sha256(canonical_json({"artifact": art["cache_key"], "device": device, "spec": spec.model_dump(mode="json"),
+                                         "runtime": node.payload["runtime"], "settings": settings.__dict__,
+                                         "build": build.get("lib_sha256") if build else None}).encode()).hexdigest()[:24]
+    path = Path(cfg.cache_dir) / "measure" / f"{key}.json"
+    if cfg.measure.reuse and path.exists():
+        return {**json.loads(path.read_text()), "cache_hit": True, "cache_key": key}
+    try:
+        rec = measure_on_device(art["artifact_dir"], device, spec, node.payload["runtime"], _data(cfg).dev, settings,
+                                cfg.cache_dir, build=build)
+    except DeviceError as e:
+        raise StageError(f"{e.kind}: {e.message}", "infrastructure" if e.infrastructure else "device", e.kind) from e
+    rec["requested_device"] = node.payload["device"]
+    atomic_write_json(path, rec)
+    return {**rec, "cache_hit": False, "cache_key": key}
+
+
+FUNCS = {
+    "teacher": _teacher,
+    "importance": lambda n, d, c: _compress(n, d, c, "importance"),
+    "student": lambda n, d, c: _compress(n, d, c, "student"),
+    "artifact": lambda n, d, c: _compress(n, d, c, "artifact"),
+    "build": _build,
+    "measure": _measure,
+}
+
+
+def run_node(node: Node, deps: dict, ctx: dict) -> StageResult:
+    """Run one node; any failure becomes a failed `StageResult` (traceback saved under ctx['errors_dir'])."""
+    _threads(ctx)
+    res = run_stage(node.stage, node.variant_id, lambda: FUNCS[node.stage](node, deps, ctx), ctx.get("errors_dir"),
+                    tag=node.key[:8])
+    res.output["node_key"] = node.key
+    if ctx.get("device"):
+        res.output.setdefault("device", ctx["device"])
+    return res

@@ -1,0 +1,160 @@
+"""Reports: HTML (opened in headless Chromium: no console errors, the plots present), Markdown and CSV;
+sign-off numbers equal to the database's; budgets parsed with units; nightly runs that raise no false
+alarm on unchanged code and flag a planted slowdown (the device's CPUs taken by other processes)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.report import parse_budget, signoff
+from harness.store import Store
+from tests.test_pipeline import eib, write_config
+
+SLOW_ORT = """
+import builtins, time
+_import = builtins.__import__
+def _slow_import(name, *args, **kwargs):
+    module = _import(name, *args, **kwargs)
+    if name == "onnxruntime" and not getattr(module, "_planted", False):
+        run = module.InferenceSession.run
+        def slow_run(self, *a, **k):
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.001:
+                pass
+            return run(self, *a, **k)
+        module.InferenceSession.run = slow_run
+        module._planted = True
+    return module
+builtins.__import__ = _slow_import
+"""
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _config(tmp_path, tiny_bert, task_files, measure: str) -> Path:
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    cfg.write_text(cfg.read_text().replace("measure: {seq_len: 32, rows: 8, warmup: 1, min_count: 5, min_duration_s: 0.1}", measure))
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def run(tiny_bert, tmp_path_factory):
+    from tests.conftest import tiny_sentences
+
+    tmp = tmp_path_factory.mktemp("report")
+    rows = tiny_sentences(96)
+    files = {}
+    for name, part in (("train", rows[:64]), ("dev", rows[64:])):
+        files[name] = tmp / f"{name}.tsv"
+        files[name].write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
+    cfg = _config(tmp, tiny_bert, files, "measure: {seq_len: 32, rows: 16, warmup: 5, min_count: 200, min_duration_s: 1.0}")
+    inv = tmp / "inventory.yaml"
+    inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    workdir: " + str(tmp / "work") + "\n")
+    cfg.write_text(cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}", f"inventory: {inv}"))
+    out = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp)
+    assert out.returncode == 0, out.stdout + out.stderr
+    store = Store(str(tmp / "db.sqlite"))
+    return {"dir": tmp, "cfg": cfg, "store": store, "inventory": inv, "run_id": store.latest_run()["run_id"], "files": files}
+
+
+def test_report_files_and_csv_rows(run):
+    d = run["dir"] / "reports" / run["run_id"]
+    assert {p.name for p in d.iterdir()} >= {"index.html", "summary.md", "results.csv"}
+    lines = (d / "results.csv").read_text().splitlines()
+    assert lines[0].startswith("run_id,variant_id,variant") and len(lines) == 1 + 2  # 2 variants x 1 device x 1 runtime
+    assert "git_sha" in lines[0] and "artifact_manifest_sha256" in lines[0]
+    html = (d / "index.html").read_text()
+    import re
+
+    assert "<script" not in html and "<link" not in html and not re.search(r"(src|href)\s*=", html)  # self-contained
+
+
+def _chromium(url: str, *extra: str, timeout: int = 90) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                           "--no-first-run", "--disable-dev-shm-usage", *extra, url], capture_output=True, text=True, timeout=timeout)
+
+
+def _console_errors(p: subprocess.CompletedProcess) -> list[str]:
+    return [ln for ln in p.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
+
+
+@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    assert CHROMIUM, "CI=true: chromium must be installed"
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('planted')</script></body></html>")
+    assert _console_errors(_chromium(bad.as_uri(), "--dump-dom")), "the console check must see a planted error"
+    page = (run["dir"] / "reports" / run["run_id"] / "index.html").as_uri()
+    p = _chromium(page, "--dump-dom")
+    assert p.returncode == 0 and _console_errors(p) == []
+    dom = p.stdout
+    assert dom.count('class="pareto"') == 2  # accuracy vs size and vs latency, for the one device and runtime
+    assert 'class="front"' in dom  # Pareto points marked
+    assert "Device local" in dom and "Time per stage" in dom and "Provenance" in dom
+    shot = tmp_path / "shot.png"
+    p = _chromium(page, f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars")
+    assert shot.exists() and shot.stat().st_size > 10_000, p.stderr[-500:]
+
+
+def test_budget_parsing():
+    assert parse_budget("size=2MB,memory=4MiB,latency_ms=300,accuracy=0.88") == {
+        "size": 2_000_000, "memory": 4 * 2**20, "latency_ms": 300.0, "accuracy": 0.88}
+    from eibutil import UserError
+
+    for bad in ("speed=3", "size=2XB", "latency_ms=3MB", ""):
+        with pytest.raises(UserError):
+            parse_budget(bad)
+
+
+def test_signoff_numbers_equal_the_database(run):
+    store, run_id = run["store"], run["run_id"]
+    name = store.variants(run_id)[0]["name"]
+    vid = store.variants(run_id)[0]["variant_id"]
+    (m,) = [m for m in store.measurements(run_id) if m["variant_id"] == vid and m["device"] == "local"]
+    budget = {"size": 10e6, "memory": 4e9, "latency_ms": 1000.0, "accuracy": 0.0}
+    (s,) = signoff(store, run_id, name, budget)
+    assert (s["size_bytes"], s["peak_rss_bytes"], s["p90_ms"], s["accuracy"]) == (m["size_bytes"], m["peak_rss_bytes"], m["p90_ms"], m["accuracy"])
+    assert s["checks"]["size"]["margin"] == 10e6 - m["size_bytes"]
+    assert s["verdict"] == ("PASS" if m["verdict"] == "VALID" else "FAIL")
+    out = eib("report", run_id, "--db", str(run["dir"] / "db.sqlite"), "--reports-dir", str(run["dir"] / "reports"),
+              "--deploy", name, "--budget", "size=1KB,accuracy=0.0", cwd=run["dir"])
+    assert out.returncode == 1 and out.stdout.startswith("FAIL") and f"size {m['size_bytes']:.4g} vs 1000" in out.stdout
+    out = eib("report", run_id, "--db", str(run["dir"] / "db.sqlite"), "--reports-dir", str(run["dir"] / "reports"),
+              "--deploy", "no-such", "--budget", "size=1KB", cwd=run["dir"])
+    assert out.returncode == 2 and "no on-device measurement" in out.stderr
+
+
+def _nightly(run) -> subprocess.CompletedProcess:
+    return eib("nightly", str(run["cfg"]), "--executor", "inline", "--quiet", cwd=run["dir"])
+
+
+def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
+    for i in range(3):
+        out = _nightly(run)
+        assert out.returncode == 0, f"false alarm on unchanged rerun {i + 1}:\n{out.stdout}{out.stderr}"
+        assert not [ln for ln in out.stdout.splitlines() if ln.startswith("regression")]
+        assert " 0 regression(s)" in out.stdout or "no earlier run" in out.stdout
+    # The plant: the device's Python now carries a runtime that spends 1 ms more in every inference (an
+    # onnxruntime slowed by a sitecustomize hook), the kind of change a bad runtime upgrade makes.
+    plant = run["dir"] / "plant"
+    plant.mkdir(exist_ok=True)
+    (plant / "sitecustomize.py").write_text(SLOW_ORT)
+    wrapper = plant / "python"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={plant} exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    inv = run["inventory"]
+    original = inv.read_text()
+    inv.write_text(original.replace("python: python3", f"python: {wrapper}"))
+    try:
+        out = _nightly(run)
+    finally:
+        inv.write_text(original)
+    assert out.returncode == 1, out.stdout + out.stderr
+    import re
+
+    flagged = [ln for ln in out.stdout.splitlines() if ln.startswith("regression")]
+    assert flagged and int(re.search(r"(\d+) regression\(s\)", out.stdout).group(1)) == len(flagged)
