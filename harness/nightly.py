@@ -5,12 +5,10 @@
 
 For each variant x device x runtime: the relative change of the p50 latency with a bootstrap interval
 (resampling the raw single-inference samples of both runs), and a threshold from the device's own
-repeat-to-repeat noise: twice the median relative p50 change between consecutive baseline runs on that
+repeat-to-repeat noise: twice the largest relative p50 change between consecutive baseline runs on that
 device (an assumed 25% until two baseline runs exist), never below `floor`. A change is a regression (or an improvement) only when its whole interval
 lies beyond the threshold. Accuracy is compared too; emulated devices are never judged on latency.
 """
-
-import statistics
 
 from harness.report_data import flat_rows
 from harness.rstats import median_diff_ci
@@ -22,14 +20,15 @@ PRIOR_NOISE = 0.25
 
 
 def device_noise(store, baselines: list[str]) -> dict[str, float]:
-    """Per device: median |p50_i / p50_(i+1) - 1| over consecutive baseline runs and every shared key."""
+    """Per device: the largest |p50_i / p50_(i+1) - 1| over consecutive baseline runs and every shared key
+    (the range, not a typical value: a false alarm costs a night's trust)."""
     runs = [{(r["variant_id"], r["device"], r["runtime"]): r for r in flat_rows(store, b)} for b in baselines]
     diffs: dict[str, list[float]] = {}
     for a, b in zip(runs, runs[1:]):
         for key in a.keys() & b.keys():
             if a[key]["p50_ms"] and b[key]["p50_ms"]:
                 diffs.setdefault(key[1], []).append(abs(a[key]["p50_ms"] / b[key]["p50_ms"] - 1))
-    return {d: statistics.median(v) for d, v in diffs.items()}
+    return {d: max(v) for d, v in diffs.items()}
 
 
 def compare_runs(store, run_id: str, baselines: list[str], floor: float = 0.05) -> list[dict]:

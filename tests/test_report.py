@@ -53,7 +53,7 @@ def run(tiny_bert, tmp_path_factory):
         files[name].write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
     cfg = _config(tmp, tiny_bert, files, "measure: {seq_len: 32, rows: 16, warmup: 5, min_count: 200, min_duration_s: 1.0}")
     inv = tmp / "inventory.yaml"
-    inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    workdir: " + str(tmp / "work") + "\n")
+    inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    threads: 1\n    workdir: " + str(tmp / "work") + "\n")
     cfg.write_text(cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}", f"inventory: {inv}"))
     out = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp)
     assert out.returncode == 0, out.stdout + out.stderr
