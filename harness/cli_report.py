@@ -1,7 +1,7 @@
 """`eib report RUN` and `eib nightly CONFIG`.
 
     eib report RUN [--against RUN2] [--deploy VARIANT --budget size=2MB,memory=4MB,latency_ms=300,accuracy=0.88]
-    eib nightly CONFIG [--baseline RUN] [--last 5] [--floor 0.05]     # exit 1 on a confirmed regression
+    eib nightly CONFIG [--baseline RUN] [--last 5] [--floor 0.05] [--min-change-ms 0.25]     # exit 1 on a confirmed regression
 """
 
 import json
@@ -35,7 +35,7 @@ def cmd_report(args) -> int:
     if args.against:
         if store.run(args.against) is None:
             raise UserError(f"--against: no run {args.against!r} in {store.url}")
-        compare = compare_runs(store, args.run, [args.against], floor=args.floor)
+        compare = compare_runs(store, args.run, [args.against], floor=args.floor, min_change_ms=args.min_change_ms)
     so = None
     if args.deploy or args.budget:
         if not (args.deploy and args.budget):
@@ -72,7 +72,7 @@ def cmd_nightly(args) -> int:
     if not baselines:
         print(f"nightly {run_id}: no earlier run of {cfg.name!r} to compare with; this run is the baseline")
         return 0
-    flags = compare_runs(store, run_id, baselines, floor=args.floor)
+    flags = compare_runs(store, run_id, baselines, floor=args.floor, min_change_ms=args.min_change_ms)
     write_report(store, run_id, Path(cfg.results.reports_dir), compare=flags)
     bad = regressions(flags)
     for f in flags:
@@ -90,6 +90,7 @@ def add_commands(sub) -> None:
     p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
     p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90)")
     p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
+    p.add_argument("--min-change-ms", type=float, default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--db", default="results/eib.sqlite")
     g.add_argument("--config", help="take the database and reports folder from this config")
@@ -101,6 +102,7 @@ def add_commands(sub) -> None:
     p.add_argument("--baseline", metavar="RUN", help="compare with this run (default: the latest finished run of the config)")
     p.add_argument("--last", type=int, default=5, help="earlier runs whose spread sets each device's noise threshold")
     p.add_argument("--floor", type=float, default=0.05)
+    p.add_argument("--min-change-ms", type=float, default=0.25)
     p.add_argument("--executor", choices=["ray", "inline"], default="ray")
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")
