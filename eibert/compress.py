@@ -114,7 +114,8 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     # 3. the student, initialised from the teacher and trained
     t_cfg = json.loads((Path(teacher_dir) / "config.json").read_text())
     spec = StudentSpec(vocab_size=len(old_ids), num_labels=data.num_labels, teacher_hidden=t_cfg["hidden_size"],
-                       max_positions=max(max_seq_len, 8), **{k: v for k, v in student.items() if k != "init"})
+                       max_positions=max(student.get("max_positions") or max_seq_len, 8),
+                       **{k: v for k, v in student.items() if k not in ("init", "max_positions")})
     init = student.get("init", "teacher")
     stu_key = cache.key("student", {"v": CODE_VERSION, "vocab": voc_key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
                                     "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len})

@@ -71,6 +71,7 @@ class StudentConfig(_Section):
     ffn: Annotated[int, Field(ge=16, le=4096)] = 512
     embedding_size: Annotated[int, Field(ge=8, le=1024)] | None = 128  # None: same as hidden
     share_layers: bool = False  # ALBERT-style: one set of layer weights applied `layers` times
+    max_positions: Annotated[int, Field(ge=8, le=4096)] | None = None  # None: task.max_seq_len; larger lets it run longer inputs
     init: Literal["teacher", "random"] = "teacher"
 
     @model_validator(mode="after")
@@ -187,6 +188,16 @@ class ExperimentConfig(_Section):
     results: ResultsConfig = ResultsConfig()
     cache_dir: Path = Path("../.eib-cache")
     sweep: SweepConfig = SweepConfig()
+
+    @model_validator(mode="after")
+    def _positions(self) -> "ExperimentConfig":
+        mp, n = self.compress.student.max_positions, self.task.max_seq_len
+        if mp is not None and mp < n:
+            raise ValueError(f"compress.student.max_positions ({mp}) is below task.max_seq_len ({n})")
+        if self.measure.seq_len > max(mp or n, 8):
+            raise ValueError(f"measure.seq_len ({self.measure.seq_len}) exceeds the student's positions ({mp or n}: "
+                             "task.max_seq_len, or compress.student.max_positions when set)")
+        return self
 
     @field_validator("targets", "devices")
     @classmethod

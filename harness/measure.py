@@ -49,6 +49,14 @@ def _model_digest(model_dir: str | Path) -> str:
     return model_fingerprint(str(model_dir))
 
 
+def _max_positions(model_dir) -> int | None:
+    m = Path(model_dir) / "manifest.json"
+    if m.exists():
+        return json.loads(m.read_text()).get("spec", {}).get("max_positions")
+    cfg = Path(model_dir) / "config.json"  # a Hugging Face model (the teacher)
+    return json.loads(cfg.read_text()).get("max_position_embeddings") if cfg.exists() else None
+
+
 def prepared(model_dir, split, settings: MeasureSettings, cache_dir: Path) -> tuple[Path, dict]:
     """inputs.npz for this model, split and length (cached)."""
     from eibert.deploy import prepare_inputs
@@ -101,6 +109,10 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     cache_dir = Path(cache_dir)
     if runtime not in spec.runtimes:
         raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
+    positions = _max_positions(model_dir)
+    if positions is not None and settings.seq_len > positions:
+        raise ValueError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
+                         "(build the student with compress.student.max_positions >= the measured length)")
     inputs, info = prepared(model_dir, split, settings, cache_dir)
     onnx = onnx_model(model_dir, cache_dir)
     if runtime == "tvm":

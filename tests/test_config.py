@@ -107,6 +107,8 @@ MALFORMED = [
     ("compress: {quant: {bits: 4}}\n", "compress.quant", "only bits: 8 is implemented for every weight"),
     ("compress: {quant: {mixed: true, granularity: per-module}}\n", "compress.quant", "mixed: true needs granularity per-tensor or per-channel"),
     ("task: {source: hub}\n", "task", "source 'hub' needs task.hub_id"),
+    ("compress: {student: {max_positions: 32}}\n", "", "compress.student.max_positions (32) is below task.max_seq_len (64)"),
+    ("measure: {seq_len: 128}\n", "", "measure.seq_len (128) exceeds the student's positions (64"),
 ]
 
 

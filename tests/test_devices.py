@@ -100,3 +100,14 @@ def test_tvm_build_errors_are_typed(tmp_path):
         build(prog, "x86-64", tmp_path, timeout_s=0.2)
     assert e.value.kind == "build-timeout"
     assert not list((tmp_path / "tvm").rglob("model.so"))  # nothing half-built is left in the cache
+
+
+def test_measuring_beyond_the_artifacts_positions_is_a_clear_error(tmp_path):
+    from harness.measure import MeasureSettings, measure_on_device
+
+    art = tmp_path / "artifact"
+    art.mkdir()
+    (art / "manifest.json").write_text('{"spec": {"max_positions": 64}}')
+    spec = DeviceSpec(transport="local", workdir=str(tmp_path / "work"))
+    with pytest.raises(ValueError, match="seq_len 128 exceeds the 64 positions of"):
+        measure_on_device(art, "local", spec, "onnxruntime", None, MeasureSettings(seq_len=128), tmp_path / "cache")
