@@ -4,8 +4,11 @@ PIP = $(PY) -m pip install --disable-pip-version-check -q
 
 .PHONY: quickstart install test install-test
 
+# Skipped when this checkout is the installed one and pyproject.toml has not changed since (a re-run
+# of the quickstart then does no work at all).
 install:
-	$(PIP) -e .
+	@if [ .eib-installed -nt pyproject.toml ] && (cd / && $(PY) -c 'import sys, harness; sys.exit(not harness.__file__.startswith(sys.argv[1]))' "$(CURDIR)/") 2>/dev/null; \
+	then echo "eibert already installed from $(CURDIR)"; else $(PIP) -e . && touch .eib-installed; fi
 
 # Installs everything and runs the main job on the embedded defaults; writes reports/<run>/.
 quickstart: install

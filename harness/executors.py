@@ -57,21 +57,31 @@ class RayExecutor:
             # Ray >= 2.59 starts clusters with token authentication; a client sends the token (RAY_AUTH_TOKEN or
             # ~/.ray/auth_token) only in token mode, read when ray is imported.
             os.environ.setdefault("RAY_AUTH_MODE", "token")
-        import ray
-
-        self.ray = ray
-        kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
-        self.address = address
-        self.parallel = int(ray.cluster_resources().get("CPU", 1))
-        self._task = ray.remote(_remote_run)
+        self.address, self.num_cpus, self.ray, self.setup_s = address, num_cpus or os.cpu_count(), None, 0.0
         self._max_retries = max_retries
         self._refs: dict = {}  # ObjectRef -> node key
+        if address:
+            self._start()  # the cluster's size is known only once connected
+        else:
+            self.parallel = self.num_cpus  # a local cluster starts with the first submitted stage (never, when all is cached)
+
+    def _start(self) -> None:
+        t0 = time.perf_counter()
+        import ray
+
+        kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
+        if self.address:
+            ray.init(address=self.address, **kwargs)
+        else:
+            ray.init(num_cpus=self.num_cpus, **kwargs)
+        self.ray = ray
+        self.parallel = int(ray.cluster_resources().get("CPU", 1))
+        self._task = ray.remote(_remote_run)
+        self.setup_s += time.perf_counter() - t0
 
     def submit(self, node, deps, ctx, num_cpus=1, resources=None):
+        if self.ray is None:
+            self._start()
         opts = {"num_cpus": num_cpus, "max_retries": self._max_retries, "retry_exceptions": False}
         if resources:
             opts["resources"] = resources
@@ -98,7 +108,8 @@ class RayExecutor:
         return len(self._refs)
 
     def close(self):
-        self.ray.shutdown()
+        if self.ray is not None:
+            self.ray.shutdown()
 
 
 def make_executor(kind: str, address: str | None = None):

@@ -156,6 +156,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     rows = store.stage_results(run_id)
     failed = [r for r in rows if r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried")
               and r["node_key"] not in {x["node_key"] for x in rows if x["status"] in ("ok", "cached")}]
+    setup_s += getattr(ex, "setup_s", 0.0)  # a Ray cluster started with the first stage
     counts.update(variants=len(variants), stages=len(nodes), executor=ex.name, executor_setup_s=round(setup_s + t_close, 2))
     store.finish_run(run_id, "failed" if failed else "done", counts)
     if not quiet:

@@ -87,6 +87,57 @@ def _build(node: Node, deps: dict, ctx: dict) -> dict:
         raise StageError(f"{e.kind}: {e}", "variant" if e.kind == "build-failed" else "infrastructure", e.kind) from e
 
 
+def _measure_cache(node: Node, deps: dict, device: str, spec) -> tuple[str, Path]:
+    cfg = node.payload["config"]
+    art = deps[node.deps[0]]
+    build = deps[node.deps[1]] if len(node.deps) > 1 else None
+    key = hashlib.sha256(canonical_json({"artifact": art["cache_key"], "device": device, "spec": spec.model_dump(mode="json"),
+                                         "runtime": node.payload["runtime"], "settings": measure_settings(cfg).__dict__,
+                                         "build": build.get("lib_sha256") if build else None}).encode()).hexdigest()[:24]
+    return key, Path(cfg.cache_dir) / "measure" / f"{key}.json"
+
+
+def _memo_path(node: Node) -> Path:
+    from devices.tvm_build import BUILD_VERSION
+    from eibert.compress import CODE_VERSION
+    from eibert.teacher import TRAIN_CODE_VERSION
+
+    cfg = node.payload["config"]
+    # the node key covers the config; the files it names may change in place
+    files = [cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model]
+    stamps = [(str(f), st.st_size, st.st_mtime_ns) for f in files if f and Path(str(f)).exists() for st in [Path(str(f)).stat()]]
+    v = f"{node.key}-{CODE_VERSION}.{TRAIN_CODE_VERSION}.{BUILD_VERSION}-{stamps}"
+    return Path(node.payload["config"].cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
+
+
+_PATHS = ("model_dir", "artifact_dir", "lib")
+
+
+def lookup(node: Node, deps: dict, inventory: dict) -> StageResult | None:
+    """The node's output when an earlier run finished it and everything it points to is still there (the
+    driver checks before submitting, so an unchanged sweep starts no executor and leases no device)."""
+    try:
+        if node.stage == "measure":
+            if not node.payload["config"].measure.reuse:
+                return None
+            device = node.payload["device"]
+            key, path = _measure_cache(node, deps, device, inventory[device])
+            if not path.exists():
+                return None
+            out = {**json.loads(path.read_text()), "cache_hit": True, "cache_key": key, "device": device}
+        else:
+            path = _memo_path(node)
+            if not path.exists():
+                return None
+            out = {**json.loads(path.read_text()), "cache_hit": True}
+            if not all(Path(out[k]).exists() for k in _PATHS if out.get(k)):
+                return None
+    except (OSError, ValueError, KeyError):
+        return None
+    out["node_key"] = node.key
+    return StageResult(node.stage, node.variant_id, "cached", out, None, None, 0.0, out.get("cache_key"))
+
+
 def _measure(node: Node, deps: dict, ctx: dict) -> dict:
     from devices.errors import DeviceError
     from harness.measure import measure_on_device
@@ -96,10 +147,7 @@ def _measure(node: Node, deps: dict, ctx: dict) -> dict:
     art = deps[node.deps[0]]
     build = deps[node.deps[1]] if len(node.deps) > 1 else None
     settings = measure_settings(cfg)
-    key = hashlib.sha256(canonical_json({"artifact": art["cache_key"], "device": device, "spec": spec.model_dump(mode="json"),
-                                         "runtime": node.payload["runtime"], "settings": settings.__dict__,
-                                         "build": build.get("lib_sha256") if build else None}).encode()).hexdigest()[:24]
-    path = Path(cfg.cache_dir) / "measure" / f"{key}.json"
+    key, path = _measure_cache(node, deps, device, spec)
     if cfg.measure.reuse and path.exists():
         return {**json.loads(path.read_text()), "cache_hit": True, "cache_key": key}
     try:
@@ -130,4 +178,9 @@ def run_node(node: Node, deps: dict, ctx: dict) -> StageResult:
     res.output["node_key"] = node.key
     if ctx.get("device"):
         res.output.setdefault("device", ctx["device"])
+    if res.ok and node.stage != "measure":  # measurements have their own cache, keyed by the device
+        try:
+            atomic_write_json(_memo_path(node), {k: v for k, v in res.output.items() if k != "cache_hit"})
+        except OSError:
+            pass
     return res
