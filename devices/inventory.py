@@ -39,6 +39,7 @@ class DeviceSpec(BaseModel):
     tags: list[str] = []
     max_jobs: Annotated[int, Field(ge=1, le=64)] = 1
     emulated: bool = False  # latency from an emulated CPU is never compared with native numbers
+    shares_host_cpus: bool = False  # an ssh device on this machine's CPUs (a test-farm namespace): measured alone, like local
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # runtime threads; None: the device's cores
     connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     upload_timeout_s: Annotated[float, Field(gt=0)] = 120.0

@@ -100,8 +100,9 @@ class Scheduler:
             self.leases[key] = got
             spec = self.inventory[got]
             ctx.update(device=got, device_spec=spec)
-            # Latency on this machine must not share it with other stages; remote devices need no local CPU.
-            cpus = self.cpus if spec.transport == "local" else 0
+            # Latency on this machine (local, or a farm device on its CPUs) must not share it with other stages;
+            # remote devices need no local CPU.
+            cpus = self.cpus if spec.transport == "local" or spec.shares_host_cpus else 0
         self.state[key] = "running"
         self.executor.submit(node, deps, ctx, num_cpus=cpus, resources=resources)
         return True

@@ -155,3 +155,33 @@ def test_sweep_runs_on_a_cluster_started_with_ray_start(tiny_bert, task_files, t
     finally:
         subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120, env=env)
 
+
+
+def test_devices_on_this_machines_cpus_are_measured_alone():
+    """local and farm devices (shares_host_cpus) take every CPU for a measurement; a remote device none."""
+    from types import SimpleNamespace
+
+    from devices.inventory import DeviceSpec
+    from harness.graph import Node
+    from harness.scheduler import Scheduler
+
+    class Fake:
+        name, parallel = "fake", 2
+
+        def __init__(self):
+            self.cpus = {}
+
+        def submit(self, node, deps, ctx, num_cpus=1, resources=None):
+            self.cpus[ctx["device"]] = num_cpus
+
+    inv = {"local": DeviceSpec(transport="local"),
+           "ns": DeviceSpec(transport="ssh", host="10.77.1.2", user="farm", use_agent=True, shares_host_cpus=True),
+           "pi": DeviceSpec(transport="ssh", host="pi.lan", user="pi", use_agent=True)}
+    cfg = SimpleNamespace(measure=SimpleNamespace(reuse=False))
+    nodes = [Node(f"m-{d}", "measure", ["v"], [], {"config": cfg, "device": d, "runtime": "onnxruntime"}) for d in inv]
+    pool = SimpleNamespace(acquire=lambda device, runtime, holder: device)
+    ex = Fake()
+    sched = Scheduler(nodes, ex, None, "run", pool, inv, None, quiet=True)
+    for n in nodes:
+        assert sched._submit(n.key)
+    assert ex.cpus == {"local": 2, "ns": 2, "pi": 0}

@@ -276,7 +276,7 @@ class Farm:
             "transport": "ssh", "host": dev.address, "port": 22, "user": FARM_USER, "key_file": str(self.client_key),
             "known_hosts": str(self.known_hosts), "arch": dev.arch, "target": "arm64-cortex-a76" if arm else "x86-64",
             "runtimes": ["onnxruntime", "tvm"], "python": dev.python, "workdir": dev.workdir,
-            "tags": ["farm", "arm64" if arm else "x86"], "emulated": arm, "threads": 1 if arm else 2,
+            "tags": ["farm", "arm64" if arm else "x86"], "emulated": arm, "shares_host_cpus": True, "threads": 1 if arm else 2,
             "connect_timeout_s": 5, "link_timeout_s": 4, **over,
         }
 
