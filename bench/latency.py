@@ -26,13 +26,9 @@ from devices.inventory import DeviceSpec  # noqa: E402
 from eibert.data import load_task  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from harness.measure import MeasureSettings, build_for, measure_on_device  # noqa: E402
+from harness.measure import max_positions as positions  # noqa: E402
 
 OUT = ROOT / "bench/results/latency.json"
-
-
-def positions(model_dir: str) -> int | None:
-    m = Path(model_dir) / "manifest.json"
-    return json.loads(m.read_text())["spec"]["max_positions"] if m.exists() else None
 
 
 def long_student() -> str | None:

@@ -49,7 +49,8 @@ def _model_digest(model_dir: str | Path) -> str:
     return model_fingerprint(str(model_dir))
 
 
-def _max_positions(model_dir) -> int | None:
+def max_positions(model_dir) -> int | None:
+    """How many token positions a model takes (an artifact's manifest, or a Hugging Face config)."""
     m = Path(model_dir) / "manifest.json"
     if m.exists():
         return json.loads(m.read_text()).get("spec", {}).get("max_positions")
@@ -109,7 +110,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     cache_dir = Path(cache_dir)
     if runtime not in spec.runtimes:
         raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
-    positions = _max_positions(model_dir)
+    positions = max_positions(model_dir)
     if positions is not None and settings.seq_len > positions:
         raise ValueError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
                          "(build the student with compress.student.max_positions >= the measured length)")
