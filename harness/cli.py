@@ -47,11 +47,13 @@ def _print_results(store, run_id: str) -> None:
     rows = store.measurements(run_id)
     if not rows:
         return
-    print(f"{'variant':40s} {'subject':8s} {'runtime':12s} {'size bytes':>11s} {'accuracy':>9s}")
+    print(f"{'variant':40s} {'subject':8s} {'device':12s} {'runtime':12s} {'size bytes':>11s} {'accuracy':>9s} {'p50 ms':>9s}")
     for m in rows:
         size = f"{m['size_bytes']:,}" if m["size_bytes"] is not None else "-"
         acc = f"{m['accuracy']:.4f}" if m["accuracy"] is not None else "-"
-        print(f"{names.get(m['variant_id'], '(shared)')[:40]:40s} {m['subject']:8s} {m['runtime']:12s} {size:>11s} {acc:>9s}")
+        p50 = f"{m['p50_ms']:.2f}" if m.get("p50_ms") is not None else "-"
+        print(f"{names.get(m['variant_id'], '(shared)')[:40]:40s} {m['subject']:8s} {(m.get('device') or '-')[:12]:12s} "
+              f"{m['runtime']:12s} {size:>11s} {acc:>9s} {p50:>9s}")
 
 
 def cmd_run(args, until: str = "measure") -> int:
