@@ -162,11 +162,18 @@ class Store:
                 cur.execute("PRAGMA synchronous=FULL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
-        metadata.create_all(self.engine)
-        cols = {c["name"] for c in sa.inspect(self.engine).get_columns("stage_results")}
-        if "node_key" not in cols:  # a database from before the stage graph
-            with self.engine.begin() as conn:
-                conn.execute(sa.text("ALTER TABLE stage_results ADD COLUMN node_key VARCHAR(64)"))
+        for attempt in range(10):  # two processes opening a new database at once race between check and create
+            try:
+                metadata.create_all(self.engine)
+                cols = {c["name"] for c in sa.inspect(self.engine).get_columns("stage_results")}
+                if "node_key" not in cols:  # a database from before the stage graph
+                    with self.engine.begin() as conn:
+                        conn.execute(sa.text("ALTER TABLE stage_results ADD COLUMN node_key VARCHAR(64)"))
+                break
+            except sa.exc.OperationalError as e:
+                if attempt == 9 or not any(m in str(e) for m in ("already exists", "duplicate column", "database is locked")):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     @contextlib.contextmanager
     def transaction(self):

@@ -75,3 +75,21 @@ def test_sqlalchemy_url_is_accepted(tmp_path):
     run_id = store.create_run("exp", {})
     assert Store(url).run(run_id)["name"] == "exp"
     assert "runs" in sa.inspect(store.engine).get_table_names()
+
+
+def test_processes_opening_a_new_database_at_once(tmp_path):
+    """A driver and a reader (or two drivers) creating the schema at the same moment both succeed."""
+    code = textwrap.dedent("""
+        import sys, time
+        from harness.store import Store
+        t = float(sys.argv[2])
+        while time.time() < t:
+            pass
+        Store(sys.argv[1]).runs()
+    """)
+    for i in range(6):
+        db = tmp_path / f"db{i}.sqlite"
+        start = f"{__import__('time').time() + 3:.3f}"  # after every process has imported sqlalchemy
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        errs = [p.communicate(timeout=60)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), "\n".join(errs)
