@@ -104,10 +104,10 @@ def _memo_path(node: Node) -> Path:
 
     cfg = node.payload["config"]
     # the node key covers the config; the files it names may change in place
-    files = [cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model]
-    stamps = [(str(f), st.st_size, st.st_mtime_ns) for f in files if f and Path(str(f)).exists() for st in [Path(str(f)).stat()]]
+    files = [Path(str(f)) for f in (cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model) if f]
+    stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()]
     v = f"{node.key}-{CODE_VERSION}.{TRAIN_CODE_VERSION}.{BUILD_VERSION}-{stamps}"
-    return Path(node.payload["config"].cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
+    return Path(cfg.cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
 
 
 _PATHS = ("model_dir", "artifact_dir", "lib")
