@@ -26,7 +26,9 @@ from eibert.distill import DistillSettings, pair_rows, train_student
 from eibert.export import export_artifact, ort_logits
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint
 from eibert.quant import QuantSettings, calibrate_modular, quantize, to_deploy
-from eibert.student import Student, StudentSpec, init_from_teacher, parameter_bytes, pick_hidden_dims
+from eibert.augment import AugmentSettings
+from eibert.phased import train_phased
+from eibert.student import Student, StudentSpec, fold_head, init_from_teacher, parameter_bytes, pick_hidden_dims
 from eibert.textcls import accuracy, collate, encode, predict_logits
 from eibert.vocab import attention_importance, build_pruned_tokenizer, coverage, select_tokens, token_frequency, unk_rate
 
@@ -52,11 +54,15 @@ def _partial(stages: dict, t_start: float) -> dict:
 
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill: DistillSettings,
              quant: QuantSettings | None, cache_dir: str, max_seq_len: int = 64, calib_rows: int = 512,
-             progress: bool = True, until: str = "artifact") -> dict:
+             progress: bool = True, until: str = "artifact", augment: AugmentSettings | None = None, fold: bool = False,
+             on_step=None) -> dict:
     """Run importance -> vocab -> student -> artifact with caching; returns the result record.
 
     `until` ("importance" | "student" | "artifact") stops after that stage, so a scheduler can run the
-    stages that several variants share once, before the variants that start from them.
+    stages that several variants share once, before the variants that start from them. With
+    `distill.phases` the student is trained phase by phase from cached teacher outputs over the train
+    rows and their `augment`ed copies (eibert.phased); `fold` folds the integrated head's bridge into
+    its pooler before quantization (eibert.student.fold_head).
     """
     cache = Cache(cache_dir)
     t_start = time.perf_counter()
@@ -117,8 +123,13 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
                        max_positions=max(student.get("max_positions") or max_seq_len, 8),
                        **{k: v for k, v in student.items() if k not in ("init", "max_positions")})
     init = student.get("init", "teacher")
-    stu_key = cache.key("student", {"v": CODE_VERSION, "vocab": voc_key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
-                                    "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len})
+    stu_spec = {"v": CODE_VERSION, "vocab": voc_key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
+                "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len,
+                **({"augment": augment.to_json()} if augment and distill.phases else {})}
+    stu_key = cache.key("student", stu_spec)
+    # phase checkpoints live under the key without the phase list: lists with a common prefix share phases
+    ckpt_dir = cache.root / "checkpoints" / (cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}})
+                                             if distill.phases else stu_key)
     t0 = time.perf_counter()
     hit = cache.get("student", stu_key) is not None
     dev_s = encode(s_tok, data.dev, max_seq_len)
@@ -131,10 +142,16 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
         init_report = init_from_teacher(model, teacher_model, old_ids, dims) if init == "teacher" else {"init": "random"}
         if progress:
             print(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part {parameter_bytes(model, 8)}", flush=True)
-        fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,
-                            dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id,
-                            ckpt_dir=cache.root / "checkpoints" / stu_key, progress=progress)
-        metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report}
+        if distill.phases:
+            fit = train_phased(model, teacher_model, data, t_tok, s_tok, old_ids, distill, augment, cache=cache, dims=dims,
+                               max_seq_len=max_seq_len, teacher_fp=teacher_fp, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step)
+        else:
+            fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,
+                                dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress,
+                                on_step=on_step)
+        sel_s = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
+        metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report,
+                   "torch_selection_accuracy": accuracy(predict_logits(model, sel_s), [y for _, y in sel_s]) if sel_s else None}
         if distill.mode == "cross":
             metrics["teacher_dev_accuracy_after"] = accuracy(predict_logits(teacher_model, dev_t), [y for _, y in dev_t])
         with cache.publish("student", stu_key) as tmp:
@@ -148,6 +165,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     smetrics = json.loads((sdir / "metrics.json").read_text())
     stages["student"] = {"cache_hit": hit, "wall_s": time.perf_counter() - t0, "key": stu_key,
                          "torch_dev_accuracy": smetrics["torch_dev_accuracy"], "steps": smetrics["fit"]["steps"],
+                         "torch_selection_accuracy": smetrics.get("torch_selection_accuracy"), "fit": smetrics["fit"],
                          **({"teacher_dev_accuracy_after": smetrics["teacher_dev_accuracy_after"]} if "teacher_dev_accuracy_after" in smetrics else {})}
 
     if until == "student":
@@ -155,11 +173,14 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
 
     # 4. quantization, export, and accuracy of the exported artifact under onnxruntime
     qjson = quant.to_json() if quant else None
-    art_key = cache.key("artifact", {"v": CODE_VERSION, "student": stu_key, "quant": qjson, "calib_rows": calib_rows})
+    art_key = cache.key("artifact", {"v": CODE_VERSION, "student": stu_key, "quant": qjson, "calib_rows": calib_rows, **({"fold": True} if fold else {})})
     t0 = time.perf_counter()
     hit = cache.get("artifact", art_key) is not None
     if not hit:
         qreport = None
+        if fold:
+            model = fold_head(model).eval()
+            spec = model.spec
         if quant is None:
             deploy = model
         else:
@@ -178,6 +199,13 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
             manifest["accuracy"] = {"dev_accuracy": accuracy(ort, labels), "n": len(labels), "runtime": "onnxruntime",
                                     "data_sha256": data.checksums["dev"], "torch_dev_accuracy": accuracy(ref, labels),
                                     "max_logit_diff_vs_torch": float(np.abs(ort - ref).max())}
+            preds = {"dev": ort.argmax(-1).tolist()}
+            sel_s = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
+            if sel_s:
+                sel = ort_logits(tmp, sel_s, pad_id=s_tok.pad_token_id)
+                manifest["accuracy"].update(selection_accuracy=accuracy(sel, [y for _, y in sel_s]), selection_n=len(sel_s))
+                preds["selection"] = sel.argmax(-1).tolist()
+            (tmp / "predictions.json").write_text(json.dumps(preds))
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     adir = cache.path("artifact", art_key)
     manifest = json.loads((adir / "manifest.json").read_text())
@@ -188,6 +216,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
         "parts": manifest["parts"],
         "dev_accuracy": manifest["accuracy"]["dev_accuracy"],
         "dev_n": manifest["accuracy"]["n"],
+        "selection_accuracy": manifest["accuracy"].get("selection_accuracy"),
         "max_logit_diff_vs_torch": manifest["accuracy"]["max_logit_diff_vs_torch"],
         "float_dev_accuracy": smetrics["torch_dev_accuracy"],
         "stages": stages,

@@ -35,6 +35,8 @@ class TaskData:
     label_names: list[str] = field(default_factory=list)
     checksums: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    selection: "datasets.Dataset | None" = None  # noqa: F821  (eibert.selection: held out from train, for choosing)
+    split_report: dict = field(default_factory=dict)
 
 
 def embedded_files(name: str) -> tuple[Path, Path]:

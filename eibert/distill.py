@@ -13,7 +13,6 @@ uses the labels alone. Checkpoints every `ckpt_every` steps let a long run resum
 """
 
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eibert.student import layer_map
-from eibert.textcls import linear_schedule, set_seed
+from eibert.textcls import length_grouped, linear_schedule, save_state, set_seed
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,7 @@ class DistillSettings:
     max_steps: int | None = None
     seed: int = 0
     ckpt_every: int = 200
+    phases: tuple = ()  # eibert.phases.PhaseSettings in order; empty: one `mode` run of `epochs`
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -89,23 +89,6 @@ def pair_rows(student_rows: list, teacher_rows: list, old_ids: list[int]) -> lis
     out = []
     for (s_ids, y), (t_ids, _) in zip(student_rows, teacher_rows):
         out.append((s_ids, t_ids, y, len(s_ids) == len(t_ids) and all(old_ids[a] == b for a, b in zip(s_ids, t_ids))))
-    return out
-
-
-def length_grouped(lengths: list[int], batch_size: int, seed: int, group: int = 50) -> list[list[int]]:
-    """Shuffled batches of indices whose members have similar lengths: shuffle, sort inside windows of
-    `group` batches, cut, shuffle the batches. Padding waste drops several-fold on short-sentence tasks."""
-    import random
-
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    out = []
-    win = batch_size * group
-    for i in range(0, len(order), win):
-        chunk = sorted(order[i : i + win], key=lambda j: lengths[j])
-        out += [chunk[k : k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(out)
     return out
 
 
@@ -158,7 +141,7 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     step, stage, gate_hits, t0 = 0, (1 if st.stage_gates and use_teacher else 2), 0, time.perf_counter()
     ckpt = Path(ckpt_dir) / "train.pt" if ckpt_dir else None
     if ckpt is not None and ckpt.is_file():  # resume
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=True)
         student.load_state_dict(state["student"])
         teacher.load_state_dict(state["teacher"])
         if hproj:
@@ -175,13 +158,9 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     def save() -> None:
         if ckpt is None:
             return
-        state = {"student": student.state_dict(), "teacher": teacher.state_dict(), "hproj": hproj.state_dict() if hproj else None,
+        save_state(ckpt, {"student": student.state_dict(), "teacher": teacher.state_dict(), "hproj": hproj.state_dict() if hproj else None,
                  "s_opt": s_opt.state_dict(), "s_sched": s_sched.state_dict(), "step": step, "stage": stage, "gate_hits": gate_hits, "rng": torch.get_rng_state(),
-                 "t_opt": t_opt.state_dict() if t_opt else None, "t_sched": t_sched.state_dict() if t_sched else None}
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt)
+                 "t_opt": t_opt.state_dict() if t_opt else None, "t_sched": t_sched.state_dict() if t_sched else None})
 
     student.train()
     teacher.train(train_teacher)

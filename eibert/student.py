@@ -32,6 +32,7 @@ class StudentSpec:
     type_vocab: int = 2
     share_layers: bool = False  # ALBERT-style: one set of layer weights used `layers` times
     integrate: bool = False  # parameter integration: bridge to the teacher's pooler + classifier
+    folded: bool = False  # integrated head with the bridge folded into the pooler (one matrix; see fold_head)
     teacher_hidden: int | None = None
     layer_norm_eps: float = 1e-12
     dropout: float = 0.1
@@ -101,8 +102,9 @@ class Student(nn.Module):
         n_distinct = 1 if spec.share_layers else spec.layers
         self.layers = nn.ModuleList(Layer(spec) for _ in range(n_distinct))
         head = spec.teacher_hidden if spec.integrate else spec.hidden
-        self.bridge = nn.Linear(spec.hidden, head) if spec.integrate else None  # student -> teacher space
-        self.pooler = nn.Linear(head, head)
+        unfolded = spec.integrate and not spec.folded
+        self.bridge = nn.Linear(spec.hidden, head) if unfolded else None  # student -> teacher space
+        self.pooler = nn.Linear(spec.hidden if spec.folded else head, head)
         self.classifier = nn.Linear(head, spec.num_labels)
         self.drop = nn.Dropout(spec.dropout)
         self.apply(self._init)
@@ -130,6 +132,24 @@ class Student(nn.Module):
             cls = self.bridge(cls)  # (B, H_teacher)
         logits = self.classifier(self.drop(torch.tanh(self.pooler(cls))))
         return {"logits": logits, "hidden": hidden, "attn": attn}
+
+
+@torch.no_grad()
+def fold_head(student: Student) -> Student:
+    """The same function with the bridge folded into the pooler: pooler(bridge(x)) = (Wp Wb) x + (Wp bb + bp).
+    Linear on linear is one linear, so the integrated head costs H x H_t weights instead of H x H_t + H_t x H_t."""
+    if student.bridge is None:
+        return student
+    from dataclasses import replace
+
+    folded = Student(replace(student.spec, folded=True))
+    state = {k: v for k, v in student.state_dict().items() if not k.startswith(("bridge.", "pooler."))}
+    wp, bp = student.pooler.weight.double(), student.pooler.bias.double()
+    wb, bb = student.bridge.weight.double(), student.bridge.bias.double()
+    state["pooler.weight"] = (wp @ wb).float()
+    state["pooler.bias"] = (wp @ bb + bp).float()
+    folded.load_state_dict(state)
+    return folded.train(student.training)
 
 
 class LogitsOnly(nn.Module):

@@ -25,6 +25,7 @@ DEFAULT_HP = {
     "warmup_ratio": 0.1,
     "max_steps": None,
     "seed": 0,
+    "length_grouped": True,  # batches of similar lengths: ~2.5x faster on SST-2's short rows
 }
 
 
@@ -40,6 +41,8 @@ class TeacherResult:
     cache_key: str
     wall_s: float
     model_ref: str
+    selection_accuracy: float | None = None
+    selection_n: int = 0
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,6 +71,7 @@ def finetune_teacher(
     hp: dict | None = None,
     max_seq_len: int = 64,
     progress: bool = True,
+    on_step=None,
 ) -> TeacherResult:
     """Fine-tune `model_ref` on `data.train`, score it on `data.dev`, and cache both (see module doc)."""
     from eibert.textcls import accuracy, encode, finetune, predict_logits, set_seed
@@ -99,8 +103,14 @@ def finetune_teacher(
         pad_id=tok.pad_token_id or 0,
         progress=progress,
         desc="teacher",
+        length_grouped_batches=hp["length_grouped"],
+        ckpt=cache.root / "checkpoints" / f"teacher-{key}" / "train.pt",
+        on_step=on_step,
     )
-    dev_acc = accuracy(predict_logits(model, dev_rows, pad_id=tok.pad_token_id or 0), [y for _, y in dev_rows])
+    pad = tok.pad_token_id or 0
+    dev_acc = accuracy(predict_logits(model, dev_rows, pad_id=pad), [y for _, y in dev_rows])
+    sel_rows = encode(tok, data.selection, max_seq_len) if data.selection is not None else []
+    sel_acc = accuracy(predict_logits(model, sel_rows, pad_id=pad), [y for _, y in sel_rows]) if sel_rows else None
     result = {
         "dev_accuracy": dev_acc,
         "dev_n": len(dev_rows),
@@ -109,6 +119,8 @@ def finetune_teacher(
         "train_s": fit["train_s"],
         "cache_key": key,
         "model_ref": model_ref,
+        "selection_accuracy": sel_acc,
+        "selection_n": len(sel_rows),
     }
     with cache.publish("teacher", key, {"result": result, "hp": hp, "data": data.checksums}) as tmp:
         model.save_pretrained(tmp)

@@ -24,6 +24,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SelectionConfig(_Section):
+    """A selection split carved from train (eibert.selection): whole sentences held out with their sub-phrases."""
+
+    sentences: Annotated[int, Field(ge=0, le=100_000)] = 0  # 0: no selection split
+    min_words: Annotated[int, Field(ge=1, le=200)] = 8
+    min_phrase_words: Annotated[int, Field(ge=1, le=200)] = 3
+    seed: Annotated[int, Field(ge=0)] = 0
+
+
 class TaskConfig(_Section):
     """The task and its data: the embedded SST-2 sample, a Hugging Face hub dataset or local files."""
 
@@ -39,6 +48,7 @@ class TaskConfig(_Section):
     label_field: str = "label"
     max_seq_len: Annotated[int, Field(ge=8, le=512)] = 64
     max_train_rows: PosInt | None = None  # subsample the train split (stratified, seeded)
+    selection: SelectionConfig = SelectionConfig()
 
     @model_validator(mode="after")
     def _source_needs(self) -> "TaskConfig":
@@ -73,6 +83,7 @@ class StudentConfig(_Section):
     share_layers: bool = False  # ALBERT-style: one set of layer weights applied `layers` times
     max_positions: Annotated[int, Field(ge=8, le=4096)] | None = None  # None: task.max_seq_len; larger lets it run longer inputs
     init: Literal["teacher", "random"] = "teacher"
+    fold_head: bool = False  # fold the integrated head's bridge into its pooler at export (one matrix; frees bytes)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> "StudentConfig":
@@ -87,6 +98,29 @@ class VocabConfig(_Section):
     size: Annotated[int, Field(ge=100, le=250_000)] | None = 8000  # None: keep the full vocabulary
     method: Literal["attention", "frequency"] = "attention"
     importance_rows: PosInt | None = 2000  # sentences scored for attention importance
+
+
+class PhaseConfig(_Section):
+    """One phase of `compress.distill.phases` (eibert.phases)."""
+
+    kind: Literal["intermediate", "prediction", "cross"]
+    epochs: Annotated[float, Field(gt=0, le=100)] = 1.0
+    lr: Annotated[float, Field(gt=0, lt=1)] = 3e-4
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    augmented: bool = True  # intermediate/prediction: train on the augmented rows too
+    patience: Annotated[int, Field(ge=1, le=1000)] | None = 2  # epochs without a selection gain before the phase stops
+
+
+class AugmentConfig(_Section):
+    """Teacher-labelled augmentation of the train rows (eibert.augment); used by `distill.phases`."""
+
+    copies: Annotated[float, Field(ge=0, le=100)] = 0.0  # new rows per train row on average (0: none)
+    p_replace: Annotated[float, Field(ge=0, le=1)] = 0.4
+    neighbours: Annotated[int, Field(ge=1, le=1000)] = 15
+    p_mask: Annotated[float, Field(ge=0, le=1)] = 0.1
+    p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
+    max_ngram: Annotated[int, Field(ge=1, le=100)] = 5
+    seed: Annotated[int, Field(ge=0)] = 0
 
 
 class DistillConfig(_Section):
@@ -107,6 +141,7 @@ class DistillConfig(_Section):
     stage_gates: bool = False
     max_steps: PosInt | None = None
     seed: Annotated[int, Field(ge=0)] = 0
+    phases: Annotated[list[PhaseConfig], Field(max_length=20)] = []  # in order; empty: one `mode` run of `epochs`
 
 
 class QuantConfig(_Section):
@@ -134,6 +169,7 @@ class CompressConfig(_Section):
     student: StudentConfig = StudentConfig()
     vocab: VocabConfig = VocabConfig()
     distill: DistillConfig = DistillConfig()
+    augment: AugmentConfig = AugmentConfig()
     quant: QuantConfig = QuantConfig()
 
 
