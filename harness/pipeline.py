@@ -18,7 +18,7 @@ from eibutil import UserError, sha256_file
 from harness.config import ExperimentConfig
 from harness.provenance import collect
 from harness.report import write_summary
-from harness.store import Store
+from harness.store import Store, public_config
 from harness.variants import expand
 
 
@@ -141,10 +141,10 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         run_id = resume
         store.reopen_run(run_id)
     else:
-        run_id = store.create_run(cfg.name, cfg.model_dump(mode="json"), str(config_path))
+        run_id = store.create_run(cfg.name, public_config(cfg.model_dump(mode="json")), str(config_path))
         with store.transaction() as tx:
             for v in variants:
-                tx.add_variant(run_id, v.variant_id, v.name, v.overrides, v.config.model_dump(mode="json"))
+                tx.add_variant(run_id, v.variant_id, v.name, v.overrides, public_config(v.config.model_dump(mode="json")))
     t_setup = time.perf_counter()
     ex = make_executor(executor, address)
     setup_s = time.perf_counter() - t_setup

@@ -111,6 +111,24 @@ def _url(db: str) -> str:
     return f"sqlite:///{Path(db).resolve()}"
 
 
+def display_url(db: str) -> str:
+    """`db` as it may be shown, logged or stored: any password replaced by ***."""
+    if "://" not in db:
+        return db
+    try:
+        return sa.engine.make_url(db).render_as_string(hide_password=True)
+    except Exception:  # not parseable as a URL: show only its scheme
+        return db.split("://", 1)[0] + "://***"
+
+
+def public_config(cfg: dict) -> dict:
+    """A config dump fit to store or show: `results.database` with its password masked."""
+    res = cfg.get("results")
+    if isinstance(res, dict) and isinstance(res.get("database"), str):
+        return {**cfg, "results": {**res, "database": display_url(res["database"])}}
+    return cfg
+
+
 def _j(obj: Any) -> str | None:
     return None if obj is None else json.dumps(obj, sort_keys=True, default=str)
 
@@ -152,9 +170,10 @@ class Tx:
 
 class Store:
     def __init__(self, database: str):
-        self.url = _url(database)
-        self.engine = sa.create_engine(self.url, future=True)
-        if self.url.startswith("sqlite"):
+        raw = _url(database)
+        self.url = display_url(raw)  # the only form of the URL that is shown or kept
+        self.engine = sa.create_engine(raw, future=True, hide_parameters=True)
+        if raw.startswith("sqlite"):
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_conn, _):  # WAL: readers never block the writer; durable commits
                 cur = dbapi_conn.cursor()

@@ -93,3 +93,14 @@ def test_processes_opening_a_new_database_at_once(tmp_path):
         procs = [subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), "\n".join(errs)
+
+
+def test_display_url_masks_passwords_and_leaves_paths():
+    from harness.store import display_url, public_config
+
+    assert display_url("postgresql://u:s3cr%40t@db.example:5432/eib") == "postgresql://u:***@db.example:5432/eib"
+    assert display_url("results/eib.sqlite") == "results/eib.sqlite"
+    assert "s3cr" not in display_url("post gres://u:s3cr@t@x")  # unparseable: scheme only
+    cfg = {"name": "x", "results": {"database": "postgresql://u:pw@h/db", "reports_dir": "r"}}
+    assert public_config(cfg)["results"] == {"database": "postgresql://u:***@h/db", "reports_dir": "r"}
+    assert cfg["results"]["database"] == "postgresql://u:pw@h/db"  # the caller's copy is untouched
