@@ -35,8 +35,10 @@ class HostKeyError(DeviceError):
 
 
 class AuthError(DeviceError):
+    """The device refused our key, or the key is missing or unreadable: the device's configuration, not the
+    farm's health, so it never quarantines a device nor moves the work to a sibling."""
     kind = "auth"
-    infrastructure = True
+    infrastructure = False
 
 
 class IntegrityError(DeviceError):

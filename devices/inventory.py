@@ -11,10 +11,10 @@ variable that holds a key path. Errors name the file, the device and the key (ex
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from devices.targets import TARGETS
-from eibutil import load_yaml, validation_error
+from eibutil import ConfigError, load_yaml, validation_error
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -45,6 +45,13 @@ class DeviceSpec(BaseModel):
     upload_timeout_s: Annotated[float, Field(gt=0)] = 120.0
     run_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     link_timeout_s: Annotated[float, Field(gt=0)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
+
+    @field_validator("key_file", mode="before")
+    @classmethod
+    def _a_path_not_a_key(cls, v):
+        if isinstance(v, str) and ("\n" in v or "PRIVATE KEY" in v or len(v) > 1024):
+            raise ValueError("must be the path of a private key file, not the key itself (its text is not shown)")
+        return v
 
     @model_validator(mode="after")
     def _ssh_needs(self) -> "DeviceSpec":
@@ -79,6 +86,8 @@ def load_inventory(path: str | Path) -> Inventory:
     base = Path(path).resolve().parent
     fixed = {}
     for name, d in inv.devices.items():
-        upd = {k: (base / v).resolve() for k in ("key_file", "known_hosts") if (v := getattr(d, k)) is not None and not v.is_absolute()}
+        upd = {k: (base / v.expanduser()).resolve() for k in ("key_file", "known_hosts") if (v := getattr(d, k)) is not None}
+        if "key_file" in upd and not upd["key_file"].is_file():
+            raise ConfigError(str(path), f"devices.{name}.key_file", f"no such key file: {upd['key_file']}")
         fixed[name] = d.model_copy(update=upd)
     return inv.model_copy(update={"devices": fixed})

@@ -136,9 +136,17 @@ class SSHTransport:
             path = os.environ.get(s.key_env)
             if not path:
                 raise AuthError(self.name, f"key_env {s.key_env!r} is not set in the environment")
-            return {"key_filename": os.path.expanduser(path)}
+            if "\n" in path or "PRIVATE KEY" in path or len(path) > 1024:  # the key itself: never echoed
+                raise AuthError(self.name, f"key_env {s.key_env!r} holds key text; it must hold the path of a key file")
+            path = os.path.expanduser(path)
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise AuthError(self.name, f"key_env {s.key_env!r}: no readable key file at {path}")
+            return {"key_filename": path}
         if s.key_file:
-            return {"key_filename": os.path.expanduser(str(s.key_file))}
+            path = os.path.expanduser(str(s.key_file))
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise AuthError(self.name, f"key_file: no readable key file at {path}")
+            return {"key_filename": path}
         return {}
 
     def _connect(self):

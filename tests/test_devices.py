@@ -1,6 +1,7 @@
 """The device side without a farm: inventory errors, quoting, the local transport's error kinds, latency
 statistics, the agent on the local device (blob reuse, cleanup) and TVM build errors."""
 
+import json
 import shlex
 import subprocess
 import sys
@@ -32,6 +33,43 @@ def test_inventory_errors_name_file_device_and_key(tmp_path, body, key, message)
         load_inventory(path)
     text = str(e.value)
     assert str(path) in text and key in text and message in text, text
+
+
+PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACANARYKEY\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def test_key_file_must_be_an_existing_file_and_pasted_key_text_is_refused_unechoed(tmp_path, monkeypatch):
+    path = tmp_path / "inventory.yaml"
+    ssh = "devices:\n  pi:\n    transport: ssh\n    host: h\n    user: u\n"
+    path.write_text(ssh + "    key_file: " + json.dumps(PEM) + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_inventory(path)
+    assert "devices.pi.key_file" in str(e.value) and "not the key itself" in str(e.value)
+    assert "CANARYKEY" not in str(e.value) and "\n" not in str(e.value)
+    path.write_text(ssh + "    key_file: missing_key\n")
+    with pytest.raises(ConfigError, match=r"devices\.pi\.key_file: no such key file: .*missing_key"):
+        load_inventory(path)
+    (tmp_path / "id").write_text("key")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path.write_text(ssh + "    key_file: ~/id\n")
+    assert load_inventory(path).devices["pi"].key_file == tmp_path / "id"  # ~ is the user's home, not the inventory's folder
+
+
+def test_key_from_the_environment_that_is_key_text_or_missing_is_an_auth_error_of_the_device(monkeypatch):
+    from devices.errors import AuthError
+    from devices.transport import SSHTransport
+
+    spec = DeviceSpec(transport="ssh", host="127.0.0.1", user="u", key_env="EIB_TEST_KEY")
+    t = SSHTransport.__new__(SSHTransport)  # _key only: no connection needed to judge the key reference
+    t.name, t.spec = "pi", spec
+    monkeypatch.setenv("EIB_TEST_KEY", PEM)
+    with pytest.raises(AuthError) as e:
+        t._key()
+    assert "CANARYKEY" not in str(e.value) and "holds key text" in str(e.value)
+    monkeypatch.setenv("EIB_TEST_KEY", "/nonexistent/key")
+    with pytest.raises(AuthError, match="no readable key file"):
+        t._key()
+    assert not AuthError.infrastructure  # a device's key problem never quarantines it nor moves work to a sibling
 
 
 def test_shipped_inventory_loads_and_has_the_local_device():
