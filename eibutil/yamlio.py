@@ -40,13 +40,63 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+MAX_BYTES = 1_000_000  # a config or inventory larger than this is refused unread
+MAX_VALUES = 100_000  # values after expanding aliases (an alias bomb is refused before it is built)
+MAX_DEPTH = 64  # nesting of mappings and lists
+
+
+def _check_size(node: yaml.Node, file: str) -> None:
+    """Count the values `node` expands to (aliases included) and its depth, without building it."""
+    memo: dict[int, tuple[int, int]] = {}
+
+    def walk(n: yaml.Node, depth: int) -> tuple[int, int]:
+        if depth > MAX_DEPTH:
+            raise ConfigError(file, "", f"nested deeper than {MAX_DEPTH} levels")
+        if id(n) in memo:
+            return memo[id(n)]
+        if isinstance(n, yaml.MappingNode):
+            kids = [c for kv in n.value for c in kv]
+        elif isinstance(n, yaml.SequenceNode):
+            kids = list(n.value)
+        else:
+            kids = []
+        count, deep = 1, 0
+        for c in kids:
+            cc, cd = walk(c, depth + 1)
+            count, deep = count + cc, max(deep, cd + 1)
+            if count > MAX_VALUES:
+                raise ConfigError(file, "", f"expands to more than {MAX_VALUES:,} values (YAML aliases?)")
+        memo[id(n)] = (count, deep)
+        return memo[id(n)]
+
+    walk(node, 0)
+
+
+def _parse(text: str, file: str):
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, file)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path, *, what: str = "file") -> dict:
-    """Read a YAML mapping from `path`; a missing file or bad YAML becomes a `ConfigError`."""
+    """Read a YAML mapping from `path`; a missing file or bad YAML becomes a `ConfigError`, and so does
+    one over MAX_BYTES, one whose aliases expand past MAX_VALUES values or one nested past MAX_DEPTH."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(str(path), "", f"{what} not found")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise ConfigError(str(path), "", f"{what} is {size:,} bytes; at most {MAX_BYTES:,}")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)
+        data = _parse(path.read_text(encoding="utf-8"), str(path))
+    except RecursionError:
+        raise ConfigError(str(path), "", f"nested deeper than {MAX_DEPTH} levels") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
@@ -103,7 +153,12 @@ def format_loc(loc: tuple) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A value for an error message: at most 60 characters, never built whole (reprlib bounds the work)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxstring, r.maxother = 2, 4, 4, 4, 4, 50, 50
+    text = r.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -13,6 +13,7 @@ settings share ids and cached stages.
 import copy
 import hashlib
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,9 @@ def _label(overrides: dict[str, Any]) -> str:
     return ",".join(f"{k.removeprefix('compress.')}={v}" for k, v in overrides.items())
 
 
+MAX_VARIANTS = 1000  # sweep points one config may expand to
+
+
 def _points(sweep, file: str) -> list[tuple[str | None, dict[str, Any], str]]:
     """(name, overrides, where) for each point of the sweep, in a stable order."""
     points: list[tuple[str | None, dict[str, Any], str]] = []
@@ -96,6 +100,9 @@ def _points(sweep, file: str) -> list[tuple[str | None, dict[str, Any], str]]:
         for name, ov in ABLATIONS[sweep.ablation]:
             points.append((name, ov, f"sweep.ablation[{name}]"))
     base_points = points or [(None, {}, "sweep")]
+    n = len(base_points) * math.prod(len(v) for v in sweep.grid.values()) + len(sweep.variants)
+    if n > MAX_VARIANTS:  # refused before anything is expanded
+        raise ConfigError(file, "sweep", f"{n:,} sweep points; at most {MAX_VARIANTS:,} per config (split the sweep)")
     if sweep.grid:
         for key in sweep.grid:
             _check_path(key, file, f"sweep.grid.{key}")

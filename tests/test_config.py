@@ -109,6 +109,13 @@ MALFORMED = [
     ("task: {source: hub}\n", "task", "source 'hub' needs task.hub_id"),
     ("compress: {student: {max_positions: 32}}\n", "", "compress.student.max_positions (32) is below task.max_seq_len (64)"),
     ("measure: {seq_len: 128}\n", "", "measure.seq_len (128) exceeds the student's positions (64"),
+    ("!full:a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nname: *e\n", "", "expands to more than 100,000 values"),
+    ("teacher: {epochs: " + "[" * 20000 + "]" * 20000 + "}\n", "", "nested deeper than 64 levels"),
+    ("sweep: {grid: {" + ", ".join(f"compress.distill.alpha_{k}: [0, 1, 2, 3]" for k in ("ce", "kl", "hidden", "attn")) + ", "
+     + ", ".join(f"teacher.{k}: [0.1, 0.2, 0.3, 0.4]" for k in ("warmup_ratio", "weight_decay", "learning_rate")) + ", "
+     + "compress.distill.temperature: [1, 2, 3, 4], compress.quant.lr: [0.1, 0.2, 0.3, 0.4], compress.distill.teacher_kl: [1, 2, 3, 4]}}\n",
+     "sweep", "1,048,576 sweep points; at most 1,000"),
+    ("!full:name: " + "x" * 2000 + "\ninventory: inventory.yaml\n", "name", "String should have at most 64 characters"),
 ]
 
 
@@ -125,6 +132,13 @@ def test_malformed_config_names_file_key_and_allowed(tmp_path, capsys, body, key
     assert main(["plan", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(path) in err[0] and message in err[0]
+
+
+def test_a_config_over_the_size_limit_is_refused_unread(tmp_path, capsys):
+    path = write(tmp_path, BASE + "# " + "x" * 1_000_000 + "\n")
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bytes; at most 1,000,000" in err[0]
 
 
 def test_missing_config_file(capsys, tmp_path):
