@@ -48,6 +48,25 @@ def _remote_run(node, deps, ctx):
     return run_node(node, deps, ctx)
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, as a user error, when nothing listens at a Ray address ("host:port" or
+    "ray://host:port"); ray.init would otherwise wait and retry for minutes."""
+    import socket
+
+    from eibutil import UserError
+
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    try:
+        port_n = int(port)
+    except ValueError:
+        raise UserError(f"--address {address}: expected host:port (or auto)") from None
+    try:
+        socket.create_connection((host or "127.0.0.1", port_n), timeout=timeout_s).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({e.strerror or e})") from None
+
+
 class RayExecutor:
     name = "ray"
 
@@ -67,6 +86,8 @@ class RayExecutor:
 
     def _start(self) -> None:
         t0 = time.perf_counter()
+        if self.address and self.address != "auto":
+            check_reachable(self.address)
         import ray
 
         kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}

@@ -109,6 +109,28 @@ def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict
     return done, failed - set(done)
 
 
+def _open_run(store: Store, cfg, config_path, variants, nodes, resume, rerun_failed) -> tuple[str, list, dict]:
+    """The run row (new, or the one `resume` names, reopened) and the nodes still to run."""
+    resumed: dict[str, dict] = {}
+    if not resume:
+        run_id = store.create_run(cfg.name, public_config(cfg.model_dump(mode="json")), str(config_path))
+        with store.transaction() as tx:
+            for v in variants:
+                tx.add_variant(run_id, v.variant_id, v.name, v.overrides, public_config(v.config.model_dump(mode="json")))
+        return run_id, nodes, resumed
+    prior = store.run(resume)
+    if prior is None:
+        raise UserError(f"--resume {resume}: no such run in {store.url} (see `eib runs`)")
+    if prior["name"] != cfg.name:
+        raise UserError(f"--resume {resume}: that run is of config {prior['name']!r}, not {cfg.name!r}")
+    resumed, failed = completed_nodes(store, resume, rerun_failed)
+    if not rerun_failed:  # failures stand; their rows are already there
+        nodes = [n for n in nodes if n.key not in failed or n.key in resumed]
+        nodes = [n for n in nodes if not (set(n.deps) & failed)]
+    store.reopen_run(resume)
+    return resume, nodes, resumed
+
+
 def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | None = None, *, quiet: bool = False,
                    until: str = "measure", executor: str = "ray", address: str | None = None, resume: str | None = None,
                    rerun_failed: bool = False) -> str:
@@ -125,41 +147,30 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     inventory = load_inventory(cfg.inventory).devices
     nodes = [n for n in build_graph(variants, inventory) if n.stage in UNTIL[until]]
     store = Store(cfg.results.database)
-    resumed: dict[str, dict] = {}
-    if resume:
-        prior = store.run(resume)
-        if prior is None:
-            raise UserError(f"--resume {resume}: no such run in {store.url} (see `eib runs`)")
-        if prior["name"] != cfg.name:
-            raise UserError(f"--resume {resume}: that run is of config {prior['name']!r}, not {cfg.name!r}")
-        resumed, failed = completed_nodes(store, resume, rerun_failed)
-        if not rerun_failed:  # failures stand; their rows are already there
-            keep = {k for k in failed}
-            nodes = [n for n in nodes if n.key not in keep or n.key in resumed]
-            skip_deps = keep
-            nodes = [n for n in nodes if not (set(n.deps) & skip_deps)]
-        run_id = resume
-        store.reopen_run(run_id)
-    else:
-        run_id = store.create_run(cfg.name, public_config(cfg.model_dump(mode="json")), str(config_path))
-        with store.transaction() as tx:
-            for v in variants:
-                tx.add_variant(run_id, v.variant_id, v.name, v.overrides, public_config(v.config.model_dump(mode="json")))
     t_setup = time.perf_counter()
-    ex = make_executor(executor, address)
+    ex = make_executor(executor, address)  # before any run row: an unreachable cluster leaves nothing behind
     setup_s = time.perf_counter() - t_setup
-    _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
-    pool = DevicePool(store, run_id, inventory, lease_s=cfg.measure.timeout_s + 300, log=lambda m: _say(m, quiet))
-    if resume:
-        pool.release_run(run_id)  # the leases of the driver that died
-    errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
-    t_close = 0.0
     try:
-        counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet, record_extra=_measurement_row).run(resumed)
-    finally:
-        t = time.perf_counter()
+        run_id, nodes, resumed = _open_run(store, cfg, config_path, variants, nodes, resume, rerun_failed)
+    except BaseException:
         ex.close()
-        t_close = time.perf_counter() - t
+        raise
+    try:
+        _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
+        pool = DevicePool(store, run_id, inventory, lease_s=cfg.measure.timeout_s + 300, log=lambda m: _say(m, quiet))
+        if resume:
+            pool.release_run(run_id)  # the leases of the driver that died
+        errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
+        t_close = 0.0
+        try:
+            counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet, record_extra=_measurement_row).run(resumed)
+        finally:
+            t = time.perf_counter()
+            ex.close()
+            t_close = time.perf_counter() - t
+    except BaseException as e:  # a driver that dies leaves the run failed (resumable with --resume), never "running"
+        store.finish_run(run_id, "failed", {"error": f"{type(e).__name__}: {str(e)[:200]}"})
+        raise
     _provenance(store, run_id, cfg, config_path, variants)
     rows = store.stage_results(run_id)
     failed = [r for r in rows if r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried")

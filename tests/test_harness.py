@@ -185,3 +185,18 @@ def test_devices_on_this_machines_cpus_are_measured_alone():
     for n in nodes:
         assert sched._submit(n.key)
     assert ex.cpus == {"local": 2, "ns": 2, "pi": 0}
+
+
+def test_address_where_no_ray_listens_fails_in_seconds_and_leaves_no_run_row(tiny_bert, task_files, tmp_path):
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.perf_counter()
+    out = eib("run", str(cfg), "--quiet", "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+    assert time.perf_counter() - t0 < 60  # ray.init alone would retry for minutes; the probe gives up after 5 s
+    assert out.returncode == 2, out.stdout + out.stderr
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "no Ray cluster" in err[0] and "Traceback" not in out.stderr
+    db = tmp_path / "db.sqlite"
+    assert not db.exists() or Store(str(db)).runs() == []
