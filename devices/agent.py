@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-from devices.errors import CommandError, DeviceError, IntegrityError, UnreachableError
+from devices.errors import CommandError, DeviceError, IntegrityError, UnreachableError, WorkdirError
 from devices.inventory import DeviceSpec
 from devices.transport import open_transport
 from eibutil import sha256_file
@@ -26,6 +26,27 @@ from eibutil import sha256_file
 DEVICE_SCRIPT = Path(__file__).with_name("remote") / "eib_device.py"
 SCRIPT_NAME = "eib_device.py"
 EXIT_MISSING = 3
+EXIT_INTEGRITY = 4
+EXIT_WORKDIR = 5
+
+
+def host_token() -> str:
+    """This host's token, made once (~/.cache/eibert/host-token, 0600): the device script cleans up only the
+    run folders that record it, so hosts sharing a device never remove each other's runs."""
+    import secrets
+
+    path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eibert" / "host-token"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
+        if not path.exists():
+            os.replace(tmp, path)
+        else:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 class Agent:
@@ -33,9 +54,11 @@ class Agent:
         self.name, self.spec = name, spec
         self.workdir = os.path.expanduser(spec.workdir) if spec.transport == "local" else spec.workdir
         self.pending_cleanup: list[str] = []
+        self.token = host_token()
         self._t = None
         self._script = DEVICE_SCRIPT.read_bytes()
         self._on_uploaded = on_uploaded  # tests: called (agent, remote_path) after each upload, before verification
+        self._on_staged = None  # tests: called (agent, run_dir) once every file is verified, before the run
 
     # connection -------------------------------------------------------------------------------
     def transport(self):
@@ -43,7 +66,7 @@ class Agent:
             self._t = open_transport(self.name, self.spec)
             if self.pending_cleanup:
                 ids, self.pending_cleanup = self.pending_cleanup, []
-                self._device("cleanup", self.workdir, *ids, timeout_s=self.spec.connect_timeout_s + 20)
+                self._device("cleanup", self.workdir, self.token, *ids, timeout_s=self.spec.connect_timeout_s + 20)
         return self._t
 
     def close(self) -> None:
@@ -59,7 +82,17 @@ class Agent:
 
     def _device(self, *args: str, timeout_s: float) -> dict:
         """Run a subcommand of the device script, sent on stdin (nothing to upload first)."""
-        out = self.transport().run([self.spec.python, "-", *args], timeout_s=timeout_s, stdin=self._script)
+        return self._script_run([self.spec.python, "-", *args], timeout_s=timeout_s, stdin=self._script)
+
+    def _script_run(self, argv: list[str], **kw) -> dict:
+        try:
+            out = self.transport().run(argv, **kw)
+        except CommandError as e:
+            if e.exit_status == EXIT_WORKDIR:
+                why = json.loads(e.stdout or "{}") if (e.stdout or "").startswith("{") else {}
+                raise WorkdirError(self.name, f"{why.get('error', 'work dir refused')}: {why.get('workdir', self.workdir)}",
+                                   exit_status=e.exit_status, stdout=e.stdout, stderr=e.stderr) from None
+            raise
         return json.loads(out.decode() or "{}")
 
     # operations -------------------------------------------------------------------------------
@@ -74,14 +107,13 @@ class Agent:
 
     def cleanup(self, *run_ids: str) -> list[str]:
         """Remove these runs (killing what still runs there) and every expired one; returns what is left."""
-        return self._device("cleanup", self.workdir, *run_ids, timeout_s=self.spec.connect_timeout_s + 20)["left"]
+        return self._device("cleanup", self.workdir, self.token, *run_ids, timeout_s=self.spec.connect_timeout_s + 20)["left"]
 
-    def _stage(self, run_id: str, run_dir: str, name: str, local: Path) -> int:
+    def _stage(self, run_id: str, run_dir: str, name: str, local: Path, sha: str) -> int:
         """Make `name` available in the run directory; returns the bytes uploaded (0 when reused)."""
-        sha = sha256_file(local)
         t = self.transport()
         try:
-            t.run([self.spec.python, "-", "link", self.workdir, run_id, name, sha], timeout_s=60, stdin=self._script)
+            self._script_run([self.spec.python, "-", "link", self.workdir, run_id, name, sha], timeout_s=60, stdin=self._script)
             return 0
         except CommandError as e:
             if e.exit_status != EXIT_MISSING:
@@ -91,9 +123,9 @@ class Agent:
         if self._on_uploaded:
             self._on_uploaded(self, remote)
         try:
-            t.run([self.spec.python, "-", "adopt", self.workdir, run_id, name, sha], timeout_s=120, stdin=self._script)
+            self._script_run([self.spec.python, "-", "adopt", self.workdir, run_id, name, sha], timeout_s=120, stdin=self._script)
         except CommandError as e:
-            if e.exit_status == 4:
+            if e.exit_status == EXIT_INTEGRITY:
                 raise IntegrityError(self.name, f"{name}: sha256 on the device differs from the host's ({sha[:12]}...): "
                                      "upload corrupted", stdout=e.stdout, stderr=e.stderr) from None
             raise
@@ -110,18 +142,30 @@ class Agent:
         t0 = time.perf_counter()
         staged = False
         try:
-            run_dir = self._device("prepare", self.workdir, run_id, str(lease_s), timeout_s=60)["run_dir"]
+            run_dir = self._device("prepare", self.workdir, run_id, str(lease_s), self.token, timeout_s=60)["run_dir"]
             staged = True
             uploaded = 0
+            shas = {name: sha256_file(Path(local)) for name, local in {SCRIPT_NAME: DEVICE_SCRIPT, **files}.items()}
             for name, local in {SCRIPT_NAME: DEVICE_SCRIPT, **files}.items():
-                uploaded += self._stage(run_id, run_dir, name, Path(local))
+                uploaded += self._stage(run_id, run_dir, name, Path(local), shas[name])
             deploy_s = time.perf_counter() - t0
+            if self._on_staged:
+                self._on_staged(self, run_dir)
             argv = [self.spec.python, f"{run_dir}/{SCRIPT_NAME}", "run", self.workdir, run_id, "--runtime", runtime]
+            for k in ("model", "inputs"):  # loaded from private copies, verified again after copying
+                if opts.get(k) in shas:
+                    argv += [f"--{k}-sha", shas[opts[k]]]
             for k, v in opts.items():
                 if v is not None:
                     argv += [f"--{k.replace('_', '-')}", str(v)]
             t1 = time.perf_counter()
-            out = self.transport().run(argv, timeout_s=self.spec.run_timeout_s)
+            try:
+                out = self.transport().run(argv, timeout_s=self.spec.run_timeout_s)
+            except CommandError as e:
+                if e.exit_status == EXIT_INTEGRITY:
+                    raise IntegrityError(self.name, "a file changed on the device between its check and its load; refused",
+                                         exit_status=e.exit_status, stdout=e.stdout, stderr=e.stderr) from None
+                raise
             result = json.loads(out.decode())
             result.update(run_id=run_id, uploaded_bytes=uploaded, deploy_s=round(deploy_s, 3),
                           run_s=round(time.perf_counter() - t1, 3))

@@ -41,6 +41,11 @@ class AuthError(DeviceError):
     infrastructure = False
 
 
+class WorkdirError(DeviceError):
+    """The device's work dir is unusable: not absolute, owned by another user, or writable by others."""
+    kind = "workdir"
+
+
 class IntegrityError(DeviceError):
     """An uploaded file's sha256 on the device differs from the host's."""
     kind = "integrity"

@@ -5,6 +5,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -120,7 +121,83 @@ def test_local_agent_reuses_blobs_and_leaves_no_run_behind(tmp_path, tiny_artifa
                                  inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
     assert first["uploaded_bytes"] > 0 and second["uploaded_bytes"] == 0
     assert len(first["latencies_ns"]) >= 3 and len(first["logits"]) == 3 and first["min_met"]
-    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["blobs"]  # runs/ removed with its last run
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == ["blobs", "runs"]
+    assert not list((tmp_path / "work" / "runs").iterdir())  # every run folder removed with its run
+
+
+def _inputs(tmp_path):
+    import numpy as np
+
+    npz = tmp_path / "inputs.npz"
+    np.savez(npz, input_ids=np.ones((3, 8), np.int64), attention_mask=np.ones((3, 8), np.int64), labels=np.zeros(3, np.int64))
+    return npz
+
+
+def test_device_cleanup_spares_foreign_runs_and_processes_and_a_swapped_blob_is_refused(tmp_path, tiny_artifact):
+    import os
+
+    from devices.errors import IntegrityError
+
+    art, _, _ = tiny_artifact
+    work = tmp_path / "work"
+    spec = DeviceSpec(transport="local", workdir=str(work), runtimes=["onnxruntime"])
+    files = {"model.onnx": art / "model.onnx", "inputs.npz": _inputs(tmp_path)}
+    opts = dict(model="model.onnx", inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        with Agent("local", spec) as agent:
+            agent.run_model(files, "onnxruntime", **opts)  # creates the work dir
+            runs = work / "runs"
+            foreign = runs / "someone-elses-results"  # another host's run: no owner token of ours, lease long expired
+            foreign.mkdir()
+            (foreign / "results.json").write_text("{}")
+            (foreign / "lease").write_text("0")
+            (foreign / "pid").write_text(f"{victim.pid} 0")
+            mine = runs / "my-stale-run"  # this host's own crashed run: ours, expired, its pid file planted
+            mine.mkdir()
+            (mine / "owner").write_text(agent.token)
+            (mine / "lease").write_text("0")
+            (mine / "pid").write_text(f"{victim.pid} 12345")  # the pid of a process this script never started
+            agent.run_model(files, "onnxruntime", **opts)
+            assert foreign.is_dir() and (foreign / "results.json").is_file()  # the foreign folder survives
+            assert not mine.exists()  # the host's own stale run is still cleaned
+            assert victim.poll() is None  # the planted process lives
+
+            def swap(agent_, run_dir):  # after every check, before the load
+                blob = (Path(run_dir) / "model.onnx").resolve()
+                os.chmod(blob, 0o600)
+                blob.write_bytes(b"not the model that was verified")
+
+            agent._on_staged = swap
+            with pytest.raises(IntegrityError, match="between its check and its load"):
+                agent.run_model(files, "onnxruntime", **opts)
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_device_work_dir_must_be_absolute_and_ours_alone(tmp_path, tiny_artifact):
+    import os
+
+    from devices.errors import WorkdirError
+
+    art, _, _ = tiny_artifact
+    files = {"model.onnx": art / "model.onnx", "inputs.npz": _inputs(tmp_path)}
+    opts = dict(model="model.onnx", inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    for workdir, why in ((str(shared), "writable by group or others"), ("relative/work", "absolute")):
+        spec = DeviceSpec(transport="ssh", host="h", user="u", use_agent=True, workdir=workdir)  # ssh: ~ is the device's
+        agent = Agent("dev", DeviceSpec(transport="local", workdir=workdir, runtimes=["onnxruntime"]))
+        agent.workdir = spec.workdir  # as an ssh device would pass it, unexpanded
+        with pytest.raises(WorkdirError, match=why):
+            agent.run_model(files, "onnxruntime", **opts)
+        agent.close()
+    made = tmp_path / "fresh"
+    with Agent("local", DeviceSpec(transport="local", workdir=str(made), runtimes=["onnxruntime"])) as agent:
+        agent.run_model(files, "onnxruntime", **opts)
+    assert (made.stat().st_mode & 0o777) == 0o700
 
 
 def test_tvm_build_errors_are_typed(tmp_path):

@@ -2,16 +2,22 @@
 """The on-device side of the agent: one stdlib script (numpy and the runtime only for `run`).
 
     python3 eib_device.py probe
-    python3 eib_device.py prepare WORKDIR RUN_ID LEASE_S
+    python3 eib_device.py prepare WORKDIR RUN_ID LEASE_S TOKEN
     python3 eib_device.py adopt WORKDIR RUN_ID NAME SHA256     # verify an upload, move it into blobs/, link it
     python3 eib_device.py link WORKDIR RUN_ID NAME SHA256      # reuse a verified blob: exit 3 when absent
-    python3 eib_device.py run WORKDIR RUN_ID --runtime tvm --model model.so --inputs inputs.npz ...
-    python3 eib_device.py cleanup WORKDIR [RUN_ID ...]         # kill and remove those runs, and expired ones
+    python3 eib_device.py run WORKDIR RUN_ID --runtime tvm --model model.so --model-sha SHA --inputs inputs.npz ...
+    python3 eib_device.py cleanup WORKDIR TOKEN [RUN_ID ...]   # kill and remove those runs, and expired ones
 
 Layout of WORKDIR: blobs/<sha256><suffix> (verified uploads, shared by runs) and runs/<RUN_ID>/ (links to blobs,
-the lease, the pid, partial uploads). A run directory is removed when its run ends, by `cleanup`, or
-by any later `prepare` once its lease has expired, so a crashed host leaves nothing behind for long.
-Every argument arrives as its own argv element: nothing here passes through a shell.
+the lease, the owner token, the pid, partial uploads). A run directory is removed when its run ends, by
+`cleanup`, or by any later `prepare` once its lease has expired, so a crashed host leaves nothing behind
+for long. Every argument arrives as its own argv element: nothing here passes through a shell.
+
+The work dir is ours alone: `~` is expanded here, the path must be absolute, it is created 0700 and
+refused when another user owns it or others may write to it. Cleanup touches only run folders whose
+`owner` file holds the host's token, and signals only a process this script started there whose
+identity (pid and start time) still matches. `run` loads private copies of the model and inputs,
+verified by sha256 after copying, so a blob swapped after its check is refused, never loaded.
 """
 
 import hashlib
@@ -24,10 +30,41 @@ import sys
 import time
 
 EXIT_MISSING = 3
+EXIT_WORKDIR = 5
+EXIT_INTEGRITY = 4
 
 
 def _runs(workdir):
     return os.path.join(workdir, "runs")
+
+
+def _fail(code, **msg):
+    print(json.dumps(msg))
+    sys.exit(code)
+
+
+def own_workdir(path):
+    """The work dir, created 0700 and checked to be this user's alone (see module doc)."""
+    path = os.path.expanduser(path)
+    if not os.path.isabs(path):
+        _fail(EXIT_WORKDIR, error="workdir must be an absolute path (or start with ~)", workdir=path)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not os.path.isdir(path) or os.path.islink(path):
+        _fail(EXIT_WORKDIR, error="workdir is not a directory", workdir=path)
+    if st.st_uid != os.getuid():
+        _fail(EXIT_WORKDIR, error=f"workdir is owned by uid {st.st_uid}, not by this user ({os.getuid()})", workdir=path)
+    if st.st_mode & 0o022:
+        _fail(EXIT_WORKDIR, error=f"workdir is writable by group or others (mode {oct(st.st_mode & 0o777)}); chmod 700 it", workdir=path)
+    for sub in ("blobs", "runs"):
+        os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
+    return path
+
+
+def _start_time(pid):
+    """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, a process's identity."""
+    stat = _read("/proc/%d/stat" % pid)
+    return stat.rsplit(")", 1)[-1].split()[19] if ")" in stat else ""
 
 
 def _alive(pid):
@@ -46,21 +83,26 @@ def _read(path, default=""):
         return default
 
 
-def _remove_run(workdir, run_id):
+def _ours(d, token):
+    return bool(token) and _read(os.path.join(d, "owner")) == token and not os.path.islink(d)
+
+
+def _remove_run(workdir, run_id, token):
+    """Kill what this script started in the run (if it is still that process) and remove the folder; a
+    folder another host (or user) made is left alone."""
     d = os.path.join(_runs(workdir), run_id)
-    pid = _read(os.path.join(d, "pid"))
-    if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+    if os.path.basename(run_id) != run_id or not _ours(d, token):
+        return
+    pid, _, started = _read(os.path.join(d, "pid")).partition(" ")
+    if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)) and started and _start_time(int(pid)) == started:
         try:
-            os.killpg(int(pid), signal.SIGKILL)
+            os.killpg(int(pid), signal.SIGKILL)  # the runner made itself a group leader
         except OSError:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
+            pass
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _expire(workdir):
+def _expire(workdir, token):
     now = time.time()
     for run_id in os.listdir(_runs(workdir)) if os.path.isdir(_runs(workdir)) else []:
         try:
@@ -68,7 +110,7 @@ def _expire(workdir):
         except ValueError:
             deadline = 0
         if deadline < now:
-            _remove_run(workdir, run_id)
+            _remove_run(workdir, run_id, token)
 
 
 def _blob(workdir, name, sha):
@@ -127,26 +169,26 @@ def cmd_probe(_args):
 
 
 def cmd_prepare(args):
-    workdir, run_id, lease_s = args[0], args[1], float(args[2])
-    os.makedirs(os.path.join(workdir, "blobs"), exist_ok=True)
-    os.makedirs(_runs(workdir), exist_ok=True)
-    _expire(workdir)
+    workdir, run_id, lease_s, token = own_workdir(args[0]), args[1], float(args[2]), args[3]
+    _expire(workdir, token)
     d = os.path.join(_runs(workdir), run_id)
-    os.makedirs(os.path.join(d, "upload"))
+    os.makedirs(d, mode=0o700)
+    with open(os.path.join(d, "owner"), "w") as f:
+        f.write(token)
+    os.makedirs(os.path.join(d, "upload"), mode=0o700)
     with open(os.path.join(d, "lease"), "w") as f:
         f.write(str(time.time() + lease_s))
-    print(json.dumps({"run_dir": os.path.abspath(d)}))
+    print(json.dumps({"run_dir": os.path.abspath(d), "workdir": workdir}))
 
 
 def cmd_adopt(args):
-    workdir, run_id, name, want = args
+    workdir, run_id, name, want = own_workdir(args[0]), args[1], args[2], args[3]
     d = os.path.join(_runs(workdir), run_id)
     part = os.path.join(d, "upload", name)
     got = sha256(part)
     if got != want:
         os.unlink(part)
-        print(json.dumps({"error": "sha256 mismatch", "name": name, "expected": want, "actual": got}))
-        sys.exit(4)
+        _fail(EXIT_INTEGRITY, error="sha256 mismatch", name=name, expected=want, actual=got)
     blob = _blob(workdir, name, want)
     os.replace(part, blob)
     os.symlink(os.path.abspath(blob), os.path.join(d, name))
@@ -154,7 +196,7 @@ def cmd_adopt(args):
 
 
 def cmd_link(args):
-    workdir, run_id, name, want = args
+    workdir, run_id, name, want = own_workdir(args[0]), args[1], args[2], args[3]
     blob = _blob(workdir, name, want)
     if not os.path.isfile(blob) or sha256(blob) != want:  # re-verified: a blob may rot or be tampered with
         if os.path.exists(blob):
@@ -164,14 +206,25 @@ def cmd_link(args):
 
 
 def cmd_cleanup(args):
-    workdir = args[0]
-    if os.path.isdir(_runs(workdir)):
-        for run_id in args[1:]:
-            _remove_run(workdir, run_id)
-        _expire(workdir)
-        if not os.listdir(_runs(workdir)):
-            os.rmdir(_runs(workdir))
-    print(json.dumps({"left": sorted(os.listdir(_runs(workdir))) if os.path.isdir(_runs(workdir)) else []}))
+    workdir, token = own_workdir(args[0]), args[1]
+    for run_id in args[2:]:
+        _remove_run(workdir, run_id, token)
+    _expire(workdir, token)
+    print(json.dumps({"left": sorted(os.listdir(_runs(workdir)))}))
+
+
+def _private_copy(d, name, want):
+    """Copy a linked blob into the run folder (0600) and verify the copy: what is loaded is what was checked."""
+    base, ext = os.path.splitext(name)
+    dst = os.path.join(d, ".private-" + base + ext)  # TVM picks its loader by the suffix
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out, open(os.path.join(d, name), "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
+    got = sha256(dst)
+    if got != want:
+        os.unlink(dst)
+        _fail(EXIT_INTEGRITY, error="sha256 mismatch at load: the blob changed after it was verified", name=name, expected=want, actual=got)
+    return dst
 
 
 def _rss(field):
@@ -194,7 +247,7 @@ def _opts(argv):
 
 
 def cmd_run(args):
-    workdir, run_id = args[0], args[1]
+    workdir, run_id = own_workdir(args[0]), args[1]
     o = _opts(args[2:])
     d = os.path.join(_runs(workdir), run_id)
     os.chdir(d)
@@ -203,7 +256,10 @@ def cmd_run(args):
     except OSError:
         pass
     with open("pid", "w") as f:
-        f.write(str(os.getpid()))
+        f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
+    for key in ("model", "inputs"):
+        if o.get(key + "_sha"):
+            o[key] = _private_copy(d, o[key], o.pop(key + "_sha"))
     threads = int(o.get("threads", "0")) or (os.cpu_count() or 1)
     runtime = o["runtime"]
     if runtime == "tvm":

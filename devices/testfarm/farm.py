@@ -128,7 +128,7 @@ class Farm:
             host_workdir = d / "upper" / "home" / "farm" / "eib"
         else:
             host_workdir = d / "work"
-            host_workdir.mkdir()
+            host_workdir.mkdir(mode=0o700)  # the device script refuses a work dir others may write to
             os.chown(host_workdir, FARM_UID, FARM_UID)
             workdir, python = str(host_workdir), str(_ensure_x86_venv(self.log))
         dev = FarmDevice(name, i, arch, d, f"eibf{i}", f"eibv{i}", workdir, host_workdir, python)
