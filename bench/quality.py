@@ -132,7 +132,13 @@ def main() -> None:  # noqa: C901  (one linear script)
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/quality.json")
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
     ap.add_argument("--ship", type=Path, default=ROOT / "models/sst2-2mb", help="where the headline artifact is copied")
+    ap.add_argument("--ship-only", action="store_true", help="copy the headline of the rows in --out now (a run cut short)")
     args = ap.parse_args()
+    if args.ship_only:
+        stored = json.loads(args.out.read_text())
+        ship(stored["rows"], args.ship, stored["command"], stored.get("commit"))
+        atomic_write_json(args.out, stored)
+        return
     command = " ".join(["python bench/quality.py", shlex.join(sys.argv[1:])]).strip()
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     t_start = time.perf_counter()
@@ -158,8 +164,10 @@ def main() -> None:  # noqa: C901  (one linear script)
     rows: list[dict] = []
     stages: list[dict] = []
 
+    commit = _commit()
+
     def flush() -> None:
-        atomic_write_json(args.out, {"command": command, "host": host, "split": data.split_report, "rows": rows, "stages": stages})
+        atomic_write_json(args.out, {"command": command, "commit": commit, "host": host, "split": data.split_report, "rows": rows, "stages": stages})
         replace_section(args.md, "quality", markdown(rows, stages, command, data.split_report, host))
 
     try:
@@ -202,7 +210,7 @@ def main() -> None:  # noqa: C901  (one linear script)
             add_paired_tests(rows, args.seeds[0], dev_labels, sel_labels)
             flush()
             print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy", "wall_s")}), flush=True)
-        ship(rows, args.ship, command)
+        ship(rows, args.ship, command, commit)
         flush()
     except BudgetReached:
         flush()
@@ -222,7 +230,7 @@ def stage_times(row: dict, res: dict) -> list[dict]:
     return out
 
 
-def ship(rows: list[dict], dest: Path, command: str) -> None:
+def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) -> None:
     """Copy the best <= 2 MB artifact by mean selection accuracy over its seeds to `dest`."""
     cands = [r for r in rows if r["stage"] != "teacher" and r["size_bytes"] <= BUDGET_BYTES]
     if not cands:
@@ -242,7 +250,8 @@ def ship(rows: list[dict], dest: Path, command: str) -> None:
             shutil.copy2(f, dest / f".{f.name}.tmp")
             os.replace(dest / f".{f.name}.tmp", dest / f.name)
     man = json.loads((src / "manifest.json").read_text())
-    man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"], "commit": _commit()}
+    man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"],
+                         "commit": commit or _commit(), "dev_accuracy": head["dev_accuracy"], "selection_accuracy": head["selection_accuracy"]}
     atomic_write_json(dest / "manifest.json", man)
 
 
