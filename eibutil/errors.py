@@ -22,6 +22,7 @@ class ConfigError(UserError):
     """
 
     def __init__(self, file: str, key: str, message: str):
+        message = " ".join(str(message).split())  # one line, whatever a parser put in it
         self.file, self.key, self.message = str(file), key, message
         where = f"{self.file}: {key}: " if key else f"{self.file}: "
         super().__init__(where + message)

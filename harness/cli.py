@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except UserError as e:
-        print(f"eib: error: {e}", file=sys.stderr)
+        print("eib: error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
         return e.exit_code
     except KeyboardInterrupt:
         print("eib: interrupted", file=sys.stderr)
