@@ -157,6 +157,7 @@ class SSHTransport:
             client.load_host_keys(known)
         # An unknown key is refused unless the inventory opts in; the opted-in key is kept for this session only.
         client.set_missing_host_key_policy(paramiko.WarningPolicy() if s.accept_unknown_host else paramiko.RejectPolicy())
+        key = self._key()  # a missing or pasted key is the device's auth error, found before any connection
         try:
             sock = _socket(s.host, s.port, s.connect_timeout_s, s.link_timeout_s)
         except OSError as e:
@@ -164,7 +165,7 @@ class SSHTransport:
         try:
             client.connect(s.host, port=s.port, username=s.user, sock=sock, timeout=s.connect_timeout_s,
                            banner_timeout=s.connect_timeout_s, auth_timeout=s.connect_timeout_s,
-                           allow_agent=s.use_agent, look_for_keys=False, **self._key())
+                           allow_agent=s.use_agent, look_for_keys=False, **key)
         except paramiko.BadHostKeyException as e:
             sock.close()
             raise HostKeyError(self.name, f"host key of {s.host} does not match {known}: possible impersonation") from e

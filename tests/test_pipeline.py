@@ -1,6 +1,7 @@
 """`eib run` end to end on tiny data: rows in the database, a report, a cached second run, and a
 failed stage stored as a row with its error instead of a crash."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,9 @@ cache_dir: cache
     return cfg
 
 
-def eib(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def eib(*args, cwd, env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env} if env else None)
 
 
 def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tmp_path):

@@ -76,3 +76,37 @@ def test_password_in_the_url_is_never_shown_or_stored(postgres_url):
     run_id = store.create_run("pg", public_config({"results": {"database": url}}))
     stored = store.run(run_id)["config"]["results"]["database"]
     assert "***" in stored and quote(canary, safe="") not in stored
+
+
+CANARY_PW = "Pw@can:ary/9%x"  # URL-special characters on purpose
+CANARY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARYKEYTEXT0123456789\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+@pytest.mark.slow
+def test_no_canary_secret_reaches_the_database_the_output_or_the_reports(postgres_url, tiny_bert, task_files, tmp_path):
+    from urllib.parse import quote
+
+    from tests.test_pipeline import eib, write_config
+
+    url = postgres_url.replace("postgres@", f"postgres:{quote(CANARY_PW, safe='')}@")
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text("devices:\n  local: {transport: local, workdir: " + str(tmp_path / "work") + "}\n"
+                   "  pi: {transport: ssh, host: 127.0.0.1, port: 1, user: pi, key_env: EIB_CANARY_KEY, connect_timeout_s: 2}\n")
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    cfg.write_text(cfg.read_text().replace("database: db.sqlite", f"database: '{url}'")
+                   .replace(str(Path(__file__).resolve().parents[1] / "inventory.yaml"), str(inv)))
+    env_key = {"EIB_CANARY_KEY": CANARY_KEY}
+    outs = [eib("run", str(cfg), cwd=tmp_path, env=env_key), eib("devices", "check", "--inventory", str(inv), cwd=tmp_path, env=env_key)]
+    assert outs[0].returncode == 0, outs[0].stdout[-2000:] + outs[0].stderr[-2000:]
+    assert outs[1].returncode == 1 and "auth: key_env 'EIB_CANARY_KEY' holds key text" in outs[1].stdout  # a failing check
+    dump = subprocess.run(["runuser", "-u", "postgres", "--", _bin("pg_dump"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1].split("/")[0],
+                           "-U", "postgres", "eib"], capture_output=True, text=True, timeout=120)
+    assert dump.returncode == 0 and "CREATE TABLE" in dump.stdout, dump.stderr
+    texts = {"pg_dump": dump.stdout, **{f"out{i}": o.stdout + o.stderr for i, o in enumerate(outs)}}
+    for f in (tmp_path / "reports").rglob("*"):
+        if f.is_file():
+            texts[str(f)] = f.read_bytes().decode("utf-8", "replace")
+    assert any("***" in t for t in texts.values())  # the masked URL was shown somewhere
+    for name, text in texts.items():
+        for needle in (CANARY_PW, quote(CANARY_PW, safe=""), "CANARYKEYTEXT"):
+            assert needle not in text, f"canary {needle!r} in {name}"
