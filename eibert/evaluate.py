@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eibert.data import load_eval_file
 from eibert.hub import load_classifier, load_tokenizer, resolve_model
+from eibutil import UserError
 
 
 def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None = None, label_field: str | None = None,
@@ -27,10 +28,17 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
     ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
     extra = {}
     if is_artifact(model):
-        manifest = load_manifest(model)
+        try:
+            manifest = load_manifest(model)
+            positions = int(manifest["spec"]["max_positions"])
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise UserError(f"{Path(model) / 'manifest.json'}: not an artifact manifest ({type(e).__name__}: {str(e)[:80]})") from None
         tok = load_tokenizer(model)
-        rows = encode(tok, ds, min(max_seq_len, manifest["spec"]["max_positions"]))  # the graph has that many positions
-        logits = ort_logits(model, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+        rows = encode(tok, ds, min(max_seq_len, positions))  # the graph has that many positions
+        try:
+            logits = ort_logits(model, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+        except Exception as e:  # onnxruntime raises its own types for a truncated or foreign file
+            raise UserError(f"{Path(model) / 'model.onnx'}: onnxruntime cannot run it ({str(e).splitlines()[0][:120]})") from None
         extra = {"runtime": "onnxruntime", "size_bytes": manifest["size_bytes"]}
     else:
         path = resolve_model(model)

@@ -18,6 +18,7 @@ import json
 import sys
 
 from eibutil import UserError
+from harness.cliargs import OneLineParser, int_in
 
 
 def _load(path: str):
@@ -74,7 +75,9 @@ def cmd_run(args, until: str = "measure") -> int:
 def cmd_evaluate(args) -> int:
     from eibert.evaluate import evaluate
 
-    fields = args.text_fields.split(",") if args.text_fields else None
+    fields = [f for f in args.text_fields.split(",") if f] if args.text_fields else None
+    if fields is not None and not 1 <= len(fields) <= 2:
+        raise UserError(f"--text-fields: one column, or two for sentence pairs (got {len(fields)})")
     out = evaluate(args.model, args.data, text_fields=fields, label_field=args.label_field, max_seq_len=args.max_seq_len)
     print(json.dumps(out))
     return 0
@@ -86,13 +89,13 @@ def cmd_runs(args) -> int:
     db = args.db
     if args.config:
         db = _load(args.config)[0].results.database
-    for r in Store(db).runs():
+    for r in Store(db, readonly=True).runs():
         print(f"{r['run_id']}  {r['name']:20s} {r['status']:8s} {r['summary'] or ''}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="eib", description="EI-BERT: compress BERT models and measure them on real devices.")
+    ap = OneLineParser(prog="eib", description="EI-BERT: compress BERT models and measure them on real devices.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="print the variants a config expands to (imports no torch/tvm/ray)")
@@ -117,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled data file")
     p.add_argument("--text-fields", help="comma-separated text columns (default: guessed)")
     p.add_argument("--label-field", help="label column (default: label)")
-    p.add_argument("--max-seq-len", type=int, default=128)
+    p.add_argument("--max-seq-len", type=int_in(8, 512), default=128)
     p.set_defaults(fn=cmd_evaluate)
 
     p = sub.add_parser("runs", help="list the runs in a results database")

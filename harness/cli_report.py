@@ -20,8 +20,8 @@ def _store(args):
         from harness.cli import _load
 
         cfg = _load(args.config)[0]
-        return Store(cfg.results.database), Path(cfg.results.reports_dir)
-    return Store(args.db), Path(args.reports_dir)
+        return Store(cfg.results.database, readonly=True), Path(cfg.results.reports_dir)
+    return Store(args.db, readonly=True), Path(args.reports_dir)
 
 
 def cmd_report(args) -> int:

@@ -169,7 +169,10 @@ class Tx:
 
 
 class Store:
-    def __init__(self, database: str):
+    def __init__(self, database: str, readonly: bool = False):
+        if readonly:
+            self._open_readonly(database)
+            return
         raw = _url(database)
         self.url = display_url(raw)  # the only form of the URL that is shown or kept
         self.engine = sa.create_engine(raw, future=True, hide_parameters=True)
@@ -193,6 +196,26 @@ class Store:
                 if attempt == 9 or not any(m in str(e) for m in ("already exists", "duplicate column", "database is locked")):
                     raise
                 time.sleep(0.05 * (attempt + 1))
+
+    def _open_readonly(self, database: str) -> None:
+        """For commands that only read: nothing is created or altered (no folders, tables, WAL switch)."""
+        from eibutil import UserError
+
+        if "://" in database:
+            raw = database
+        else:
+            path = Path(database)
+            if not path.is_file():
+                raise UserError(f"{database}: no results database there")
+            raw = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
+        self.url = display_url(database)
+        self.engine = sa.create_engine(raw, future=True, hide_parameters=True)
+        try:
+            tables = set(sa.inspect(self.engine).get_table_names())
+        except sa.exc.SQLAlchemyError as e:
+            raise UserError(f"{self.url}: not a readable database ({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:120]})") from None
+        if not {"runs", "variants", "stage_results", "measurements"} <= tables:
+            raise UserError(f"{self.url}: not an eib results database (no runs table)")
 
     @contextlib.contextmanager
     def transaction(self):

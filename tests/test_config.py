@@ -166,3 +166,56 @@ def test_malformed_inventory_names_device_and_key(tmp_path):
 def test_every_example_in_configs_dir_is_yaml_mapping():
     for p in CONFIGS:
         assert isinstance(yaml.safe_load(p.read_text()), dict), p
+
+
+def test_read_only_commands_never_create_or_alter_a_database(tmp_path, capsys):
+    import sqlite3
+
+    from eibutil import sha256_file
+
+    new = tmp_path / "new" / "deeper" / "eib.sqlite"
+    assert main(["runs", "--db", str(new)]) == 2 and not (tmp_path / "new").exists()
+    foreign = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = sha256_file(foreign)
+    assert main(["runs", "--db", str(foreign)]) == 2
+    assert main(["report", "some-run", "--db", str(foreign)]) == 2
+    assert sha256_file(foreign) == before and sorted(p.name for p in tmp_path.iterdir()) == ["foreign.sqlite"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "no results database there" in err[0] and "not an eib results database" in err[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["measure", "x", "--device", "local", "--seq-len", "0"], "--seq-len: must be an integer between 8 and 512"),
+    (["measure", "x", "--device", "local", "--rows", "-3"], "--rows: must be an integer >= 1"),
+    (["measure", "x", "--device", "local", "--min-count", "0"], "--min-count: must be an integer >= 1"),
+    (["measure", "x", "--device", "local", "--max-duration-s", "-1"], "--max-duration-s: must be a finite number > 0"),
+    (["measure", "x", "--device", "local", "--min-duration-s", "inf"], "--min-duration-s: must be a finite number >= 0"),
+    (["evaluate", "bundled", "--data", "x.tsv", "--max-seq-len", "0"], "--max-seq-len: must be an integer between 8 and 512"),
+    (["evaluate", "bundled", "--data", "x.tsv", "--text-fields", "a,b,c"], "--text-fields: one column, or two"),
+])
+def test_bad_command_line_values_are_one_line_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        code = main(argv)
+        raise SystemExit(code)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_evaluate_a_truncated_model_or_a_corrupt_manifest_is_one_line_and_exit_2(tmp_path, capsys):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(ROOT / "models/sst2-2mb", art)
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("sentence\tlabel\na fine film\t1\n")
+    (art / "model.onnx").write_bytes((ROOT / "models/sst2-2mb/model.onnx").read_bytes()[:5000])
+    assert main(["evaluate", str(art), "--data", str(dev)]) == 2
+    (art / "manifest.json").write_text("{not json")
+    assert main(["evaluate", str(art), "--data", str(dev)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "model.onnx: onnxruntime cannot run it" in err[0] and "manifest.json: not an artifact manifest" in err[1]
