@@ -65,6 +65,8 @@ def read_file(path: str | os.PathLike) -> "datasets.Dataset":  # noqa: F821
     try:
         ds = datasets.load_dataset(kind, data_files={"data": str(path)}, split="data", **kwargs)
     except Exception as e:  # datasets raises many types for malformed files
+        if "corresponds to no data" in str(e):
+            raise DataError(f"{path}: has no rows (a header at most)") from None
         raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {str(e).splitlines()[0][:200]}") from e
     return ds
 

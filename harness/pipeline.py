@@ -109,6 +109,38 @@ def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict
     return done, failed - set(done)
 
 
+def preflight(variants, config_path) -> None:
+    """What the files can tell is checked before a run row exists: the teacher folder, the vocabulary size
+    against the teacher's, and the data (columns, rows, at least two classes in train)."""
+    import json
+
+    from eibert.hub import resolve_model
+    from eibutil import ConfigError
+
+    file, seen = str(config_path), set()
+    for v in variants:
+        cfg = v.config
+        try:
+            path = Path(resolve_model(cfg.teacher.model))
+        except UserError as e:
+            raise ConfigError(file, "teacher.model", str(e)) from None
+        size = cfg.compress.vocab.size
+        if path.is_dir() and size:
+            have = json.loads((path / "config.json").read_text()).get("vocab_size")
+            if have and size > have:
+                raise ConfigError(file, "compress.vocab.size", f"{size} is larger than the teacher's vocabulary ({have} tokens)")
+        key = cfg.task.model_dump_json()
+        if key in seen:
+            continue
+        seen.add(key)
+        data = load_data(cfg)
+        for split, ds in (("train", data.train), ("dev", data.dev)):
+            if len(ds) == 0:
+                raise ConfigError(file, "task", f"the {split} split has no rows")
+        if len(set(data.train["label"])) < 2:
+            raise ConfigError(file, "task", "the train split has one class only; training needs at least two")
+
+
 def _open_run(store: Store, cfg, config_path, variants, nodes, resume, rerun_failed) -> tuple[str, list, dict]:
     """The run row (new, or the one `resume` names, reopened) and the nodes still to run."""
     resumed: dict[str, dict] = {}
@@ -146,6 +178,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     variants = expand(cfg, config_path, raw)
     inventory = load_inventory(cfg.inventory).devices
     nodes = [n for n in build_graph(variants, inventory) if n.stage in UNTIL[until]]
+    preflight(variants, config_path)
     store = Store(cfg.results.database)
     t_setup = time.perf_counter()
     ex = make_executor(executor, address)  # before any run row: an unreachable cluster leaves nothing behind

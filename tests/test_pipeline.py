@@ -87,3 +87,26 @@ def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
     assert {s["stage"] for s in skipped} == {"importance", "student", "artifact", "measure"}
     assert {s["status"] for s in skipped} == {"skipped"} and "teacher" in skipped[0]["error"]
     assert len([s for s in skipped if s["stage"] == "artifact"]) == 2
+
+
+def test_mistakes_the_files_show_are_caught_before_a_run_row(tiny_bert, task_files, tmp_path):
+    cases = []
+    one_class = tmp_path / "one.tsv"
+    one_class.write_text("sentence\tlabel\n" + "".join(f"row {i}\t1\n" for i in range(8)))
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("sentence\tlabel\n")
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    base = cfg.read_text()
+    cases.append((base.replace(f"model: {tiny_bert}", f"model: {tmp_path / 'no-such-teacher'}"), "teacher.model", "no such model folder"))
+    cases.append((base.replace("size: 400", "size: 40000").replace("[300, 400]", "[300, 40000]"), "compress.vocab.size",
+                  "larger than the teacher's vocabulary (30522 tokens)"))
+    cases.append((base.replace(str(task_files["train"]), str(one_class)), "task", "one class only"))
+    cases.append((base.replace(str(task_files["train"]), str(empty)), "empty.tsv", "has no rows"))
+    cases.append((base.replace("text_fields", "x").replace("max_seq_len: 32}", "max_seq_len: 32, text_fields: [review]}"), "", "no column 'review'"))
+    for text, key, message in cases:
+        cfg.write_text(text)
+        out = eib("run", str(cfg), "--quiet", cwd=tmp_path)
+        err = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(err) == 1 and message in err[0] and (not key or key in err[0]), (message, out.stderr[-800:])
+        db = tmp_path / "db.sqlite"
+        assert not db.exists() or Store(str(db)).runs() == []
