@@ -41,10 +41,10 @@ class DeviceSpec(BaseModel):
     emulated: bool = False  # latency from an emulated CPU is never compared with native numbers
     shares_host_cpus: bool = False  # an ssh device on this machine's CPUs (a test-farm namespace): measured alone, like local
     threads: Annotated[int, Field(ge=1, le=256)] | None = None  # runtime threads; None: the device's cores
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    upload_timeout_s: Annotated[float, Field(gt=0)] = 120.0
-    run_timeout_s: Annotated[float, Field(gt=0)] = 600.0
-    link_timeout_s: Annotated[float, Field(gt=0)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
+    connect_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    upload_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
+    run_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
+    link_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
 
     @field_validator("key_file", mode="before")
     @classmethod

@@ -43,7 +43,7 @@ def parse_budget(text: str) -> dict[str, float]:
         key, _, value = part.partition("=")
         if key not in BUDGET_KEYS:
             raise UserError(f"--budget: unknown key {key!r}; allowed: {', '.join(BUDGET_KEYS)}")
-        m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]*)", value.strip())
+        m = re.fullmatch(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([A-Za-z]*)", value.strip())
         if not m:
             raise UserError(f"--budget: {key}={value!r} is not a number with an optional unit")
         unit = m.group(2).lower()

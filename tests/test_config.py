@@ -219,3 +219,13 @@ def test_evaluate_a_truncated_model_or_a_corrupt_manifest_is_one_line_and_exit_2
     assert main(["evaluate", str(art), "--data", str(dev)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "model.onnx: onnxruntime cannot run it" in err[0] and "manifest.json: not an artifact manifest" in err[1]
+
+
+def test_budget_values_must_be_numbers():
+    from eibutil import UserError
+    from harness.report import parse_budget
+
+    assert parse_budget("size=2MB,accuracy=0.88,latency_ms=.5") == {"size": 2e6, "accuracy": 0.88, "latency_ms": 0.5}
+    for bad in ("size=1.2.3MB", "size=.MB", "accuracy=..", "size=2XB"):
+        with pytest.raises(UserError, match="--budget"):
+            parse_budget(bad)

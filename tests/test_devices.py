@@ -26,6 +26,8 @@ from eibutil import ConfigError
     ("devices:\n  'pi;reboot':\n    transport: local\n", "devices", "pattern"),
     ("devices:\n  pi:\n    transport: local\n    port: 0\n", "devices.pi.port", "greater than or equal to 1"),
     ("devices:\n  pi:\n    transport: local\n    colour: red\n", "devices.pi.colour", "unknown key"),
+    ("devices:\n  pi:\n    transport: local\n    connect_timeout_s: .inf\n", "devices.pi.connect_timeout_s", "less than or equal to 3600"),
+    ("devices:\n  pi:\n    transport: local\n    link_timeout_s: 1e300\n", "devices.pi.link_timeout_s", "less than or equal to 3600"),
 ])
 def test_inventory_errors_name_file_device_and_key(tmp_path, body, key, message):
     path = tmp_path / "inventory.yaml"
