@@ -22,7 +22,7 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 class DeviceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    transport: Literal["local", "ssh"]
+    transport: Literal["local", "ssh", "fake"]  # fake: this machine with injected faults (tests of error paths)
     host: str | None = None
     port: Annotated[int, Field(ge=1, le=65535)] = 22
     user: str | None = None
@@ -45,6 +45,7 @@ class DeviceSpec(BaseModel):
     upload_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
     run_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     link_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
+    faults: list[dict[str, str | int]] = []  # transport fake only: [{on: probe|prepare|put|run|cleanup, error: unreachable|timeout|killed|auth|failed, times: 1}]
 
     @field_validator("key_file", mode="before")
     @classmethod

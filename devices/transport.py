@@ -250,5 +250,35 @@ class SSHTransport:
         self.client.close()
 
 
+class FakeTransport(LocalTransport):
+    """This machine, like `local`, with the faults the inventory lists injected where they are asked for:
+    the agent's failure paths run in tests without root, namespaces or sshd (the farm tests the real ones)."""
+
+    ERRORS = {"unreachable": UnreachableError, "timeout": DeviceTimeoutError, "killed": KilledError, "auth": AuthError,
+              "failed": CommandError}
+
+    def __init__(self, name: str, spec: DeviceSpec):
+        super().__init__(name, spec)
+        self.left = [dict(f) for f in spec.faults]
+
+    def _inject(self, op: str) -> None:
+        for f in self.left:
+            if f.get("on") == op and int(f.get("times", 1)) > 0:
+                f["times"] = int(f.get("times", 1)) - 1
+                raise self.ERRORS[str(f.get("error", "failed"))](self.name, f"injected {f.get('error')} at {op}", exit_status=1)
+
+    def run(self, argv: list[str], timeout_s: float, **kw) -> bytes:
+        op = argv[2] if len(argv) > 2 and argv[1] == "-" else (argv[2] if len(argv) > 2 else "run")
+        self._inject(op)
+        return super().run(argv, timeout_s, **kw)
+
+    def put(self, local: Path, remote: str, timeout_s: float) -> None:
+        self._inject("put")
+        super().put(local, remote, timeout_s)
+
+
+TRANSPORTS = {"local": LocalTransport, "ssh": SSHTransport, "fake": FakeTransport}
+
+
 def open_transport(name: str, spec: DeviceSpec):
-    return LocalTransport(name, spec) if spec.transport == "local" else SSHTransport(name, spec)
+    return TRANSPORTS[spec.transport](name, spec)

@@ -228,3 +228,33 @@ def test_measuring_beyond_the_artifacts_positions_is_a_clear_error(tmp_path):
     spec = DeviceSpec(transport="local", workdir=str(tmp_path / "work"))
     with pytest.raises(ValueError, match="seq_len 128 exceeds the 64 positions of"):
         measure_on_device(art, "local", spec, "onnxruntime", None, MeasureSettings(seq_len=128), tmp_path / "cache")
+
+
+def test_fake_transport_runs_the_agents_failure_paths_without_root(tmp_path, tiny_artifact):
+    from devices.errors import AuthError, DeviceTimeoutError, UnreachableError
+    from devices.transport import TRANSPORTS, FakeTransport
+
+    assert TRANSPORTS["fake"] is FakeTransport
+    art, _, _ = tiny_artifact
+    files = {"model.onnx": art / "model.onnx", "inputs.npz": _inputs(tmp_path)}
+    opts = dict(model="model.onnx", inputs="inputs.npz", warmup=1, min_count=3, min_duration_s=0, threads=1)
+    work = tmp_path / "work"
+
+    def agent(*faults):
+        return Agent("fake", DeviceSpec(transport="fake", workdir=str(work), runtimes=["onnxruntime"], faults=list(faults)))
+
+    with pytest.raises(AuthError, match="injected auth at probe"):
+        agent({"on": "probe", "error": "auth"}).probe()
+    a = agent({"on": "run", "error": "unreachable"})
+    with pytest.raises(UnreachableError):
+        a.run_model(files, "onnxruntime", **opts)
+    assert len(a.pending_cleanup) == 1 and list((work / "runs").iterdir())  # the link died: cleaned at the next connection
+    a.probe()
+    assert not a.pending_cleanup and not list((work / "runs").iterdir())
+    b = agent({"on": "put", "error": "timeout"})
+    for blob in (work / "blobs").iterdir():  # nothing to reuse: every file is uploaded
+        blob.unlink()
+    with pytest.raises(DeviceTimeoutError):
+        b.run_model(files, "onnxruntime", **opts)
+    assert not list((work / "runs").iterdir())  # the device still answered: the failed run was removed at once
+    assert agent({"on": "run", "error": "killed", "times": 0}).run_model(files, "onnxruntime", **opts)["min_met"]
