@@ -19,6 +19,11 @@ from eibutil import ConfigError, load_yaml, validation_error
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+def looks_like_key_text(value: str) -> bool:
+    """A private key pasted where the path of a key file belongs (never to be echoed)."""
+    return "\n" in value or "PRIVATE KEY" in value or len(value) > 1024
+
+
 class DeviceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,7 +55,7 @@ class DeviceSpec(BaseModel):
     @field_validator("key_file", mode="before")
     @classmethod
     def _a_path_not_a_key(cls, v):
-        if isinstance(v, str) and ("\n" in v or "PRIVATE KEY" in v or len(v) > 1024):
+        if isinstance(v, str) and looks_like_key_text(v):
             raise ValueError("must be the path of a private key file, not the key itself (its text is not shown)")
         return v
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from devices.errors import (AuthError, CommandError, DeviceError, DeviceTimeoutError, HostKeyError, KilledError,
                             UnreachableError)
-from devices.inventory import DeviceSpec
+from devices.inventory import DeviceSpec, looks_like_key_text
 
 
 def command_line(argv: list[str], cwd: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -136,7 +136,7 @@ class SSHTransport:
             path = os.environ.get(s.key_env)
             if not path:
                 raise AuthError(self.name, f"key_env {s.key_env!r} is not set in the environment")
-            if "\n" in path or "PRIVATE KEY" in path or len(path) > 1024:  # the key itself: never echoed
+            if looks_like_key_text(path):  # the key itself: never echoed
                 raise AuthError(self.name, f"key_env {s.key_env!r} holds key text; it must hold the path of a key file")
             path = os.path.expanduser(path)
             if not os.path.isfile(path) or not os.access(path, os.R_OK):

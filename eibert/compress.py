@@ -133,6 +133,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     t0 = time.perf_counter()
     hit = cache.get("student", stu_key) is not None
     dev_s = encode(s_tok, data.dev, max_seq_len)
+    sel_s = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []  # the selection split, if any
     if not hit:
         teacher_model = copy.deepcopy(get_teacher())  # cross-distillation trains the teacher: keep the cached one intact
         train_t = encode(t_tok, data.train, max_seq_len)
@@ -149,7 +150,6 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
             fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,
                                 dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress,
                                 on_step=on_step)
-        sel_s = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
         metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report,
                    "torch_selection_accuracy": accuracy(predict_logits(model, sel_s), [y for _, y in sel_s]) if sel_s else None}
         if distill.mode == "cross":
@@ -200,7 +200,6 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
                                     "data_sha256": data.checksums["dev"], "torch_dev_accuracy": accuracy(ref, labels),
                                     "max_logit_diff_vs_torch": float(np.abs(ort - ref).max())}
             preds = {"dev": ort.argmax(-1).tolist()}
-            sel_s = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
             if sel_s:
                 sel = ort_logits(tmp, sel_s, pad_id=s_tok.pad_token_id)
                 manifest["accuracy"].update(selection_accuracy=accuracy(sel, [y for _, y in sel_s]), selection_n=len(sel_s))
