@@ -125,17 +125,13 @@ def _assert_clean(farm, name: str) -> None:
     blobs = farm.devices[name].host_workdir / "blobs"
     for b in blobs.iterdir() if blobs.is_dir() else []:
         assert hashlib.sha256(b.read_bytes()).hexdigest() == b.name.split(".")[0], b
-    assert not [p for p in farm.pids(name) if b"eib_device.py" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert not [p for p, cmd in farm.cmdlines(name).items() if b"eib_device.py" in cmd]
 
 
 def _wait_for_runner(farm, name: str, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for pid in farm.pids(name):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
+        for cmd in farm.cmdlines(name).values():
             if b"eib_device.py\0run" in cmd:
                 time.sleep(0.5)  # past its imports, in the timing loop
                 return

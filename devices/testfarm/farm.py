@@ -208,6 +208,16 @@ class Farm:
         out = subprocess.run(["ip", "netns", "pids", self.devices[name].netns], capture_output=True, text=True).stdout
         return [int(p) for p in out.split()]
 
+    def cmdlines(self, name: str) -> dict[int, bytes]:
+        """pid -> raw command line of the device's live processes (ones that exit meanwhile are left out)."""
+        out = {}
+        for pid in self.pids(name):
+            try:
+                out[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+        return out
+
     def kill_all(self, name: str) -> None:
         """sshd, its sessions and everything they started: a dead server (a power-off keeps the link)."""
         for pid in self.pids(name):
@@ -222,11 +232,8 @@ class Farm:
     def kill_matching(self, name: str, needle: str) -> list[int]:
         """SIGKILL the device's processes whose command line contains `needle` (the remote process dies)."""
         killed = []
-        for pid in self.pids(name):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
+        for pid, raw in self.cmdlines(name).items():
+            cmdline = raw.replace(b"\0", b" ").decode(errors="replace")
             if needle in cmdline and "sshd" not in cmdline.split(" ")[0]:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
