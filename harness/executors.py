@@ -4,8 +4,9 @@
     h = ex.submit(node, deps, ctx, num_cpus=1, resources={})
     for handle, result in ex.wait(): ...
 
-Both give the same `StageResult`s for the same nodes. Ray tasks retry when their worker dies
-(`max_retries`); a task that still fails becomes a failed result of kind `infrastructure`.
+Both give the same `StageResult`s for the same nodes. A Ray task whose worker or node dies is
+submitted again (up to `max_retries` times) and its result counts the attempts; one that still fails
+becomes a failed result of kind `infrastructure`.
 """
 
 import logging
@@ -48,6 +49,14 @@ def _remote_run(node, deps, ctx):
     return run_node(node, deps, ctx)
 
 
+def _retriable(e: BaseException) -> bool:
+    """A failure of the machinery, not of the stage (run_node turns the stage's own errors into results)."""
+    import ray.exceptions as rex
+
+    return isinstance(e, (rex.WorkerCrashedError, rex.NodeDiedError, rex.LocalRayletDiedError, rex.ObjectLostError,
+                          rex.OutOfMemoryError))
+
+
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds, as a user error, when nothing listens at a Ray address ("host:port" or
     "ray://host:port"); ray.init would otherwise wait and retry for minutes."""
@@ -78,7 +87,7 @@ class RayExecutor:
             os.environ.setdefault("RAY_AUTH_MODE", "token")
         self.address, self.num_cpus, self.ray, self.setup_s = address, num_cpus or os.cpu_count(), None, 0.0
         self._max_retries = max_retries
-        self._refs: dict = {}  # ObjectRef -> node key
+        self._refs: dict = {}  # ObjectRef -> (node, deps, ctx, num_cpus, resources, attempt, started)
         if address:
             self._start()  # the cluster's size is known only once connected
         else:
@@ -100,14 +109,14 @@ class RayExecutor:
         self._task = ray.remote(_remote_run)
         self.setup_s += time.perf_counter() - t0
 
-    def submit(self, node, deps, ctx, num_cpus=1, resources=None):
+    def submit(self, node, deps, ctx, num_cpus=1, resources=None, attempt=1, started=None):
         if self.ray is None:
             self._start()
-        opts = {"num_cpus": num_cpus, "max_retries": self._max_retries, "retry_exceptions": False}
+        opts = {"num_cpus": num_cpus, "max_retries": 0, "retry_exceptions": False}  # retries are counted here
         if resources:
             opts["resources"] = resources
         ref = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus)})
-        self._refs[ref] = (node.key, node, time.perf_counter())
+        self._refs[ref] = (node, deps, ctx, num_cpus, resources, attempt, started or time.perf_counter())
         return node.key
 
     def wait(self, timeout_s: float = 1.0):
@@ -116,13 +125,17 @@ class RayExecutor:
         ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout_s)
         out = []
         for ref in ready:
-            key, node, t0 = self._refs.pop(ref)
+            node, deps, ctx, num_cpus, resources, attempt, t0 = self._refs.pop(ref)
             try:
                 res = self.ray.get(ref)
-            except Exception as e:  # the worker died more often than it may be retried, or Ray failed
-                res = StageResult(node.stage, node.variant_id, "failed", {"node_key": key}, f"{type(e).__name__}: {str(e)[:500]}",
-                                  "infrastructure", time.perf_counter() - t0)
-            out.append((key, res))
+            except Exception as e:  # the worker died, or Ray failed
+                if _retriable(e) and attempt <= self._max_retries:
+                    self.submit(node, deps, ctx, num_cpus, resources, attempt + 1, t0)
+                    continue
+                res = StageResult(node.stage, node.variant_id, "failed", {"node_key": node.key},
+                                  f"{type(e).__name__} (attempt {attempt}): {str(e)[:500]}", "infrastructure", time.perf_counter() - t0)
+            res.attempts = attempt
+            out.append((node.key, res))
         return out
 
     def busy(self) -> int:

@@ -52,6 +52,8 @@ class Scheduler:
 
     # recording --------------------------------------------------------------------------------
     def record(self, node, res: StageResult) -> None:
+        if res.attempts > 1:
+            res.output["attempts"] = res.attempts
         measurement = self.record_extra(node, res) if (self.record_extra and res.ok) else None
         with self.store.transaction() as tx:
             tx.add_stage(self.run_id, node.variant_id, node.stage, status=res.status, error=res.error, error_kind=res.error_kind,
@@ -109,6 +111,7 @@ class Scheduler:
 
     def _finish(self, key: str, res: StageResult) -> None:
         node = self.nodes[key]
+        self.counts["retried"] += res.attempts - 1  # the executor started it again after its worker died
         dev = self.leases.pop(key, None)
         if dev:
             self.pool.release(dev, key)

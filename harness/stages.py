@@ -27,6 +27,7 @@ class StageResult:
     wall_s: float = 0.0
     cache_key: str | None = None
     traceback_path: str | None = None
+    attempts: int = 1  # how many times an executor started it (a Ray worker that died is one more)
 
     @property
     def ok(self) -> bool:

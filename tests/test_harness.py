@@ -129,6 +129,13 @@ def test_ray_worker_killed_mid_task_is_retried(tiny_bert, task_files, tmp_path):
     store = Store(str(tmp_path / "db.sqlite"))
     run = store.latest_run()
     assert run["status"] == "done" and run["summary"]["failed"] == 0
+    rows_ = store.stage_results(run["run_id"])
+    again = [r for r in rows_ if (r["output"] or {}).get("attempts")]
+    # the killed stage ran a second time, on a new worker, and is recorded once, as done on attempt 2
+    assert len(again) == 1 and again[0]["output"]["attempts"] == 2 and again[0]["status"] == "ok", again
+    assert run["summary"]["retried"] == 1
+    ok = [r["node_key"] for r in rows_ if r["status"] in ("ok", "cached")]
+    assert len(ok) == len(set(ok)) == len(rows_)
 
 
 def _free_port() -> int:
