@@ -11,6 +11,7 @@ is stored as a row with its error and the sweep goes on with what it does not to
 step is cached by content in `cache_dir`, and `resume` continues a run that was cut short.
 """
 
+import sys
 import time
 from pathlib import Path
 
@@ -213,9 +214,23 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     store.finish_run(run_id, "failed" if failed else "done", counts)
     if not quiet:
         print_summary(counts)
+    _print_failures(store, run_id, failed)
     report = write_summary(store, run_id, Path(cfg.results.reports_dir))
     _say(f"report: {report}", quiet)
     return run_id
+
+
+def _print_failures(store: Store, run_id: str, failed: list[dict]) -> None:
+    """Why the run failed, one line per failed stage, on stderr: printed even with --quiet."""
+    names = {v["variant_id"]: v["name"] for v in store.variants(run_id)}
+    for r in failed:
+        if r["status"] == "failed":
+            where = (r["output"] or {}).get("device")
+            print(f"failed: {r['stage']} {names.get(r['variant_id'], 'shared')}{' on ' + where if where else ''}: "
+                  f"{(r['error'] or '').splitlines()[0][:300] if r['error'] else ''}", file=sys.stderr, flush=True)
+    skipped = sum(r["status"] == "skipped" for r in failed)
+    if skipped:
+        print(f"skipped: {skipped} stage(s) downstream of a failure (`eib report {run_id}` lists them)", file=sys.stderr, flush=True)
 
 
 def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, variants) -> None:

@@ -111,3 +111,34 @@ def test_mistakes_the_files_show_are_caught_before_a_run_row(tiny_bert, task_fil
         assert out.returncode == 2 and len(err) == 1 and message in err[0] and (not key or key in err[0]), (message, out.stderr[-800:])
         db = tmp_path / "db.sqlite"
         assert not db.exists() or Store(str(db)).runs() == []
+
+
+def test_rerun_failed_reruns_only_the_failures(tiny_bert, task_files, tmp_path):
+    """Every measurement fails on a device (an injected fault), the rest succeeds; `--resume` runs nothing
+    again, `--rerun-failed` (once the device is mended) runs the failed measurements only."""
+    inv = tmp_path / "inventory.yaml"
+    device = ("devices:\n  flaky:\n    transport: fake\n    arch: x86_64\n    target: x86-64-host\n    runtimes: [onnxruntime]\n"
+              f"    workdir: {tmp_path / 'work'}\n    tags: [x86]\n")
+    inv.write_text(device + "    faults: [{\"on\": run, error: failed, times: 1000}]\n")
+    cfg = write_config(tmp_path, tiny_bert, task_files)
+    cfg.write_text(cfg.read_text().replace(f"inventory: {ROOT / 'inventory.yaml'}", f"inventory: {inv}") + "devices: [flaky]\n")
+    first = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp_path)
+    store = Store(str(tmp_path / "db.sqlite"))
+    run_id = store.latest_run()["run_id"]
+    rows = store.stage_results(run_id)
+    failed = {r["node_key"] for r in rows if r["status"] == "failed" and not (r["output"] or {}).get("retried")}
+    done = {r["node_key"] for r in rows if r["status"] in ("ok", "cached")}
+    assert first.returncode == 1 and failed and {r["stage"] for r in rows if r["node_key"] in failed} == {"measure"}, first.stdout
+    assert "injected failed at run" in first.stdout + first.stderr  # the reason, even with --quiet
+
+    out = eib("run", str(cfg), "--quiet", "--executor", "inline", "--resume", run_id, cwd=tmp_path)
+    assert out.returncode == 1 and len(store.stage_results(run_id)) == len(rows)  # failures stand, nothing ran
+
+    inv.write_text(device)  # mended
+    out = eib("run", str(cfg), "--quiet", "--executor", "inline", "--rerun-failed", run_id, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    new = store.stage_results(run_id)[len(rows):]
+    assert sorted(r["node_key"] for r in new) == sorted(failed) and {r["status"] for r in new} == {"ok"}
+    assert not {r["node_key"] for r in new} & done
+    assert store.run(run_id)["status"] == "done"
+    assert len([m for m in store.measurements(run_id) if m["device"] == "flaky"]) == len(failed)
