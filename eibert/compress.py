@@ -208,6 +208,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
     adir = cache.path("artifact", art_key)
     manifest = json.loads((adir / "manifest.json").read_text())
+    dev_correct = _correct_bits(adir / "predictions.json", [y for _, y in dev_s])
     stages["artifact"] = {"cache_hit": hit, "wall_s": time.perf_counter() - t0, "key": art_key}
     return {
         "artifact_dir": str(adir),
@@ -218,8 +219,18 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
         "selection_accuracy": manifest["accuracy"].get("selection_accuracy"),
         "max_logit_diff_vs_torch": manifest["accuracy"]["max_logit_diff_vs_torch"],
         "float_dev_accuracy": smetrics["torch_dev_accuracy"],
+        "dev_correct": dev_correct,
         "stages": stages,
         "cache_hit": all(s["cache_hit"] for s in stages.values()),
         "cache_key": art_key,
         "wall_s": time.perf_counter() - t_start,
     }
+
+
+def _correct_bits(predictions: Path, labels: list[int]) -> str | None:
+    """'1'/'0' per dev row: whether the artifact got it right (what a paired test between variants needs)."""
+    try:
+        preds = json.loads(predictions.read_text())["dev"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return "".join("1" if p == y else "0" for p, y in zip(preds, labels)) if len(preds) == len(labels) else None

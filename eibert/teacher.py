@@ -43,6 +43,7 @@ class TeacherResult:
     model_ref: str
     selection_accuracy: float | None = None
     selection_n: int = 0
+    dev_correct: str | None = None  # '1'/'0' per dev row (None from teachers cached before it was kept)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -108,12 +109,14 @@ def finetune_teacher(
         on_step=on_step,
     )
     pad = tok.pad_token_id or 0
-    dev_acc = accuracy(predict_logits(model, dev_rows, pad_id=pad), [y for _, y in dev_rows])
+    dev_logits = predict_logits(model, dev_rows, pad_id=pad)
+    dev_acc = accuracy(dev_logits, [y for _, y in dev_rows])
     sel_rows = encode(tok, data.selection, max_seq_len) if data.selection is not None else []
     sel_acc = accuracy(predict_logits(model, sel_rows, pad_id=pad), [y for _, y in sel_rows]) if sel_rows else None
     result = {
         "dev_accuracy": dev_acc,
         "dev_n": len(dev_rows),
+        "dev_correct": "".join("1" if p == y else "0" for p, (_, y) in zip(dev_logits.argmax(-1).tolist(), dev_rows)),
         "train_rows": len(train_rows),
         "steps": fit["steps"],
         "train_s": fit["train_s"],

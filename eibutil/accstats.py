@@ -30,3 +30,21 @@ def mcnemar_exact(pred_a: list[int], pred_b: list[int], labels: list[int]) -> di
     n, k = a_only + b_only, min(a_only, b_only)
     p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
     return {"a_only": a_only, "b_only": b_only, "p_value": p, "within_noise": p >= 0.05}
+
+
+def paired_diff_ci(correct_a: str, correct_b: str, z: float = 1.959964) -> tuple[float, float, float]:
+    """Accuracy of A minus accuracy of B on the same rows ('1'/'0' per row), with a 95% interval from the
+    paired (discordant-pair) variance: (diff, low, high)."""
+    if len(correct_a) != len(correct_b) or not correct_a:
+        raise ValueError("paired difference: both must be scored on the same, non-empty rows")
+    n = len(correct_a)
+    a_only = sum(1 for a, b in zip(correct_a, correct_b) if a == "1" and b == "0")
+    b_only = sum(1 for a, b in zip(correct_a, correct_b) if a == "0" and b == "1")
+    diff = (a_only - b_only) / n
+    se = math.sqrt(max((a_only + b_only) / n - diff * diff, 0.0) / n)
+    return diff, diff - z * se, diff + z * se
+
+
+def mcnemar_bits(correct_a: str, correct_b: str) -> dict:
+    """`mcnemar_exact` on two '1'/'0' correctness strings of the same rows."""
+    return mcnemar_exact([int(c) for c in correct_a], [int(c) for c in correct_b], [1] * len(correct_a))

@@ -1,7 +1,7 @@
 """`eib devices list|check` and `eib measure`: the device side from the command line.
 
     eib devices list  [--inventory inventory.yaml]
-    eib devices check [--inventory inventory.yaml] [--json]      # probe every device; exit 1 if any is down
+    eib devices check [--inventory inventory.yaml] [--json] [--null]   # probe every device; exit 1 if any is down
     eib measure ARTIFACT --device NAME [--runtime tvm|onnxruntime] [--seq-len 64] [--rows 128] [--trials 0]
 """
 
@@ -40,25 +40,34 @@ def cmd_list(args) -> int:
     return 0
 
 
-def probe_device(name: str, spec) -> dict:
-    """Health of one device: its facts, or the kind of error and the message."""
+def probe_device(name: str, spec, null_dir: Path | None = None) -> dict:
+    """Health of one device: its facts, or the kind of error and the message; with `null_dir`, also the
+    null model's latency there (the harness's floor)."""
     from devices.agent import Agent
     from devices.errors import DeviceError
 
     try:
         with Agent(name, spec) as agent:
             facts = agent.probe()
-        missing = [r for r in spec.runtimes if r not in facts.get("runtimes", [])]
+            missing = [r for r in spec.runtimes if r not in facts.get("runtimes", [])]
+            floor = None
+            if null_dir is not None and "onnxruntime" in facts.get("runtimes", []):
+                from harness.measure import MeasureSettings, null_floor
+
+                floor = null_floor(agent, MeasureSettings(), null_dir, spec.threads)
         status = "ok" if not missing else "degraded"
-        return {"device": name, "status": status, "missing_runtimes": missing, **facts}
+        return {"device": name, "status": status, "missing_runtimes": missing, **facts, "null": floor}
     except DeviceError as e:
         return {"device": name, "status": "down", "error_kind": e.kind, "error": e.message}
 
 
 def cmd_check(args) -> int:
+    import tempfile
+
     inv = _inventory(args.inventory)
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        rows = list(pool.map(lambda kv: probe_device(*kv), inv.devices.items()))
+    with tempfile.TemporaryDirectory(prefix="eib-null-") as tmp, ThreadPoolExecutor(max_workers=8) as pool:
+        null_dir = Path(tmp) if getattr(args, "null", False) else None
+        rows = list(pool.map(lambda kv: probe_device(*kv, null_dir=null_dir), inv.devices.items()))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -75,6 +84,8 @@ def cmd_check(args) -> int:
             rts = ",".join(f"{k}={v}" for k, v in r["versions"].items() if v and k in ("onnxruntime", "apache-tvm"))
             if r["missing_runtimes"]:
                 rts += f"  (missing: {','.join(r['missing_runtimes'])})"
+            if r.get("null"):
+                rts += f"  null model p50 {r['null']['p50_ms']:.3f} ms, p90 {r['null']['p90_ms']:.3f} ms (the harness's floor)"
             print(f"{r['device']:16s} {r['status']:9s} {r['probe_s']:7.2f} {r.get('machine', '-'):8s} {r.get('cores') or '-':>5} "
                   f"{mem:>7s} {r.get('governor') or '-':11s} {mhz:>6s} {temp:>6s} {rts}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1
@@ -140,6 +151,7 @@ def add_commands(sub) -> None:
         q.add_argument("--inventory", default=DEFAULT_INVENTORY, help="inventory file (default: inventory.yaml)")
         if name == "check":
             q.add_argument("--json", action="store_true")
+            q.add_argument("--null", action="store_true", help="also time the null model on each device: the harness's latency floor")
         q.set_defaults(fn=fn)
 
     p = sub.add_parser("measure", help="build if needed, deploy, run and store one measurement of a model on a device")

@@ -83,6 +83,9 @@ def build_graph(variants: list[Variant], inventory) -> list[Node]:
                                      {"target": target})
         for d in cj["devices"]:
             spec = inventory[d]
+            if m["teacher"] and "onnxruntime" in spec.runtimes:  # the reference on the same device (fp32, onnxruntime)
+                add("measure", {"teacher": t, "device": d, "runtime": "onnxruntime", "measure": m}, v, [t],
+                    {"device": d, "runtime": "onnxruntime", "target": None, "subject": "teacher"})
             for runtime in m["runtimes"]:
                 if runtime not in spec.runtimes:
                     continue

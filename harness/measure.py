@@ -38,6 +38,7 @@ class MeasureSettings:
     trials: int = 0  # MetaSchedule trials (0: untuned)
     fast_math: bool = True
     build_timeout_s: float = 1800.0
+    null_floor: bool = True  # also time the null model on the device (the harness's own floor)
 
 
 def _model_digest(model_dir: str | Path) -> str:
@@ -82,6 +83,23 @@ def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path
         export_program(model_dir, settings.seq_len, program)
     return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math,
                  db_dir=db_dir or (cache_dir / "tuning" / target / f"s{settings.seq_len}"), timeout_s=settings.build_timeout_s)
+
+
+NULL_MAX_DURATION_S = 1.0
+
+
+def null_floor(agent: Agent, settings: MeasureSettings, cache_dir: Path, threads) -> dict:
+    """The null model timed by the same runner on the same device, right after the measurement it
+    stands under: p50/p90/p99 of a graph that returns a constant."""
+    from devices.null import null_files
+
+    onnx_path, npz = null_files(cache_dir, settings.seq_len)
+    res = agent.run_model({"model.onnx": onnx_path, "inputs.npz": npz}, "onnxruntime", model="model.onnx", inputs="inputs.npz",
+                          warmup=settings.warmup, min_count=settings.min_count,
+                          min_duration_s=min(settings.min_duration_s, NULL_MAX_DURATION_S),
+                          max_duration_s=max(settings.max_duration_s, NULL_MAX_DURATION_S), threads=threads)
+    summary = summarize([ns / 1e6 for ns in res["latencies_ns"]])
+    return {k: summary.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "count")}
 
 
 def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple[str, str]:
@@ -132,6 +150,9 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
                               min_count=settings.min_count, min_duration_s=settings.min_duration_s,
                               max_duration_s=settings.max_duration_s, threads=spec.threads)
+        floor = None
+        if settings.null_floor and "onnxruntime" in facts.get("runtimes", []):
+            floor = null_floor(agent, settings, cache_dir, spec.threads)
     finally:
         if own:
             agent.close()
@@ -156,7 +177,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
                                         "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
-        "settings": asdict(settings),
+        "settings": asdict(settings), "null": floor,
     }
     return {
         "device": device, "runtime": runtime, "target": spec.target if runtime == "tvm" else None,

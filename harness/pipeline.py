@@ -74,16 +74,16 @@ def _measurement_row(node, res) -> dict | None:
     o = res.output
     if node.stage == "teacher":
         return {"subject": "teacher", "device": "host", "runtime": "torch", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
-                "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"]}}
+                "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"], "dev_correct": o.get("dev_correct")}}
     if node.stage == "artifact":
         return {"subject": "artifact", "device": "host", "runtime": "onnxruntime", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
                 "size_bytes": o["size_bytes"],
                 "metrics": {"parts": o["parts"], "max_logit_diff_vs_torch": o["max_logit_diff_vs_torch"],
                             "float_dev_accuracy": o["float_dev_accuracy"], "teacher_dev_accuracy": o["teacher_dev_accuracy"],
                             "coverage": o["stages"]["vocab"]["coverage"], "unk_rate": o["stages"]["vocab"]["unk_rate"],
-                            "artifact_dir": o["artifact_dir"], "data_sha256": o["data_sha256"]}}
+                            "artifact_dir": o["artifact_dir"], "data_sha256": o["data_sha256"], "dev_correct": o.get("dev_correct")}}
     if node.stage == "measure":
-        return {"subject": "artifact", "device": o["device"], "runtime": o["runtime"], "target": o.get("target"),
+        return {"subject": node.payload.get("subject", "artifact"), "device": o["device"], "runtime": o["runtime"], "target": o.get("target"),
                 "accuracy": o["accuracy"], "n": o["n"], "size_bytes": o["size_bytes"], "p50_ms": o["p50_ms"], "p90_ms": o["p90_ms"],
                 "p99_ms": o["p99_ms"], "peak_rss_bytes": o["peak_rss_bytes"], "samples_ms": o["samples"],
                 "metrics": {k: v for k, v in o["metrics"].items()} | {"requested_device": o.get("requested_device")},

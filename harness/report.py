@@ -6,11 +6,8 @@
     signoff(store, run_id, "cross-kd+int8-lsq", parse_budget("size=2MB,memory=4MB,latency_ms=300,accuracy=0.88"))
 """
 
-import csv
-import io
 import json
 import re
-import time
 from pathlib import Path
 
 from eibutil import UserError, atomic_write_text
@@ -20,20 +17,6 @@ from harness.store import Store
 
 UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
 BUDGET_KEYS = {"size": "size_bytes", "memory": "peak_rss_bytes", "latency_ms": "p90_ms", "accuracy": "accuracy"}
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return str(v)
-
-
-def _table(headers: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    out += ["| " + " | ".join(_fmt(c).replace("|", "/") for c in r) + " |" for r in rows]
-    return out
 
 
 def parse_budget(text: str) -> dict[str, float]:
@@ -80,93 +63,53 @@ def signoff(store: Store, run_id: str, variant: str, budget: dict[str, float]) -
     return out
 
 
-def ablation_ladder(store: Store, run_id: str) -> list[dict]:
-    from harness.variants import ABLATIONS
-
-    variants = store.variants(run_id)
-    host = {m["variant_id"]: m for m in store.measurements(run_id) if m["subject"] == "artifact" and m["device"] == "host"}
-    out, prev = [], None
-    for rung, _ in ABLATIONS["eibert"]:
-        v = next((v for v in variants if v["name"] == rung or v["name"].startswith(rung + "/")), None)
-        if not v or v["variant_id"] not in host:
-            continue
-        m = host[v["variant_id"]]
-        row = {"variant": v["name"], "size_bytes": m["size_bytes"], "accuracy": m["accuracy"], "d_acc": "-", "d_size": "-"}
-        if prev:
-            row["d_acc"] = f"{m['accuracy'] - prev['accuracy']:+.4f}"
-            row["d_size"] = f"{m['size_bytes'] - prev['size_bytes']:+,}"
-        out.append(row)
-        prev = m
-    return out
+def _md_cell(c: str) -> str:
+    return str(c).replace("|", "/").replace("\n", " ")
 
 
-def _failures(store: Store, run_id: str) -> list[dict]:
-    names = {v["variant_id"]: v["name"] for v in store.variants(run_id)}
-    rows = store.stage_results(run_id)
-    return [{"stage": s["stage"], "variant": names.get(s["variant_id"], "(shared)"), "status": s["status"], "error_kind": s["error_kind"],
-             "error": (s["error"] or "")[:300]} for s in rows if s["status"] in ("failed", "skipped")]
+def table_markdown(t) -> list[str]:
+    out = [f"## {t.title}", ""] + ([t.note, ""] if t.note else [])
+    if t.frame.empty:
+        return out + ["None.", ""]
+    out += ["| " + " | ".join(map(_md_cell, t.frame.columns)) + " |", "|" + "---|" * len(t.frame.columns)]
+    out += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in t.frame.itertuples(index=False)]
+    return out + [""]
 
 
-def render_markdown(store: Store, run_id: str, rows: list[dict], compare=None, signoff_rows=None) -> str:
-    run = store.run(run_id)
-    lines = [f"# Run {run_id} ({run['name']})", ""]
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(run["created_at"]))
-    lines += [f"- status: **{run['status']}**", f"- started: {started} UTC", f"- config: `{run['config_path']}`",
-              f"- summary: {json.dumps(run.get('summary') or {})}", ""]
-    if signoff_rows:
-        lines += ["## Deployment sign-off", ""] + _table(
-            ["device", "runtime", "verdict", "size bytes", "peak memory bytes", "p90 ms", "accuracy", "failed"],
-            [[s["device"], s["runtime"], s["verdict"], s["size_bytes"], s["peak_rss_bytes"], s["p90_ms"], s["accuracy"], ", ".join(s["failed"]) or "-"]
-             for s in signoff_rows]) + [""]
-    variants = store.variants(run_id)
-    names = {v["variant_id"]: v["name"] for v in variants}
-    host = [m for m in store.measurements(run_id) if m["device"] == "host"]
-    lines += ["## Host accuracy (onnxruntime / torch, full dev set)", ""] + _table(
-        ["variant", "subject", "runtime", "accuracy", "n", "size bytes"],
-        [[names.get(m["variant_id"], "(teacher)"), m["subject"], m["runtime"], m["accuracy"], m["n"], m["size_bytes"]] for m in host]) + [""]
-    for dev in dict.fromkeys(r["device"] for r in rows):
-        mine = [r for r in rows if r["device"] == dev]
-        lines += [f"## Device {dev}{' (emulated)' if any(r['emulated'] for r in mine) else ''}", ""] + _table(
-            ["variant", "runtime", "size bytes", "accuracy", "n", "p50 ms", "p50 95% CI", "p90 ms", "p99 ms", "peak RSS bytes", "verdict"],
-            [[r["variant"], r["runtime"], r["size_bytes"], r["accuracy"], r["n"], r["p50_ms"],
-              f"[{_fmt(r['p50_ci_low_ms'])}, {_fmt(r['p50_ci_high_ms'])}]", r["p90_ms"], r["p99_ms"], r["peak_rss_bytes"],
-              r["verdict"] + (f" ({r['verdict_reason']})" if r["verdict_reason"] else "")] for r in mine]) + [""]
-    if compare:
-        lines += ["## Against the baseline", ""] + _table(
-            ["variant", "device", "runtime", "p50 ms", "baseline p50 ms", "change", "95% CI", "threshold", "flag"],
-            [[c["variant"], c["device"], c["runtime"], c["p50_ms"], c["base_p50_ms"], f"{c['change']:+.1%}",
-              f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]", f"±{c['threshold']:.1%}", c["flag"]] for c in compare]) + [""]
-    stages = store.stage_results(run_id)
-    lines += ["## Stages", ""] + _table(["variant", "stage", "status", "wall s", "error"],
-                                        [[names.get(s["variant_id"], "(shared)"), s["stage"], s["status"], s["wall_s"], (s["error"] or "")[:120]]
-                                         for s in stages]) + [""]
-    for p in [p for p in store.provenance(run_id) if p["variant_id"] == ""][:1]:
+def render_markdown(model, tables: list, figures: list, fig_dir: str = "figures") -> str:
+    from harness.report_html import place
+
+    run = model.run
+    lines = [f"# Run {run['run_id']} ({run['name']})", ""]
+    for kind, obj in place(tables, figures):
+        lines += table_markdown(obj) if kind == "table" else [f"![{obj.title}]({fig_dir}/{obj.png.name})", ""]
+    p = model.provenance
+    if p:
         lines += ["## Provenance", "", f"- git: `{p['git_sha']}`{' (dirty)' if p['git_dirty'] else ''}", f"- host: {p['host']}",
                   f"- data: {p['data']}", f"- seeds: {p['seeds']}",
                   f"- packages: {', '.join(f'{k} {v}' for k, v in (p['packages'] or {}).items() if v)}", ""]
     return "\n".join(lines)
 
 
-def render_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in r.items()})
-    return buf.getvalue()
+def render_csv(model) -> str:
+    df = model.devices.reindex(columns=COLUMNS)
+    df = df.map(lambda v: json.dumps(v) if isinstance(v, (dict, list)) else v)
+    return df.to_csv(index=False)
 
 
-def write_report(store: Store, run_id: str, reports_dir: Path, compare=None, signoff_rows=None) -> dict[str, Path]:
-    run = store.run(run_id)
-    if run is None:
+def write_report(store: Store, run_id: str, reports_dir: Path, compare=None, signoff_rows=None, budget=None) -> dict[str, Path]:
+    from harness.report_figures import figures
+    from harness.report_model import build_model
+    from harness.report_tables import tables
+
+    if store.run(run_id) is None:
         raise UserError(f"no run {run_id!r} in {store.url} (see `eib runs`)")
-    rows = flat_rows(store, run_id)
+    model = build_model(store, run_id, compare, signoff_rows, budget)
     out = Path(reports_dir) / run_id
-    html = render_html(run, rows, store.stage_results(run_id), store.variants(run_id), store.provenance(run_id),
-                       ablation_ladder(store, run_id), _failures(store, run_id), compare, signoff_rows)
-    return {"html": atomic_write_text(out / "index.html", html),
-            "md": atomic_write_text(out / "summary.md", render_markdown(store, run_id, rows, compare, signoff_rows)),
-            "csv": atomic_write_text(out / "results.csv", render_csv(rows))}
+    tabs, figs = tables(model), figures(model, out / "figures")
+    return {"html": atomic_write_text(out / "index.html", render_html(model, tabs, figs)),
+            "md": atomic_write_text(out / "summary.md", render_markdown(model, tabs, figs)),
+            "csv": atomic_write_text(out / "results.csv", render_csv(model))}
 
 
 def write_summary(store: Store, run_id: str, reports_dir: Path) -> Path:

@@ -7,9 +7,9 @@ from harness.rstats import median_ci
 from harness.store import Store
 
 COLUMNS = [
-    "run_id", "variant_id", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
+    "run_id", "variant_id", "subject", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
     "host_accuracy", "n", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "count", "peak_rss_bytes",
-    "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
+    "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
     "artifact_manifest_sha256", "data_sha256", "tuning_db_sha256", "seeds", "created_at",
 ]
 
@@ -30,7 +30,8 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
         lo, hi = median_ci(m["samples"]) if m["samples"] else (None, None)
         build = met.get("build") or {}
         out.append({
-            "run_id": run_id, "variant_id": m["variant_id"], "variant": v.get("name", m["variant_id"]),
+            "run_id": run_id, "variant_id": m["variant_id"], "subject": m["subject"],
+            "variant": "(teacher)" if m["subject"] == "teacher" else v.get("name", m["variant_id"]),
             "overrides": v.get("overrides"), "device": m["device"], "runtime": m["runtime"], "target": m["target"],
             "emulated": bool(met.get("emulated")), "size_bytes": m["size_bytes"], "accuracy": m["accuracy"],
             "host_accuracy": host.get(m["variant_id"], {}).get("accuracy"), "n": m["n"], "p50_ms": m["p50_ms"],
@@ -41,6 +42,7 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
             "artifact_manifest_sha256": (p.get("extra") or {}).get("artifact_manifest_sha256"),
             "data_sha256": ";".join(sorted(set((p.get("data") or {}).values()))) or None,
             "tuning_db_sha256": build.get("db_sha256"), "seeds": p.get("seeds"), "created_at": m["created_at"],
-            "samples": m["samples"],
+            "null_p50_ms": (met.get("null") or {}).get("p50_ms"), "null_p90_ms": (met.get("null") or {}).get("p90_ms"),
+            "model_bytes": met.get("model_bytes"), "samples": m["samples"],
         })
     return out

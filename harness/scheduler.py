@@ -60,7 +60,7 @@ class Scheduler:
                          cache_key=res.cache_key, wall_s=res.wall_s, output=res.output, node_key=node.key)
             if measurement:
                 # the teacher's row is the run's; an artifact's belongs to every variant that produced it
-                for vid in ([""] if node.stage == "teacher" else node.variant_ids):
+                for vid in ([""] if "teacher" in (node.stage, node.payload.get("subject")) else node.variant_ids):
                     tx.add_measurement(self.run_id, vid, **measurement)
 
     # the loop ---------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def _measure(node: Node, deps: dict, ctx: dict) -> dict:
     if cfg.measure.reuse and path.exists():
         return {**json.loads(path.read_text()), "cache_hit": True, "cache_key": key}
     try:
-        rec = measure_on_device(art["artifact_dir"], device, spec, node.payload["runtime"], _data(cfg).dev, settings,
+        rec = measure_on_device(art.get("artifact_dir") or art["model_dir"], device, spec, node.payload["runtime"], _data(cfg).dev, settings,
                                 cfg.cache_dir, build=build)
     except DeviceError as e:
         raise StageError(f"{e.kind}: {e.message}", "infrastructure" if e.infrastructure else "device", e.kind) from e

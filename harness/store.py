@@ -269,6 +269,16 @@ class Store:
     def stage_results(self, run_id: str) -> list[dict]:
         return self._rows(sa.select(stage_results).where(stage_results.c.run_id == run_id).order_by(stage_results.c.id))
 
+    def producers(self, node_keys: list[str]) -> dict[str, dict]:
+        """node key -> the run and wall time of the row that first computed it (what a cached stage reused)."""
+        q = (sa.select(stage_results.c.node_key, stage_results.c.run_id, stage_results.c.wall_s)
+             .where(stage_results.c.node_key.in_(list(node_keys)), stage_results.c.status == "ok").order_by(stage_results.c.id))
+        out: dict[str, dict] = {}
+        with self.engine.connect() as conn:
+            for key, run_id, wall_s in conn.execute(q):
+                out.setdefault(key, {"run_id": run_id, "wall_s": wall_s})
+        return out
+
     def measurements(self, run_id: str) -> list[dict]:
         return self._rows(sa.select(measurements).where(measurements.c.run_id == run_id).order_by(measurements.c.id))
 

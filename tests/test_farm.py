@@ -373,7 +373,8 @@ def test_device_killed_mid_measurement_is_retried_on_a_sibling_and_recorded_once
         retried = [r for r in measure_rows if (r["output"] or {}).get("retried")]
         assert len(retried) == 1 and retried[0]["error_kind"] == "infrastructure" and retried[0]["output"]["device"] == "sib-a"
         assert sorted(r["node_key"] for r in measure_rows if r["status"] == "ok") == sorted(keys)  # each done once
-        assert len(on_device) == len(keys) == 2 and {m["device"] for m in on_device} <= siblings  # recorded once each
+        # recorded once each: the teacher's reference and the two artifacts
+        assert len(on_device) == len(keys) == 3 and {m["device"] for m in on_device} <= siblings
         assert all(m["metrics"]["requested_device"] == "sib-a" for m in on_device)
         assert run["summary"]["retried"] == 1 and run["summary"]["failed"] == 0
         import sqlalchemy as sa

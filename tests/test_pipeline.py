@@ -54,7 +54,9 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     compress_rows = [s for s in store.stage_results(run["run_id"]) if s["stage"] == "artifact"]
     assert [c["status"] for c in compress_rows] == ["ok", "ok"]
     assert {a["size_bytes"] for a in arts} == {c["output"]["size_bytes"] for c in compress_rows}
-    on_device = [x for x in ms if x["device"] == "local"]
+    on_device = [x for x in ms if x["device"] == "local" and x["subject"] == "artifact"]
+    (ref,) = [x for x in ms if x["device"] == "local" and x["subject"] == "teacher"]  # the teacher on the same device, once
+    assert ref["variant_id"] == "" and ref["p50_ms"] > 0 and ref["metrics"]["null"]["p50_ms"] > 0
     assert len(on_device) == 2 and all(x["n"] == 8 and x["p50_ms"] > 0 and x["verdict"] in ("VALID", "INVALID") for x in on_device)
     prov = {p["variant_id"]: p for p in store.provenance(run["run_id"])}
     assert prov[""]["packages"]["torch"] == "2.13.0+cpu"

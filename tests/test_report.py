@@ -65,12 +65,14 @@ def test_report_files_and_csv_rows(run):
     d = run["dir"] / "reports" / run["run_id"]
     assert {p.name for p in d.iterdir()} >= {"index.html", "summary.md", "results.csv"}
     lines = (d / "results.csv").read_text().splitlines()
-    assert lines[0].startswith("run_id,variant_id,variant") and len(lines) == 1 + 2  # 2 variants x 1 device x 1 runtime
+    assert lines[0].startswith("run_id,variant_id,subject,variant") and len(lines) == 1 + 3  # teacher + 2 variants, 1 device
     assert "git_sha" in lines[0] and "artifact_manifest_sha256" in lines[0]
     html = (d / "index.html").read_text()
     import re
 
-    assert "<script" not in html and "<link" not in html and not re.search(r"(src|href)\s*=", html)  # self-contained
+    # self-contained: nothing fetched (the SVGs' href="#..." point inside the page)
+    assert "<script" not in html and "<link" not in html and not re.search(r"""(src|href)\s*=\s*["'](?!#)""", html)
+    assert sorted(p.name for p in (d / "figures").iterdir()) == sorted(re.findall(r"\(figures/([^)]+\.png)\)", (d / "summary.md").read_text()))
 
 
 def _chromium(url: str, *extra: str, timeout: int = 90) -> subprocess.CompletedProcess:
@@ -92,12 +94,98 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     p = _chromium(page, "--dump-dom")
     assert p.returncode == 0 and _console_errors(p) == []
     dom = p.stdout
-    assert dom.count('class="pareto"') == 2  # accuracy vs size and vs latency, for the one device and runtime
-    assert 'class="front"' in dom  # Pareto points marked
-    assert "Device local" in dom and "Time per stage" in dom and "Provenance" in dom
+    import re
+
+    figs = dict(re.findall(r'<figure id="fig-[^"]*" data-figure="([^"]+)">(.*?)</figure>', dom, flags=re.S))
+    expected = {"pareto-local-onnxruntime": ["accuracy against size, latency and memory", "deployed size (log scale)",
+                                             "p90 latency (ms)", "peak process memory on the device (RSS)", "dev accuracy"],
+                "latency-local-onnxruntime": ["latency distribution", "single-inference latency (ms, log scale)",
+                                              "share of inferences at or below"],
+                "across-devices": ["The same variants across devices", "variant", "p50 latency (ms; whisker to p90)"]}
+    assert set(figs) == set(expected), sorted(figs)
+    for fid, texts in expected.items():
+        drawn = re.findall(r"<text[^>]*>([^<]*)</text>", figs[fid])  # title and axis labels are text in the SVG, not paths
+        for t in texts:
+            assert any(t in x for x in drawn), (fid, t, drawn[:20])
+    assert "teacher" in " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", figs["pareto-local-onnxruntime"]))  # the reference mark
+    assert "accuracy on device [95% CI]" in dom and re.search(r"\d+\.\d\d% \[\d+\.\d, \d+\.\d\]", dom)  # intervals
+    floor = re.search(r'<section id="floor">(.*?)</section>', dom, flags=re.S)
+    assert floor and "Harness floor (null model)" in floor.group(1) and re.search(r"<td>local</td><td>0\.\d{4}</td>", floor.group(1))
+    assert "Headline" in dom and "Time per stage" in dom and "Provenance" in dom
     shot = tmp_path / "shot.png"
     p = _chromium(page, f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars")
     assert shot.exists() and shot.stat().st_size > 10_000, p.stderr[-500:]
+
+
+class _Tables(__import__("html.parser").parser.HTMLParser):
+    """Every <table> of a page: [headers, rows of cells]."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(self._cell.replace("|", "/"))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def _markdown_tables(text: str) -> list[list[list[str]]]:
+    out, block = [], None
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            if block is None:
+                block = []
+            if not line.startswith("|---"):
+                block.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+        elif block is not None:
+            out.append(block)
+            block = None
+    return out
+
+
+def test_html_and_markdown_tables_carry_the_same_columns_and_numbers(run):
+    d = run["dir"] / "reports" / run["run_id"]
+    parser = _Tables()
+    parser.feed((d / "index.html").read_text())
+    md = _markdown_tables((d / "summary.md").read_text())
+    assert len(parser.tables) == len(md) >= 6
+    for h, m in zip(parser.tables, md):
+        assert h == m
+    headers = [t[0] for t in md]
+    assert ["device", "null p50 ms", "null p90 ms", "measurements", "fastest model p50 ms", "floor share of fastest"] in headers
+
+
+def test_accuracy_interval_and_paired_test_against_hand_computed_values():
+    from eibutil.accstats import mcnemar_bits, mcnemar_exact, paired_diff_ci, wilson
+
+    # Wilson, 95%: 80 of 100 right. centre = (0.8 + z^2/200) / (1 + z^2/100), half-width = z sqrt(0.0016 + z^2/40000) / (1 + z^2/100)
+    lo, hi = wilson(0.8, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.7112, 0.8666)
+    lo, hi = wilson(0.8486, 872)  # the headline artifact: +/- ~2.4 points
+    assert (round(lo, 3), round(hi, 3)) == (0.823, 0.871)
+    # Two variants that differ on one row only: one discordant pair, p = 2 * C(1,0) / 2^1 = 1.0, within noise.
+    a, b = "1" * 500 + "0" * 372, "1" * 501 + "0" * 371
+    t = mcnemar_bits(a, b)
+    assert (t["a_only"], t["b_only"], t["p_value"], t["within_noise"]) == (0, 1, 1.0, True)
+    # 10 rows only A gets right, 1 only B: p = 2 * (C(11,0) + C(11,1)) / 2^11 = 24 / 2048
+    t = mcnemar_exact([1] * 10 + [0] + [1] * 5, [0] * 10 + [1] + [1] * 5, [1] * 16)
+    assert t["p_value"] == 24 / 2048 and not t["within_noise"]
+    diff, lo, hi = paired_diff_ci("1" * 10 + "0" + "1" * 5, "0" * 10 + "1" + "1" * 5)
+    # (10 - 1) / 16; var = ((10 + 1) / 16 - diff^2) / 16
+    assert diff == 9 / 16 and abs((hi - lo) / 2 - 1.959964 * ((11 / 16 - (9 / 16) ** 2) / 16) ** 0.5) < 1e-12
 
 
 def test_budget_parsing():
