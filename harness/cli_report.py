@@ -2,12 +2,14 @@
 
     eib report RUN [--against RUN2] [--deploy VARIANT --budget size=2MB,memory=4MB,latency_ms=300,accuracy=0.88]
     eib nightly CONFIG [--baseline RUN] [--last 5] [--floor 0.05] [--min-change-ms 0.25]     # exit 1 on a confirmed regression
+    eib history CONFIG [--last 20]                # reports/history/<name>/index.html: runs over time, flagged points
 """
 
 import json
 from pathlib import Path
 
 from eibutil import UserError
+from harness.cliargs import int_in
 
 EXIT_SIGNOFF_FAIL = 1
 EXIT_REGRESSION = 1
@@ -83,6 +85,17 @@ def cmd_nightly(args) -> int:
     return EXIT_REGRESSION if bad else 0
 
 
+def cmd_history(args) -> int:
+    from harness.cli import _load
+    from harness.history import write_history
+    from harness.store import Store
+
+    cfg = _load(args.config)[0]
+    path = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir), last=args.last)
+    print(path)
+    return 0
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("report", help="write reports/<run>/index.html, summary.md and results.csv; optional comparison and sign-off")
     p.add_argument("run")
@@ -107,3 +120,8 @@ def add_commands(sub) -> None:
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_nightly)
+
+    p = sub.add_parser("history", help="the history page of a config's runs: p50/p90 and accuracy over time, noise band, flagged points")
+    p.add_argument("config")
+    p.add_argument("--last", type=int_in(1, 1000), default=20, help="how many finished runs (default 20)")
+    p.set_defaults(fn=cmd_history)

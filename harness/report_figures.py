@@ -42,7 +42,7 @@ def _pct_axis(ax) -> None:
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:.0f}%"))
 
 
-def _save(fig, fid: str, title: str, out_dir: Path, after: str) -> Figure:
+def save_figure(fig, fid: str, title: str, out_dir: Path, after: str) -> Figure:
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     labels = [t for ax in fig.axes for t in (ax.get_xlabel(), ax.get_ylabel()) if t]
@@ -94,7 +94,7 @@ def pareto_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
             _bytes_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
-    return _save(fig, _slug("pareto", dev, rt), f"{dev} / {rt}: accuracy against size, latency and memory", out_dir,
+    return save_figure(fig, _slug("pareto", dev, rt), f"{dev} / {rt}: accuracy against size, latency and memory", out_dir,
                  f"device-{dev}")
 
 
@@ -114,7 +114,7 @@ def latency_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
     ax.set_ylabel("share of inferences at or below")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right", title="markers: p50 o, p90 s, p99 ^", title_fontsize=7)
-    return _save(fig, _slug("latency", dev, rt), f"{dev} / {rt}: latency distribution (every raw sample)", out_dir,
+    return save_figure(fig, _slug("latency", dev, rt), f"{dev} / {rt}: latency distribution (every raw sample)", out_dir,
                  f"device-{dev}")
 
 
@@ -134,7 +134,7 @@ def ladder_figure(m: ReportModel, out_dir: Path) -> Figure:
     ax.set_xlabel("rung")
     ax.set_ylabel("dev accuracy (95% CI)")
     _pct_axis(ax)
-    return _save(fig, "ladder", "Ablation ladder: accuracy of each rung with its 95% interval", out_dir, "ladder")
+    return save_figure(fig, "ladder", "Ablation ladder: accuracy of each rung with its 95% interval", out_dir, "ladder")
 
 
 def devices_figure(m: ReportModel, out_dir: Path) -> Figure:
@@ -155,7 +155,7 @@ def devices_figure(m: ReportModel, out_dir: Path) -> Figure:
     ax.set_ylabel("p50 latency (ms; whisker to p90)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, axis="y", which="both")
-    return _save(fig, "across-devices", "The same variants across devices", out_dir, "devices-end")
+    return save_figure(fig, "across-devices", "The same variants across devices", out_dir, "devices-end")
 
 
 def figures(m: ReportModel, out_dir: Path) -> list[Figure]:

@@ -246,6 +246,17 @@ def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
 
     flagged = [ln for ln in out.stdout.splitlines() if ln.startswith("regression")]
     assert flagged and int(re.search(r"(\d+) regression\(s\)", out.stdout).group(1)) == len(flagged)
+    planted_run = re.search(r"nightly (\S+) against", out.stdout).group(1)
+
+    # the history page of those runs: the planted run's point is flagged, in the table and on the figure
+    hist = eib("history", str(run["cfg"]), cwd=run["dir"])
+    assert hist.returncode == 0, hist.stderr
+    page = Path(hist.stdout.strip()).read_text()
+    rows = re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", page.split('id="flagged"')[1].split("</section>")[0])
+    assert rows and {r for r, _ in rows} == {planted_run} and all("<td>regression</td>" in cells for _, cells in rows)
+    assert 'id="flagged-regression' in page  # the marker drawn on the device's figure
+    runs_table = page.split('id="runs"')[1]
+    assert runs_table.count("<tr><td>") == 5  # the fixture's run, three unchanged nightlies and the planted one
 
 
 def test_nightly_thresholds_relative_and_absolute(monkeypatch):
