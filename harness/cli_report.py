@@ -39,11 +39,12 @@ def cmd_report(args) -> int:
             raise UserError(f"--against: no run {args.against!r} in {store.url}")
         compare = compare_runs(store, args.run, [args.against], floor=args.floor, min_change_ms=args.min_change_ms)
     so = None
-    if args.deploy or args.budget:
-        if not (args.deploy and args.budget):
-            raise UserError("--deploy and --budget go together: --deploy VARIANT --budget size=2MB,latency_ms=300,...")
-        so = signoff(store, args.run, args.deploy, parse_budget(args.budget))
-    paths = write_report(store, args.run, reports, compare=compare, signoff_rows=so)
+    if args.deploy and not args.budget:
+        raise UserError("--deploy needs --budget: --deploy VARIANT --budget size=2MB,latency_ms=300,...")
+    budget = parse_budget(args.budget) if args.budget else None  # alone, it picks the headline's best variant per device
+    if args.deploy:
+        so = signoff(store, args.run, args.deploy, budget)
+    paths = write_report(store, args.run, reports, compare=compare, signoff_rows=so, budget=budget)
     for s in so or []:
         checks = "  ".join(f"{k} {c['measured']:.4g} vs {c['budget']:.4g} (margin {c['margin']:+.4g})" if c["measured"] is not None
                            else f"{k} not measured" for k, c in s["checks"].items())
@@ -101,7 +102,8 @@ def add_commands(sub) -> None:
     p.add_argument("run")
     p.add_argument("--against", metavar="RUN2", help="compare latencies with another run")
     p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
-    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90)")
+    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90): the headline's "
+                   "best variant per device is chosen within it; with --deploy, that variant is signed off against it")
     p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
     p.add_argument("--min-change-ms", type=float, default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     g = p.add_mutually_exclusive_group()

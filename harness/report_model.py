@@ -175,7 +175,7 @@ def _noise(store: Store, run: dict) -> dict[str, float]:
     from harness.nightly import device_noise
 
     earlier = [r["run_id"] for r in sorted(store.runs(run["name"]), key=lambda r: r["created_at"], reverse=True)
-               if r["status"] == "done" and r["created_at"] <= run["created_at"]]
+               if r["status"] == "done" and r["created_at"] < run["created_at"]]
     return device_noise(store, earlier[:NOISE_RUNS]) if len(earlier) >= 2 else {}
 
 
@@ -204,6 +204,26 @@ def _failures(store: Store, run_id: str, names: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "variant", "status", "kind", "message"])
 
 
+def _host_bits(store: Store, run_id: str) -> dict[str, tuple[float, str | None]]:
+    return {m["variant_id"]: (m["accuracy"], (m["metrics"] or {}).get("dev_correct")) for m in store.measurements(run_id)
+            if m["device"] == "host" and m["subject"] == "artifact"}
+
+
+def paired_compare(store: Store, run_id: str, compare: list[dict]) -> pd.DataFrame:
+    """The comparison rows with each variant's host accuracy tested against the baseline run's, on the same rows."""
+    now, before, out = _host_bits(store, run_id), {}, []
+    for c in compare:
+        b = before.setdefault(c["baseline"], _host_bits(store, c["baseline"]))
+        (a_acc, a_bits), (b_acc, b_bits) = now.get(c["variant_id"], (None, None)), b.get(c["variant_id"], (None, None))
+        row = {**c, "host_d_acc": None if a_acc is None or b_acc is None else a_acc - b_acc, "mcnemar_p": None, "acc_reading": "-"}
+        if a_bits and b_bits and len(a_bits) == len(b_bits):
+            t = mcnemar_bits(a_bits, b_bits)
+            row["mcnemar_p"] = t["p_value"]
+            row["acc_reading"] = "within noise" if t["within_noise"] else ("better" if row["host_d_acc"] > 0 else "worse")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def build_model(store: Store, run_id: str, compare: list[dict] | None = None, signoff: list[dict] | None = None,
                 budget: dict | None = None) -> ReportModel:
     run = store.run(run_id)
@@ -214,4 +234,4 @@ def build_model(store: Store, run_id: str, compare: list[dict] | None = None, si
     return ReportModel(run=run, summary=_summary(run), devices=devices, host=host, ladder=ladder_frame(store, run_id, host),
                        stages=_stages(store, run_id, names), floors=_floors(devices), headline=_headline(devices, host, budget),
                        failures=_failures(store, run_id, names), noise=_noise(store, run), provenance=prov,
-                       compare=pd.DataFrame(compare or []), signoff=pd.DataFrame(signoff or []), budget=budget)
+                       compare=paired_compare(store, run_id, compare or []), signoff=pd.DataFrame(signoff or []), budget=budget)

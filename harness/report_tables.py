@@ -73,7 +73,7 @@ def headline(m: ReportModel) -> Table:
                      human_bytes(r.size_bytes), times(r.x_smaller), ms(r.p50_ms), times(r.x_faster),
                      f"{mib(r.peak_rss_bytes)} vs {mib(r.teacher_peak_rss_bytes)}", pct(r.accuracy),
                      signed_pts(r.d_acc, r.d_acc_lo, r.d_acc_hi), "-" if noise is None else f"±{100 * noise:.1f}%"])
-    budget = ", ".join(f"{k}={v:g}" for k, v in (m.budget or {}).items())
+    budget = ", ".join(f"{k}={human_bytes(v) if k in ('size', 'memory') else f'{v:g}'}" for k, v in (m.budget or {}).items())
     note = (f"The best variant on each device {'within the budget (' + budget + ')' if budget else '(highest dev accuracy; no budget given)'}, "
             "against the teacher measured by the same runner on the same device. Accuracy is on the full dev set (host); its change "
             "against the teacher is paired on the same rows, with a 95% interval. Run-to-run noise: the largest p50 change between "
@@ -133,9 +133,12 @@ def stages(m: ReportModel) -> Table:
 
 def compare(m: ReportModel) -> Table:
     rows = [[c["variant"], c["device"], c["runtime"], ms(c["p50_ms"]), ms(c["base_p50_ms"]), f"{c['change']:+.1%}",
-             f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]", f"±{c['threshold']:.1%}", c["flag"]] for c in m.compare.to_dict("records")]
-    return Table("compare", "Against the baseline", "", _frame(rows, ["variant", "device", "runtime", "p50 ms", "baseline p50 ms",
-                                                                       "change", "95% CI", "noise threshold", "flag"]))
+             f"[{c['ci_low']:+.1%}, {c['ci_high']:+.1%}]", f"±{c['threshold']:.1%}", c["flag"], signed_pts(c["host_d_acc"]),
+             "-" if _missing(c["mcnemar_p"]) else f"{c['mcnemar_p']:.3f}", c["acc_reading"]] for c in m.compare.to_dict("records")]
+    return Table("compare", "Against the baseline", "Latency: the p50 change with a bootstrap interval against the device's noise "
+                 "threshold. Accuracy: the host dev accuracy change, tested on the same rows (exact McNemar).",
+                 _frame(rows, ["variant", "device", "runtime", "p50 ms", "baseline p50 ms", "change", "95% CI", "noise threshold",
+                               "flag", "dev accuracy change", "McNemar p", "accuracy reading"]))
 
 
 def signoff(m: ReportModel) -> Table:
