@@ -24,6 +24,7 @@ import torch
 from eibert.cache import Cache
 from eibert.distill import DistillSettings, pair_rows, train_student
 from eibert.export import export_artifact, ort_logits
+from eibert.intlinear import integer_graph
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint
 from eibert.quant import QuantSettings, calibrate_modular, quantize, to_deploy
 from eibert.augment import AugmentSettings
@@ -33,6 +34,7 @@ from eibert.textcls import accuracy, collate, encode, predict_logits
 from eibert.vocab import attention_importance, build_pruned_tokenizer, coverage, select_tokens, token_frequency, unk_rate
 
 CODE_VERSION = 1  # bump when a stage's output changes for the same inputs
+EXPORT_VERSION = 2  # the artifact's file format alone (2: INT8 linear layers as integer ops)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
 
     # 4. quantization, export, and accuracy of the exported artifact under onnxruntime
     qjson = quant.to_json() if quant else None
-    art_key = cache.key("artifact", {"v": CODE_VERSION, "student": stu_key, "quant": qjson, "calib_rows": calib_rows, **({"fold": True} if fold else {})})
+    art_key = cache.key("artifact", {"v": CODE_VERSION, "export": EXPORT_VERSION, "student": stu_key, "quant": qjson, "calib_rows": calib_rows, **({"fold": True} if fold else {})})
     t0 = time.perf_counter()
     hit = cache.get("artifact", art_key) is not None
     if not hit:
@@ -194,7 +196,8 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
                                        extra={"quant": qjson, "vocab": {**vocab.to_json(), **vstats}, "distill": distill.to_json(),
                                               "quant_report": qreport, "keys": {"student": stu_key, "vocab": voc_key}})
             ort = ort_logits(tmp, dev_s, pad_id=s_tok.pad_token_id)
-            ref = predict_logits(deploy, dev_s)
+            with torch.no_grad(), integer_graph():  # the same activation quantisation as the exported graph
+                ref = predict_logits(deploy, dev_s, batch_size=1)
             labels = [y for _, y in dev_s]
             manifest["accuracy"] = {"dev_accuracy": accuracy(ort, labels), "n": len(labels), "runtime": "onnxruntime",
                                     "data_sha256": data.checksums["dev"], "torch_dev_accuracy": accuracy(ref, labels),

@@ -36,7 +36,7 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
         tok = load_tokenizer(model)
         rows = encode(tok, ds, min(max_seq_len, positions))  # the graph has that many positions
         try:
-            logits = ort_logits(model, rows, batch_size=batch_size, pad_id=tok.pad_token_id or 0)
+            logits = ort_logits(model, rows, pad_id=tok.pad_token_id or 0)  # one call per row, as deployed
         except Exception as e:  # onnxruntime raises its own types for a truncated or foreign file
             raise UserError(f"{Path(model) / 'model.onnx'}: onnxruntime cannot run it ({str(e).splitlines()[0][:120]})") from None
         extra = {"runtime": "onnxruntime", "size_bytes": manifest["size_bytes"]}

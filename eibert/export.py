@@ -5,7 +5,7 @@
     evaluate_artifact(out_dir, dev_rows)   # {"accuracy", "n", "logits"}
 
 An artifact folder holds:
-  model.onnx      the graph with int8 weight initializers (dequantized in the graph)   deployed
+  model.onnx      the graph: int8 weights run by integer ops (MatMulInteger)         deployed
   vocab.txt       the pruned WordPiece vocabulary                                      deployed
   tokenizer.json, tokenizer_config.json   the same tokenizer for `AutoTokenizer`      host only
   deploy.pt       the deployable torch module's buffers (for torch.export -> TVM)      host only
@@ -46,7 +46,9 @@ def export_onnx(model: torch.nn.Module, path: Path, vocab_size: int, seq_len: in
     mask = torch.ones_like(ids)
     import warnings
 
-    with warnings.catch_warnings():
+    from eibert.intlinear import integer_graph
+
+    with warnings.catch_warnings(), integer_graph():  # INT8 linear layers as integer ops
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(
             wrapped, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
@@ -109,8 +111,10 @@ def is_artifact(path: str | Path) -> bool:
     return (Path(path) / "manifest.json").is_file() and (Path(path) / "model.onnx").is_file()
 
 
-def ort_logits(artifact_dir: str | Path, rows: list, batch_size: int = 64, pad_id: int = 0) -> np.ndarray:
-    """Logits (N, C) from onnxruntime on the artifact's model.onnx; rows = [(ids, label)]."""
+def ort_logits(artifact_dir: str | Path, rows: list, batch_size: int = 1, pad_id: int = 0) -> np.ndarray:
+    """Logits (N, C) from onnxruntime on the artifact's model.onnx; rows = [(ids, label)]. One row per call
+    by default, as deployed: the integer layers quantize activations per call, so padding rows would
+    change the scales."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eibert.intlinear import IntLinear, integer_on
+
 
 @dataclass(frozen=True)
 class QuantSettings:
@@ -225,8 +227,8 @@ def calibrate_modular(float_model: nn.Module, qmodel: nn.Module, calib: list[dic
 
 
 class DeployLinear(nn.Module):
-    """int8 weights (out, in) and fp32 scales (out, 1); dequantized in the graph, so the exported
-    file stores int8 and any runtime can run it."""
+    """int8 weights (out, in) and fp32 scales (out, 1). Exported to ONNX as integer ops (MatMulInteger on
+    the int8 weights); in torch and for torch.export (TVM), dequantized and run in float."""
 
     def __init__(self, q: QuantLinear):
         super().__init__()
@@ -237,6 +239,8 @@ class DeployLinear(nn.Module):
         self.register_buffer("act_step", q.act_step.detach().clone() if q.act_step is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if integer_on():  # exported as integer ops (eibert/intlinear.py)
+            return IntLinear.apply(x, self.w_int8, self.scale, self.bias, self.act_step)
         if self.act_step is not None:
             x = torch.clamp(torch.round(x / self.act_step), -127, 127) * self.act_step
         return F.linear(x, self.w_int8.to(torch.float32) * self.scale, self.bias)

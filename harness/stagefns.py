@@ -99,14 +99,14 @@ def _measure_cache(node: Node, deps: dict, device: str, spec) -> tuple[str, Path
 
 def _memo_path(node: Node) -> Path:
     from devices.tvm_build import BUILD_VERSION
-    from eibert.compress import CODE_VERSION
+    from eibert.compress import CODE_VERSION, EXPORT_VERSION
     from eibert.teacher import TRAIN_CODE_VERSION
 
     cfg = node.payload["config"]
     # the node key covers the config; the files it names may change in place
     files = [Path(str(f)) for f in (cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model) if f]
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()]
-    v = f"{node.key}-{CODE_VERSION}.{TRAIN_CODE_VERSION}.{BUILD_VERSION}-{stamps}"
+    v = f"{node.key}-{CODE_VERSION}.{EXPORT_VERSION}.{TRAIN_CODE_VERSION}.{BUILD_VERSION}-{stamps}"
     return Path(cfg.cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
 
 

@@ -1,0 +1,59 @@
+"""The artifact's INT8 linear layers run as integer kernels in onnxruntime: no weight matrix is float
+in the session's optimised graph or reaches a float MatMul through a dequantization; the logits equal
+the torch model with the same activation quantisation (emulated); the shipped model is in that format."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from eibert.export import export_onnx
+from eibert.intcheck import float_weight_paths, optimised_graph
+from eibert.intlinear import integer_graph
+from eibert.quant import QuantSettings, quantize, to_deploy
+from eibert.student import LogitsOnly, Student, StudentSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = StudentSpec(vocab_size=300, hidden=32, layers=2, heads=2, ffn=64, embedding_size=16, num_labels=2)
+
+
+def _deploy(**quant):
+    torch.manual_seed(0)
+    return to_deploy(quantize(Student(SPEC).eval(), QuantSettings(**quant)))
+
+
+@pytest.mark.parametrize("quant", [{"granularity": "per-tensor"}, {"granularity": "per-channel"},
+                                   {"granularity": "per-module"}, {"granularity": "per-channel", "activations": True}])
+def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path):
+    model = _deploy(**quant)
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, SPEC.vocab_size)
+    assert float_weight_paths(path) == []
+    ops = {n.op_type for n in optimised_graph(path).node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    gen = torch.Generator().manual_seed(1)
+    for length in (5, 17, 32):
+        ids = torch.randint(0, SPEC.vocab_size, (1, length), generator=gen)
+        mask = torch.ones_like(ids)
+        got = sess.run(["logits"], {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+        with torch.no_grad(), integer_graph():
+            want = LogitsOnly(model)(ids, mask).numpy()  # the same activation quantisation, in torch
+        assert np.abs(got - want).max() < 1e-4, (length, np.abs(got - want).max())
+
+
+def test_the_check_catches_weights_dequantized_into_a_float_matmul(tmp_path):
+    model = _deploy(granularity="per-channel")
+    path = tmp_path / "weight-only.onnx"
+    # outside integer_graph(): the old format (int8 bytes, Cast-Mul dequantization, a float MatMul)
+    torch.onnx.export(LogitsOnly(model).eval(), (torch.ones((1, 8), dtype=torch.long),) * 2, str(path),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=17, dynamo=False,
+                      do_constant_folding=False)
+    problems = float_weight_paths(path)
+    assert problems and any("float" in p for p in problems)
+
+
+def test_the_shipped_model_runs_integer_kernels():
+    assert float_weight_paths(ROOT / "models" / "sst2-2mb" / "model.onnx") == []
