@@ -91,6 +91,12 @@ def cmd_check(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
+def _memory_text(mem: dict, peak) -> str:
+    mb = lambda v: "-" if v is None else f"{v / 2**20:.1f} MiB"  # noqa: E731
+    return (f"model memory {mb(mem.get('model_peak_bytes'))} peak, {mb(mem.get('model_resident_bytes'))} resident "
+            f"(weights {mb(mem.get('weight_bytes'))})  process memory {mb(peak)} peak RSS (runtime baseline {mb(mem.get('baseline_bytes'))})")
+
+
 def cmd_measure(args) -> int:
     from devices.errors import DeviceError
     from devices.tvm_build import BuildError
@@ -136,7 +142,7 @@ def cmd_measure(args) -> int:
         print(json.dumps({k: v for k, v in rec.items() if k not in ("samples", "predictions")} | {"run_id": run_id}, default=str))
     else:
         print(f"{args.device} {args.runtime}: p50 {rec['p50_ms']:.3f} ms  p90 {rec['p90_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms "
-              f"({m['count']} runs)  peak RSS {rec['peak_rss_bytes'] / 2**20:.1f} MiB  accuracy {rec['accuracy']:.4f} on {rec['n']} rows  "
+              f"({m['count']} runs)  {_memory_text(m.get('memory') or {}, rec['peak_rss_bytes'])}  accuracy {rec['accuracy']:.4f} on {rec['n']} rows  "
               f"max logit drift vs host onnxruntime {m['max_logit_drift']:.2e} ({m['predictions_agree']}/{rec['n']} predictions agree)  "
               f"{rec['verdict']}{': ' + rec['verdict_reason'] if rec['verdict_reason'] else ''}")
         print(f"stored as run {run_id} in {args.db}")

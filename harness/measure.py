@@ -102,6 +102,21 @@ def null_floor(agent: Agent, settings: MeasureSettings, cache_dir: Path, threads
     return {k: summary.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "count")}
 
 
+def model_memory(res: dict, model_dir) -> dict:
+    """The model's own memory on the device: resident after load and warm-up, and the peak (VmHWM),
+    each minus the baseline read once the runtime is imported and before the model is loaded (the
+    interpreter, numpy, the runtime's libraries and the inputs are in the baseline); beside them the
+    static weight bytes of the artifact."""
+    base, loaded, warm, peak = (res.get(k) for k in ("rss_runtime_bytes", "rss_loaded_bytes", "rss_warm_bytes", "peak_rss_bytes"))
+    parts = {}
+    if (Path(model_dir) / "manifest.json").exists():
+        parts = json.loads((Path(model_dir) / "manifest.json").read_text()).get("parts", {})
+    weights = sum(parts.get(k, 0) for k in ("embeddings", "encoder", "head")) or None
+    sub = lambda v: None if v is None or base is None else max(0, v - base)  # noqa: E731
+    return {"baseline_bytes": base, "loaded_bytes": loaded, "warm_bytes": warm, "peak_bytes": peak,
+            "model_resident_bytes": sub(warm if warm is not None else loaded), "model_peak_bytes": sub(peak), "weight_bytes": weights}
+
+
 def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple[str, str]:
     """VALID, or INVALID with every reason (LoadGen's rule: a run states why it does not count)."""
     why = []
@@ -171,6 +186,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "max_logit_drift": float(np.abs(logits - ref).max()) if len(ref) else None,
         "predictions_agree": int((preds == ref_preds).sum()), "reference_accuracy": float((ref_preds == labels).mean()) if len(labels) else None,
         "rss_runtime_bytes": res.get("rss_runtime_bytes"), "rss_loaded_bytes": res.get("rss_loaded_bytes"),
+        "memory": model_memory(res, model_dir),
         "runtime_version": res.get("runtime_version"), "threads": res.get("threads"), "load_s": res.get("load_s"),
         "import_s": res.get("import_s"), "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"),
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,

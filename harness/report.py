@@ -16,7 +16,8 @@ from harness.report_html import render_html
 from harness.store import Store
 
 UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "kib": 1024, "mib": 1024**2, "gib": 1024**3}
-BUDGET_KEYS = {"size": "size_bytes", "memory": "peak_rss_bytes", "latency_ms": "p90_ms", "accuracy": "accuracy"}
+# memory: the model's own peak on the device (VmHWM minus the runtime's baseline), not the whole process
+BUDGET_KEYS = {"size": "size_bytes", "memory": "model_memory_bytes", "latency_ms": "p90_ms", "accuracy": "accuracy"}
 
 
 def parse_budget(text: str) -> dict[str, float]:
@@ -59,6 +60,7 @@ def signoff(store: Store, run_id: str, variant: str, budget: dict[str, float]) -
             failed.append(f"latency not valid ({r['verdict_reason']})")
         out.append({"device": r["device"], "runtime": r["runtime"], "variant": r["variant"], "verdict": "FAIL" if failed else "PASS",
                     "failed": failed, "checks": checks, "size_bytes": r["size_bytes"], "peak_rss_bytes": r["peak_rss_bytes"],
+                    "model_memory_bytes": r["model_memory_bytes"],
                     "p90_ms": r["p90_ms"], "accuracy": r["accuracy"]})
     return out
 

@@ -9,7 +9,7 @@ from harness.store import Store
 COLUMNS = [
     "run_id", "variant_id", "subject", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
     "host_accuracy", "n", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "count", "peak_rss_bytes",
-    "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
+    "model_memory_bytes", "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
     "artifact_manifest_sha256", "data_sha256", "tuning_db_sha256", "seeds", "created_at",
 ]
 
@@ -43,6 +43,6 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
             "data_sha256": ";".join(sorted(set((p.get("data") or {}).values()))) or None,
             "tuning_db_sha256": build.get("db_sha256"), "seeds": p.get("seeds"), "created_at": m["created_at"],
             "null_p50_ms": (met.get("null") or {}).get("p50_ms"), "null_p90_ms": (met.get("null") or {}).get("p90_ms"),
-            "model_bytes": met.get("model_bytes"), "samples": m["samples"],
+            "model_bytes": met.get("model_bytes"), "model_memory_bytes": (met.get("memory") or {}).get("model_peak_bytes"), "samples": m["samples"],
         })
     return out

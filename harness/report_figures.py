@@ -71,8 +71,8 @@ def pareto_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
     t_acc = th["accuracy"].iloc[0] if len(th) else None
     y = d["host_accuracy"].where(d["host_accuracy"].notna(), d["accuracy"]).astype(float)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, col, xlabel in zip(axes, ("size_bytes", "p90_ms", "peak_rss_bytes"),
-                               ("deployed size (log scale)", "p90 latency (ms)", "peak process memory on the device (RSS)")):
+    for ax, col, xlabel in zip(axes, ("size_bytes", "p90_ms", "model_memory_bytes"),
+                               ("deployed size (log scale)", "p90 latency (ms)", "model memory on the device (peak above the runtime)")):
         x = d[col].astype(float)
         front = set(pareto(list(zip(x, y))))
         ax.scatter(x, y, c=[FRONT if i in front else "#aaa" for i in range(len(x))], edgecolors="#333", linewidths=0.5, zorder=3,

@@ -61,7 +61,7 @@ def _devices(rows: list[dict], host: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=["variant_id", "subject", "variant", "device", "runtime", "accuracy", "n", "acc_lo", "acc_hi",
-                                     "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes",
+                                     "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes", "model_memory_bytes",
                                      "null_p50_ms", "null_p90_ms", "emulated", "verdict", "verdict_reason", "samples",
                                      "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy"])
     ci = [_interval(a, n) for a, n in zip(df["accuracy"], df["n"])]
@@ -128,7 +128,7 @@ def _floors(devices: pd.DataFrame) -> pd.DataFrame:
                          "measurements": g["null_p50_ms"].count(), "min_p50_ms": g["p50_ms"].min()}).reset_index()
 
 
-BUDGET_COLUMNS = {"size": "size_bytes", "memory": "peak_rss_bytes", "latency_ms": "p90_ms", "accuracy": "host_accuracy"}
+BUDGET_COLUMNS = {"size": "size_bytes", "memory": "model_memory_bytes", "latency_ms": "p90_ms", "accuracy": "host_accuracy"}
 
 
 def within(row, budget: dict | None) -> bool:
@@ -141,7 +141,7 @@ def within(row, budget: dict | None) -> bool:
 
 def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) -> pd.DataFrame:
     cols = ["device", "runtime", "variant", "within_budget", "candidates", "size_bytes", "x_smaller", "p50_ms", "x_faster",
-            "peak_rss_bytes", "teacher_peak_rss_bytes", "accuracy", "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated"]
+            "peak_rss_bytes", "teacher_peak_rss_bytes", "model_memory_bytes", "teacher_model_memory_bytes", "accuracy", "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated"]
     if devices.empty:
         return pd.DataFrame(columns=cols)
     teacher_host = host[host["subject"] == "teacher"]
@@ -166,6 +166,8 @@ def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) ->
                     "x_smaller": (t["model_bytes"] / best["size_bytes"]) if t is not None and best["size_bytes"] else None,
                     "p50_ms": best["p50_ms"], "x_faster": (t["p50_ms"] / best["p50_ms"]) if t is not None and best["p50_ms"] else None,
                     "peak_rss_bytes": best["peak_rss_bytes"], "teacher_peak_rss_bytes": t["peak_rss_bytes"] if t is not None else None,
+                    "model_memory_bytes": best["model_memory_bytes"],
+                    "teacher_model_memory_bytes": t["model_memory_bytes"] if t is not None else None,
                     "accuracy": best["host_accuracy"], "teacher_accuracy": t_acc, "d_acc": d[0], "d_acc_lo": d[1], "d_acc_hi": d[2],
                     "emulated": bool(best["emulated"])})
     return pd.DataFrame(out, columns=cols)

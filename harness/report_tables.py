@@ -71,6 +71,7 @@ def headline(m: ReportModel) -> Table:
         rows.append([r.device + (" (emulated)" if r.emulated else ""), r.runtime, r.variant,
                      "-" if r.within_budget is None else ("yes" if r.within_budget else "none fits: best shown"),
                      human_bytes(r.size_bytes), times(r.x_smaller), ms(r.p50_ms), times(r.x_faster),
+                     f"{mib(r.model_memory_bytes)} vs {mib(r.teacher_model_memory_bytes)}",
                      f"{mib(r.peak_rss_bytes)} vs {mib(r.teacher_peak_rss_bytes)}", pct(r.accuracy),
                      signed_pts(r.d_acc, r.d_acc_lo, r.d_acc_hi), "-" if noise is None else f"±{100 * noise:.1f}%"])
     budget = ", ".join(f"{k}={human_bytes(v) if k in ('size', 'memory') else f'{v:g}'}" for k, v in (m.budget or {}).items())
@@ -79,7 +80,8 @@ def headline(m: ReportModel) -> Table:
             "against the teacher is paired on the same rows, with a 95% interval. Run-to-run noise: the largest p50 change between "
             "earlier runs of this config on that device.")
     return Table("headline", "Headline", note, _frame(rows, [
-        "device", "runtime", "best variant", "within budget", "size", "x smaller", "p50 ms", "x faster", "peak memory (vs teacher)",
+        "device", "runtime", "best variant", "within budget", "size", "x smaller", "p50 ms", "x faster", "model memory (vs teacher)",
+        "process peak (vs teacher)",
         "dev accuracy [95% CI]", "vs teacher [95% CI]", "run-to-run noise"]))
 
 
@@ -96,14 +98,14 @@ def device(m: ReportModel, dev: str) -> Table:
         acc = pct(r.accuracy, r.acc_lo, r.acc_hi) + (f" (subset: {r.n} of {r.host_n} rows)" if r.subset else "")
         rows.append([r.variant, r.runtime, human_bytes(r.size_bytes if not _missing(r.size_bytes) else r.model_bytes), acc, r.n,
                      ms(r.p50_ms), f"[{ms(r.p50_ci_low_ms)}, {ms(r.p50_ci_high_ms)}]", ms(r.p90_ms), ms(r.p99_ms), ms(r.null_p50_ms),
-                     mib(r.peak_rss_bytes), "-" if _missing(r.max_logit_drift) else f"{r.max_logit_drift:.1e}",
+                     mib(r.model_memory_bytes), mib(r.peak_rss_bytes), "-" if _missing(r.max_logit_drift) else f"{r.max_logit_drift:.1e}",
                      r.verdict + (f" ({r.verdict_reason})" if r.verdict_reason else "")])
     emu = bool(d["emulated"].any()) if len(d) else False
     note = ("On-device accuracy is on the rows the device ran (a subset where marked). The p50 interval is a bootstrap within this "
             "run; run-to-run noise (headline) is usually wider. The null model's p50 is the harness's own floor under every latency.")
     return Table(f"device-{dev}", f"Device {dev}" + (" (emulated: latency not comparable with native devices)" if emu else ""), note,
                  _frame(rows, ["variant", "runtime", "size", "accuracy on device [95% CI]", "n", "p50 ms", "p50 95% CI (within run)",
-                               "p90 ms", "p99 ms", "null-model p50 ms", "peak RSS", "logit drift", "verdict"]))
+                               "p90 ms", "p99 ms", "null-model p50 ms", "model memory", "process peak RSS", "logit drift", "verdict"]))
 
 
 def floors(m: ReportModel) -> Table:
@@ -142,9 +144,12 @@ def compare(m: ReportModel) -> Table:
 
 
 def signoff(m: ReportModel) -> Table:
-    rows = [[s["device"], s["runtime"], s["variant"], s["verdict"], human_bytes(s["size_bytes"]), mib(s["peak_rss_bytes"]),
+    rows = [[s["device"], s["runtime"], s["variant"], s["verdict"], human_bytes(s["size_bytes"]), mib(s["model_memory_bytes"]),
+             mib(s["peak_rss_bytes"]),
              ms(s["p90_ms"]), pct(s["accuracy"]), ", ".join(s["failed"]) or "-"] for s in m.signoff.to_dict("records")]
-    return Table("signoff", "Deployment sign-off", "", _frame(rows, ["device", "runtime", "variant", "verdict", "size", "peak memory",
+    return Table("signoff", "Deployment sign-off", "The memory budget is judged on model memory: the process's peak (VmHWM) minus "
+                 "its resident size once the runtime is imported and before the model loads; the whole process is shown beside it.",
+                 _frame(rows, ["device", "runtime", "variant", "verdict", "size", "model memory", "process peak",
                                                                       "p90 ms", "accuracy", "failed budgets"]))
 
 

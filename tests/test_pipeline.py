@@ -57,6 +57,11 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     on_device = [x for x in ms if x["device"] == "local" and x["subject"] == "artifact"]
     (ref,) = [x for x in ms if x["device"] == "local" and x["subject"] == "teacher"]  # the teacher on the same device, once
     assert ref["variant_id"] == "" and ref["p50_ms"] > 0 and ref["metrics"]["null"]["p50_ms"] > 0
+    for x in on_device + [ref]:  # model memory apart from the process: baseline <= loaded <= peak
+        mem = x["metrics"]["memory"]
+        assert 0 < mem["baseline_bytes"] <= mem["loaded_bytes"] <= mem["peak_bytes"] == x["peak_rss_bytes"], mem
+        assert mem["model_peak_bytes"] == mem["peak_bytes"] - mem["baseline_bytes"] and mem["model_resident_bytes"] >= 0
+    assert all(x["metrics"]["memory"]["weight_bytes"] > 0 for x in on_device)
     assert len(on_device) == 2 and all(x["n"] == 8 and x["p50_ms"] > 0 and x["verdict"] in ("VALID", "INVALID") for x in on_device)
     prov = {p["variant_id"]: p for p in store.provenance(run["run_id"])}
     assert prov[""]["packages"]["torch"] == "2.13.0+cpu"

@@ -306,6 +306,7 @@ def cmd_run(args):
     n = len(ids)
     for k in range(int(o.get("warmup", "10"))):
         infer(k % n)
+    rss_warm = _rss("VmRSS")
     min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s", "1")), float(o.get("max_duration_s", "60"))
     samples = []
     start = time.perf_counter()
@@ -321,7 +322,7 @@ def cmd_run(args):
     logits = [infer(i)[0].tolist() for i in range(n)]
     print(json.dumps({
         "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
-        "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "peak_rss_bytes": _rss("VmHWM"),
+        "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": _rss("VmHWM"),
         "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
         "min_met": len(samples) >= min_count and duration_s >= min_s,
         "logits": logits,
