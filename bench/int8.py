@@ -1,0 +1,122 @@
+"""The INT8 artifact against onnxruntime's own references, in one run on the local device: the artifact's
+model.onnx (integer format), the same student exported in fp32 (its int8 weights dequantized and
+folded), and that fp32 file through `onnxruntime.quantization.quantize_dynamic` (MatMulInteger). The
+three are measured interleaved (round after round, each through the same on-device runner the harness
+uses), with model memory (the process's peak minus its baseline after the runtime import) and
+dev accuracy on every row of the dev set (host onnxruntime, one row per call).
+
+    python bench/int8.py                       # the best <= 2 MB artifact of bench/quality.py
+    python bench/int8.py --student ARTIFACT --rounds 5
+
+Writes `ort_reference` in bench/results/latency.json (other keys kept) and the `int8` section of docs/results.md.
+"""
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.latency import default_models  # noqa: E402
+from bench.mdsection import replace_section  # noqa: E402
+from devices.inventory import DeviceSpec  # noqa: E402
+from eibert.data import load_task  # noqa: E402
+from eibutil import atomic_write_json  # noqa: E402
+from harness.measure import MeasureSettings, measure_on_device  # noqa: E402
+
+OUT = ROOT / "bench/results/latency.json"
+
+
+def variants(artifact: Path, tmp: Path) -> dict[str, Path]:
+    """Three artifact folders that differ only in model.onnx."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from eibert.export import load_deploy_model
+
+    out = {"artifact (integer format)": artifact}
+    fp32, dyn = tmp / "fp32", tmp / "dynamic"
+    for d in (fp32, dyn):
+        shutil.copytree(artifact, d)
+    model = load_deploy_model(artifact)
+    ids = torch.ones((1, 16), dtype=torch.long)
+    torch.onnx.export(model, (ids, torch.ones_like(ids)), str(fp32 / "model.onnx"), input_names=["input_ids", "attention_mask"],
+                      output_names=["logits"], opset_version=17, dynamo=False, do_constant_folding=True,
+                      dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}, "logits": {0: "b"}})
+    quantize_dynamic(str(fp32 / "model.onnx"), str(dyn / "model.onnx"), weight_type=QuantType.QInt8)
+    out["same student, fp32"] = fp32
+    out["fp32 + quantize_dynamic"] = dyn
+    return out
+
+
+def dev_accuracy(folder: Path, dev) -> float:
+    from eibert.export import ort_logits
+    from eibert.hub import load_tokenizer
+    from eibert.textcls import accuracy, encode
+
+    tok = load_tokenizer(str(folder))
+    rows = encode(tok, dev, 64)
+    return accuracy(ort_logits(folder, rows, pad_id=tok.pad_token_id or 0), [y for _, y in rows])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--student", default=default_models()[1])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--min-duration-s", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    if not args.student:
+        sys.exit("no student artifact: run bench/quality.py first or pass --student ARTIFACT_DIR")
+    spec = DeviceSpec(transport="local", target="x86-64-host", threads=args.threads, workdir="/tmp/eib-bench-int8")
+    dev = load_task().dev
+    t_start = time.time()
+    with tempfile.TemporaryDirectory(prefix="eib-int8-") as tmp:
+        folders = variants(Path(args.student), Path(tmp))
+        rows = {name: {"model": name, "file_bytes": (f / "model.onnx").stat().st_size, "dev_accuracy": dev_accuracy(f, dev),
+                       "rounds": []} for name, f in folders.items()}
+        st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
+        for k in range(args.rounds):
+            for name, f in folders.items():  # interleaved: each round measures all three
+                rec = measure_on_device(f, "local", spec, "onnxruntime", dev, st, Path(tmp) / "cache")
+                mem = rec["metrics"]["memory"]
+                rows[name]["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "model_peak_bytes": mem["model_peak_bytes"],
+                                             "model_resident_bytes": mem["model_resident_bytes"], "peak_rss_bytes": rec["peak_rss_bytes"],
+                                             "drift": rec["metrics"]["max_logit_drift"]})
+                print(f"round {k + 1} {name:28s} p50 {rec['p50_ms']:.3f} ms  model memory {mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
+    out = []
+    for r in rows.values():
+        med = lambda key: statistics.median(x[key] for x in r["rounds"])  # noqa: E731
+        out.append({**r, "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"), "model_peak_bytes": med("model_peak_bytes"),
+                    "model_resident_bytes": med("model_resident_bytes"), "peak_rss_bytes": med("peak_rss_bytes")})
+    ref = next(r for r in out if r["model"] == "fp32 + quantize_dynamic")
+    for r in out:
+        r["p50_vs_quantize_dynamic"] = r["p50_ms"] / ref["p50_ms"]
+    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+    doc["ort_reference"] = {"command": "python bench/int8.py " + shlex.join(sys.argv[1:]), "student": str(args.student), "rows": out,
+                            "threads": args.threads, "wall_s": round(time.time() - t_start, 1)}
+    atomic_write_json(OUT, doc)
+    lines = ["## INT8 against onnxruntime's references (local device, batch 1, seq 64)", "",
+             f"`{doc['ort_reference']['command'].strip()}`: {args.rounds} interleaved rounds through the on-device runner "
+             f"({args.threads} threads, >= 200 runs and {args.min_duration_s:g} s each; medians over rounds), "
+             f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
+             "onnxruntime is imported. Accuracy: all 872 dev rows, one row per call.", "",
+             "| model | model.onnx bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | dev accuracy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in out:
+        lines.append(f"| {r['model']} | {r['file_bytes']:,} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p50_vs_quantize_dynamic']:.2f}x | "
+                     f"{r['model_peak_bytes'] / 2**20:.1f} / {r['model_resident_bytes'] / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.1f} | "
+                     f"{100 * r['dev_accuracy']:.2f}% |")
+    replace_section(ROOT / "docs/results.md", "int8", "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
