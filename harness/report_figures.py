@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
 from harness.report_model import ReportModel  # noqa: E402
 from harness.report_tables import human_bytes  # noqa: E402
@@ -72,7 +72,7 @@ def pareto_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
     y = d["host_accuracy"].where(d["host_accuracy"].notna(), d["accuracy"]).astype(float)
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     for ax, col, xlabel in zip(axes, ("size_bytes", "p90_ms", "model_memory_bytes"),
-                               ("deployed size (log scale)", "p90 latency (ms)", "model memory on the device (peak above the runtime)")):
+                               ("deployed size (log scale)", "p90 latency (ms)", "model memory (peak above the runtime)")):
         x = d[col].astype(float)
         front = set(pareto(list(zip(x, y))))
         ax.scatter(x, y, c=[FRONT if i in front else "#aaa" for i in range(len(x))], edgecolors="#333", linewidths=0.5, zorder=3,
@@ -92,6 +92,8 @@ def pareto_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
             ax.set_xscale("log")
         if col != "p90_ms":
             _bytes_axis(ax)
+        if col == "model_memory_bytes":
+            ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="lower right")
     return save_figure(fig, _slug("pareto", dev, rt), f"{dev} / {rt}: accuracy against size, latency and memory", out_dir,

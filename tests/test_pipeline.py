@@ -46,7 +46,7 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     stages = {s["stage"]: s for s in store.stage_results(run["run_id"])}
     assert stages["teacher"]["status"] == "ok" and stages["teacher"]["error"] is None
     ms = store.measurements(run["run_id"])
-    (m,) = [x for x in ms if x["subject"] == "teacher"]
+    (m,) = [x for x in ms if x["subject"] == "teacher" and x["device"] == "host"]
     assert m["n"] == 32 and 0 <= m["accuracy"] <= 1
     assert m["accuracy"] == stages["teacher"]["output"]["dev_accuracy"]
     arts = [x for x in ms if x["subject"] == "artifact" and x["device"] == "host"]
@@ -69,7 +69,7 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     assert all(prov[v["variant_id"]]["extra"]["artifact_manifest_sha256"] for v in store.variants(run["run_id"]))
     assert len(store.variants(run["run_id"])) == 2
     summary = (tmp_path / "reports" / run["run_id"] / "summary.md").read_text()
-    assert "teacher" in summary and f"{m['accuracy']:.4f}" in summary
+    assert "(teacher)" in summary and f"{100 * m['accuracy']:.2f}%" in summary
 
     again = eib("run", str(cfg), "--quiet", cwd=tmp_path)
     assert again.returncode == 0

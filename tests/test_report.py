@@ -98,7 +98,7 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
 
     figs = dict(re.findall(r'<figure id="fig-[^"]*" data-figure="([^"]+)">(.*?)</figure>', dom, flags=re.S))
     expected = {"pareto-local-onnxruntime": ["accuracy against size, latency and memory", "deployed size (log scale)",
-                                             "p90 latency (ms)", "model memory on the device (peak above the runtime)", "dev accuracy"],
+                                             "p90 latency (ms)", "model memory (peak above the runtime)", "dev accuracy"],
                 "latency-local-onnxruntime": ["latency distribution", "single-inference latency (ms, log scale)",
                                               "share of inferences at or below"],
                 "across-devices": ["The same variants across devices", "variant", "p50 latency (ms; whisker to p90)"]}
