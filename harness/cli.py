@@ -19,19 +19,13 @@ import sys
 
 from eibutil import UserError
 from harness.cliargs import OneLineParser, int_in
-
-
-def _load(path: str):
-    from harness.config import load_raw, validate_config
-
-    raw = load_raw(path)
-    return validate_config(raw, path), raw
+from harness.config import load_config_file
 
 
 def cmd_plan(args) -> int:
     from harness.variants import expand
 
-    cfg, raw = _load(args.config)
+    cfg, raw = load_config_file(args.config)
     variants = expand(cfg, args.config, raw)
     if args.json:
         print(json.dumps({"name": cfg.name, "variants": [v.to_json() for v in variants], "targets": cfg.targets,
@@ -61,7 +55,7 @@ def cmd_run(args, until: str = "measure") -> int:
     from harness.pipeline import run_experiment
     from harness.store import Store
 
-    cfg, raw = _load(args.config)
+    cfg, raw = load_config_file(args.config)
     resume = getattr(args, "resume", None) or getattr(args, "rerun_failed", None)
     run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, until=until, executor=args.executor, address=args.address,
                             resume=resume, rerun_failed=bool(getattr(args, "rerun_failed", None)))
@@ -88,7 +82,7 @@ def cmd_runs(args) -> int:
 
     db = args.db
     if args.config:
-        db = _load(args.config)[0].results.database
+        db = load_config_file(args.config)[0].results.database
     for r in Store(db, readonly=True).runs():
         print(f"{r['run_id']}  {r['name']:20s} {r['status']:8s} {r['summary'] or ''}")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cliargs import float_in, int_in
+from harness.health import probe_device
 
 DEFAULT_INVENTORY = "inventory.yaml"
 
@@ -38,27 +39,6 @@ def cmd_list(args) -> int:
         tags = ",".join(d.tags) + (" (emulated)" if d.emulated else "")
         print(f"{name:16s} {d.transport:9s} {addr:22s} {d.arch:8s} {d.target:17s} {','.join(d.runtimes):22s} {tags}")
     return 0
-
-
-def probe_device(name: str, spec, null_dir: Path | None = None) -> dict:
-    """Health of one device: its facts, or the kind of error and the message; with `null_dir`, also the
-    null model's latency there (the harness's floor)."""
-    from devices.agent import Agent
-    from devices.errors import DeviceError
-
-    try:
-        with Agent(name, spec) as agent:
-            facts = agent.probe()
-            missing = [r for r in spec.runtimes if r not in facts.get("runtimes", [])]
-            floor = None
-            if null_dir is not None and "onnxruntime" in facts.get("runtimes", []):
-                from harness.measure import MeasureSettings, null_floor
-
-                floor = null_floor(agent, MeasureSettings(), null_dir, spec.threads)
-        status = "ok" if not missing else "degraded"
-        return {"device": name, "status": status, "missing_runtimes": missing, **facts, "null": floor}
-    except DeviceError as e:
-        return {"device": name, "status": "down", "error_kind": e.kind, "error": e.message}
 
 
 def cmd_check(args) -> int:

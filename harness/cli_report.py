@@ -10,6 +10,7 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cliargs import int_in
+from harness.config import load_config_file
 
 EXIT_SIGNOFF_FAIL = 1
 EXIT_REGRESSION = 1
@@ -19,9 +20,7 @@ def _store(args):
     from harness.store import Store
 
     if args.config:
-        from harness.cli import _load
-
-        cfg = _load(args.config)[0]
+        cfg = load_config_file(args.config)[0]
         return Store(cfg.results.database, readonly=True), Path(cfg.results.reports_dir)
     return Store(args.db, readonly=True), Path(args.reports_dir)
 
@@ -57,13 +56,12 @@ def cmd_report(args) -> int:
 
 
 def cmd_nightly(args) -> int:
-    from harness.cli import _load
     from harness.nightly import compare_runs, regressions
     from harness.pipeline import run_experiment
     from harness.report import write_report
     from harness.store import Store
 
-    cfg, raw = _load(args.config)
+    cfg, raw = load_config_file(args.config)
     cfg = cfg.model_copy(update={"measure": cfg.measure.model_copy(update={"reuse": False})})  # fresh measurements every night
     raw = {**raw, "measure": {**raw.get("measure", {}), "reuse": False}}
     store = Store(cfg.results.database)
@@ -87,11 +85,10 @@ def cmd_nightly(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from harness.cli import _load
     from harness.history import write_history
     from harness.store import Store
 
-    cfg = _load(args.config)[0]
+    cfg = load_config_file(args.config)[0]
     path = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir), last=args.last)
     print(path)
     return 0

@@ -308,3 +308,9 @@ def load_raw(path: str | Path) -> dict:
 def load_config(path: str | Path) -> ExperimentConfig:
     """Load and validate an experiment config; raises `ConfigError` with file and key on any problem."""
     return validate_config(load_raw(path), path)
+
+
+def load_config_file(path) -> tuple["ExperimentConfig", dict]:
+    """(validated config, raw mapping) of a config file; user mistakes raise ConfigError (one line)."""
+    raw = load_raw(path)
+    return validate_config(raw, path), raw

@@ -66,7 +66,7 @@ class DevicePool:
     def _healthy(self, name: str) -> bool:
         if not self.health_check or name in self.checked:
             return True
-        from harness.cli_devices import probe_device
+        from harness.health import probe_device
 
         r = probe_device(name, self.inventory[name])
         if r["status"] == "down":

@@ -19,6 +19,7 @@ from eibutil import UserError, sha256_file
 from harness.config import ExperimentConfig
 from harness.provenance import collect
 from harness.report import write_summary
+from harness.settings import load_data
 from harness.store import Store, public_config
 from harness.variants import expand
 
@@ -26,47 +27,6 @@ from harness.variants import expand
 def _say(msg: str, quiet: bool) -> None:
     if not quiet:
         print(msg, flush=True)
-
-
-def load_data(cfg: ExperimentConfig):
-    from eibert.data import load_task
-
-    from eibert.selection import SelectionSettings, carve_selection
-
-    t = cfg.task
-    data = load_task(source=t.source, name=t.name, train_file=t.train_file, dev_file=t.dev_file, hub_id=t.hub_id,
-                     hub_config=t.hub_config, train_split=t.train_split, dev_split=t.dev_split, text_fields=t.text_fields,
-                     label_field=t.label_field, max_train_rows=t.max_train_rows, seed=cfg.teacher.seed)
-    return carve_selection(data, SelectionSettings(**t.selection.model_dump())) if t.selection.sentences else data
-
-
-def compress_settings(cfg: ExperimentConfig) -> dict:
-    """The eibert settings objects for a variant's config (eibert knows nothing of harness configs)."""
-    from eibert.augment import AugmentSettings
-    from eibert.compress import VocabSettings
-    from eibert.distill import DistillSettings
-    from eibert.phases import PhaseSettings
-    from eibert.quant import QuantSettings
-
-    c = cfg.compress
-    student = c.student.model_dump(exclude={"fold_head"})
-    student["integrate"] = c.distill.integrate
-    d = c.distill.model_dump(exclude={"integrate", "phases"})
-    d["phases"] = tuple(PhaseSettings(**p.model_dump()) for p in c.distill.phases)
-    q = c.quant
-    quant = None if q.granularity == "none" else QuantSettings(granularity=q.granularity, method=q.method, bits=q.bits,
-                                                               activations=q.activations, mixed=q.mixed, steps_per_block=q.steps_per_block,
-                                                               lr=q.lr)
-    return {
-        "student": student,
-        "vocab": VocabSettings(size=c.vocab.size, method=c.vocab.method, importance_rows=c.vocab.importance_rows),
-        "distill": DistillSettings(**d),
-        "quant": quant,
-        "calib_rows": q.calib_rows,
-        "max_seq_len": cfg.task.max_seq_len,
-        "augment": AugmentSettings(**c.augment.model_dump()),
-        "fold": c.student.fold_head,
-    }
 
 
 def _measurement_row(node, res) -> dict | None:

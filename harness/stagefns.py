@@ -14,6 +14,7 @@ from pathlib import Path
 from eibutil import atomic_write_json
 from eibutil.files import canonical_json
 from harness.graph import Node
+from harness.settings import measure_settings
 from harness.stages import StageResult, run_stage
 
 
@@ -26,7 +27,7 @@ class StageError(RuntimeError):
 
 
 def _data(cfg):
-    from harness.pipeline import load_data
+    from harness.settings import load_data
 
     return load_data(cfg)
 
@@ -55,7 +56,7 @@ def _teacher(node: Node, deps: dict, ctx: dict) -> dict:
 
 def _compress(node: Node, deps: dict, ctx: dict, until: str) -> dict:
     from eibert.compress import compress
-    from harness.pipeline import compress_settings
+    from harness.settings import compress_settings
 
     cfg = node.payload["config"]
     teacher = deps[node.deps[0]]
@@ -65,14 +66,6 @@ def _compress(node: Node, deps: dict, ctx: dict, until: str) -> dict:
         out["teacher_dev_accuracy"] = teacher["dev_accuracy"]
         out["data_sha256"] = teacher["data_checksums"]["dev"]
     return out
-
-
-def measure_settings(cfg):
-    from harness.measure import MeasureSettings
-
-    m = cfg.measure
-    return MeasureSettings(seq_len=m.seq_len, rows=m.rows, warmup=m.warmup, min_count=m.min_count,
-                           min_duration_s=m.min_duration_s, max_duration_s=m.max_duration_s, trials=m.trials)
 
 
 def _build(node: Node, deps: dict, ctx: dict) -> dict:

@@ -64,3 +64,49 @@ def test_plan_imports_no_heavy_module():
     assert heavy == []
     plan = json.loads(out.stdout.rsplit("HEAVY=", 1)[0])
     assert len(plan["variants"]) == 4
+
+
+CLI = {"harness.cli", "harness.cli_report", "harness.cli_devices", "harness.cliargs"}
+
+
+def harness_imports(path: Path) -> set[str]:
+    """The harness modules a file imports, function-local imports included (`from harness import x` too)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("harness.")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "harness":
+                out |= {f"harness.{a.name}" for a in node.names}
+            elif node.module.startswith("harness."):
+                out.add(node.module)
+    return out
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+
+    def visit(n, path):
+        state[n] = 1
+        for d in sorted(graph.get(n, ())):
+            if state.get(d) == 1:
+                return path[path.index(d):] + [d]
+            if d in graph and not state.get(d) and (c := visit(d, path + [d])):
+                return c
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if not state.get(n) and (c := visit(n, [n])):
+            return c
+    return None
+
+
+def test_harness_has_no_import_circle_and_the_engine_never_imports_the_cli():
+    graph = {f"harness.{f.stem}": harness_imports(f) - {f"harness.{f.stem}"} for f in sorted((ROOT / "harness").glob("*.py"))
+             if f.stem != "__init__"}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+    engine = {m: sorted(deps & CLI) for m, deps in graph.items() if m not in CLI}
+    assert not {m: d for m, d in engine.items() if d}
+    # the checker sees a circle hidden in function-local imports
+    assert _cycle({"harness.a": {"harness.b"}, "harness.b": {"harness.a"}}) == ["harness.a", "harness.b", "harness.a"]
