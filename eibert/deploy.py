@@ -98,8 +98,9 @@ def prepare_inputs(model_dir: str | Path, ds, seq_len: int, out: str | Path, lim
     return {"path": str(out), "rows": len(rows), "seq_len": seq_len, "truncated": int(sum(len(r) >= seq_len for r, _ in rows))}
 
 
-def reference_logits(onnx_path: str | Path, inputs_npz: str | Path, batch_size: int = 32) -> np.ndarray:
-    """onnxruntime logits on exactly the arrays the device gets."""
+def reference_logits(onnx_path: str | Path, inputs_npz: str | Path, batch_size: int = 1) -> np.ndarray:
+    """onnxruntime logits on exactly the arrays the device gets, one row per call as the device runs them
+    (the integer layers quantize activations per call)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -76,10 +76,17 @@ def fresh(farm):
     farm.remove(name)
 
 
+# The host reference is onnxruntime on the artifact's integer kernels (activations quantized per call). TVM runs the
+# dequantized float graph (torch.export of deploy.pt), and onnxruntime on another architecture runs other integer
+# kernels (aarch64's round differently): both differ from the host by that rounding, never in their predictions.
+DRIFT_TOL = {("onnxruntime", "x86_64"): 1e-4, ("onnxruntime", "aarch64"): 3e-2, ("tvm", "x86_64"): 1e-2, ("tvm", "aarch64"): 1e-2}
+
+
 def _check_measurement(rec: dict, n: int) -> None:
     m = rec["metrics"]
     assert rec["n"] == n and m["predictions_agree"] == n  # identical to the host's onnxruntime predictions
-    assert m["max_logit_drift"] < 1e-4
+    key = (rec["runtime"], m["device_facts"].get("machine"))
+    assert m["max_logit_drift"] < DRIFT_TOL[key], (key, m["max_logit_drift"])
     assert 0 < rec["p50_ms"] <= rec["p90_ms"] <= rec["p99_ms"] and m["count"] >= SETTINGS.min_count
     assert len(rec["samples"]) == m["count"]
     assert rec["peak_rss_bytes"] >= m["rss_loaded_bytes"] >= m["rss_runtime_bytes"] > 0

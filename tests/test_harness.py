@@ -42,7 +42,10 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
     cfg = validate_config(raw, cfg_path)
     nodes = build_graph(expand(cfg, cfg_path, raw), load_inventory(ROOT / "inventory.yaml").devices)
     count = {s: sum(n.stage == s for n in nodes) for s in ("teacher", "importance", "student", "artifact", "measure")}
-    assert count == {"teacher": 1, "importance": 1, "student": 2, "artifact": 4, "measure": 4}
+    # 4 artifact measurements and one of the teacher on the device, shared by every variant
+    assert count == {"teacher": 1, "importance": 1, "student": 2, "artifact": 4, "measure": 5}
+    (ref,) = [n for n in nodes if n.stage == "measure" and n.payload.get("subject") == "teacher"]
+    assert len(ref.variant_ids) == 4 and ref.variant_id == ""
     students = [n for n in nodes if n.stage == "student"]
     assert all(len(n.variant_ids) == 2 for n in students)  # each trained student feeds two quantization variants
 
