@@ -25,13 +25,13 @@ BASELINES = 5  # what `eib nightly` compares each run with (its --last default)
 
 
 def history_frame(store, name: str, last: int = 20, floor: float = 0.05, min_change_ms: float = MIN_CHANGE_MS) -> pd.DataFrame:
-    runs = [r for r in sorted(store.runs(name), key=lambda r: r["created_at"]) if r["status"] == "done"][-last:]
-    if not runs:
-        raise UserError(f"no finished run of config {name!r} in {store.url} (see `eib runs`)")
     everything = [r for r in sorted(store.runs(name), key=lambda r: r["created_at"]) if r["status"] == "done"]
+    if not everything:
+        raise UserError(f"no finished run of config {name!r} in {store.url} (see `eib runs`)")
+    first = max(0, len(everything) - last)
     out = []
-    for i, run in enumerate(runs):
-        pos = everything.index(run)
+    for i, run in enumerate(everything[first:]):
+        pos = first + i
         baselines = [r["run_id"] for r in reversed(everything[max(0, pos - BASELINES):pos])]
         flags = {(f["variant_id"], f["device"], f["runtime"]): f
                  for f in compare_runs(store, run["run_id"], baselines, floor=floor, min_change_ms=min_change_ms)}

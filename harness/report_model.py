@@ -206,16 +206,18 @@ def _failures(store: Store, run_id: str, names: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "variant", "status", "kind", "message"])
 
 
-def _host_bits(store: Store, run_id: str) -> dict[str, tuple[float, str | None]]:
-    return {m["variant_id"]: (m["accuracy"], (m["metrics"] or {}).get("dev_correct")) for m in store.measurements(run_id)
-            if m["device"] == "host" and m["subject"] == "artifact"}
+def _bits(host: pd.DataFrame) -> dict[str, tuple[float, str | None]]:
+    return {r.variant_id: (r.accuracy, r.dev_correct) for r in host[host["subject"] == "artifact"].itertuples()}
 
 
-def paired_compare(store: Store, run_id: str, compare: list[dict]) -> pd.DataFrame:
-    """The comparison rows with each variant's host accuracy tested against the baseline run's, on the same rows."""
-    now, before, out = _host_bits(store, run_id), {}, []
+def paired_compare(store: Store, host: pd.DataFrame, compare: list[dict]) -> pd.DataFrame:
+    """The comparison rows with each variant's host accuracy (`host`: this run's) tested against the baseline
+    run's, on the same rows."""
+    now, before, out = _bits(host), {}, []
     for c in compare:
-        b = before.setdefault(c["baseline"], _host_bits(store, c["baseline"]))
+        if c["baseline"] not in before:
+            before[c["baseline"]] = _bits(_host(store, c["baseline"], {}))
+        b = before[c["baseline"]]
         (a_acc, a_bits), (b_acc, b_bits) = now.get(c["variant_id"], (None, None)), b.get(c["variant_id"], (None, None))
         row = {**c, "host_d_acc": None if a_acc is None or b_acc is None else a_acc - b_acc, "mcnemar_p": None, "acc_reading": "-"}
         if a_bits and b_bits and len(a_bits) == len(b_bits):
@@ -236,4 +238,4 @@ def build_model(store: Store, run_id: str, compare: list[dict] | None = None, si
     return ReportModel(run=run, summary=_summary(run), devices=devices, host=host, ladder=ladder_frame(store, run_id, host),
                        stages=_stages(store, run_id, names), floors=_floors(devices), headline=_headline(devices, host, budget),
                        failures=_failures(store, run_id, names), noise=_noise(store, run), provenance=prov,
-                       compare=paired_compare(store, run_id, compare or []), signoff=pd.DataFrame(signoff or []), budget=budget)
+                       compare=paired_compare(store, host, compare or []), signoff=pd.DataFrame(signoff or []), budget=budget)
