@@ -5,7 +5,7 @@ three are measured interleaved (round after round, each through the same on-devi
 uses), with model memory (the process's peak minus its baseline after the runtime import) and
 dev accuracy on every row of the dev set (host onnxruntime, one row per call).
 
-    python bench/int8.py                       # the best <= 2 MB artifact of bench/quality.py
+    python bench/int8.py                       # the shipped model, models/sst2-2mb
     python bench/int8.py --student ARTIFACT --rounds 5
 
 Writes `ort_reference` in bench/results/latency.json (other keys kept) and the `int8` section of docs/results.md.
@@ -24,7 +24,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.latency import default_models  # noqa: E402
 from bench.mdsection import replace_section  # noqa: E402
 from devices.inventory import DeviceSpec  # noqa: E402
 from eibert.data import load_task  # noqa: E402
@@ -56,22 +55,19 @@ def variants(artifact: Path, tmp: Path) -> dict[str, Path]:
     return out
 
 
-def dev_accuracy(folder: Path, dev) -> float:
-    from eibert.export import ort_logits
-    from eibert.hub import load_tokenizer
-    from eibert.textcls import accuracy, encode
+def dev_accuracy(folder: Path, data_file: Path) -> float:
+    from eibert.evaluate import evaluate
 
-    tok = load_tokenizer(str(folder))
-    rows = encode(tok, dev, 64)
-    return accuracy(ort_logits(folder, rows, pad_id=tok.pad_token_id or 0), [y for _, y in rows])
+    return evaluate(str(folder), data_file)["accuracy"]  # what `eib evaluate` prints: one row per call
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--student", default=default_models()[1])
+    ap.add_argument("--student", default=str(ROOT / "models/sst2-2mb"), help="artifact folder (default: the shipped model)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--min-duration-s", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dev-file", type=Path, default=ROOT.parent / "shared/datasets/sst2/validation.tsv")
     args = ap.parse_args()
     if not args.student:
         sys.exit("no student artifact: run bench/quality.py first or pass --student ARTIFACT_DIR")
@@ -80,7 +76,7 @@ def main() -> int:
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="eib-int8-") as tmp:
         folders = variants(Path(args.student), Path(tmp))
-        rows = {name: {"model": name, "file_bytes": (f / "model.onnx").stat().st_size, "dev_accuracy": dev_accuracy(f, dev),
+        rows = {name: {"model": name, "file_bytes": (f / "model.onnx").stat().st_size, "dev_accuracy": dev_accuracy(f, args.dev_file),
                        "rounds": []} for name, f in folders.items()}
         st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
         for k in range(args.rounds):
@@ -107,7 +103,7 @@ def main() -> int:
              f"`{doc['ort_reference']['command'].strip()}`: {args.rounds} interleaved rounds through the on-device runner "
              f"({args.threads} threads, >= 200 runs and {args.min_duration_s:g} s each; medians over rounds), "
              f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
-             "onnxruntime is imported. Accuracy: all 872 dev rows, one row per call.", "",
+             f"onnxruntime is imported. Accuracy: `eib evaluate` on {args.dev_file.name} (all rows, one row per call).", "",
              "| model | model.onnx bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | dev accuracy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out:
