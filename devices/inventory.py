@@ -50,7 +50,14 @@ class DeviceSpec(BaseModel):
     upload_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
     run_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     link_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
+    ray_resource: str | None = None  # a custom resource of the Ray node that reaches this device: its measurements run there
     faults: list[dict[str, str | int]] = []  # transport fake only: [{on: probe|prepare|put|run|cleanup, error: unreachable|timeout|killed|auth|failed, times: 1}]
+
+    @property
+    def lease_s(self) -> float:
+        """How long a measurement may hold the device: connect, then two deployments and runs (the model and
+        the null model), each within its timeouts, and a margin; the pool's lease is never shorter."""
+        return self.connect_timeout_s + 2 * (self.upload_timeout_s + self.run_timeout_s + 60) + 120
 
     @field_validator("key_file", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ class StudentSpec:
     hidden: int = 256
     layers: int = 2
     heads: int = 8
-    ffn: int = 1024
+    ffn: int = 512
     embedding_size: int | None = 128  # None: same as hidden (no factorisation)
     num_labels: int = 2
     max_positions: int = 128

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cliargs import float_in, int_in
+from harness.config import MeasureConfig
 from harness.health import probe_device
+
+MEASURE_DEFAULTS = MeasureConfig()  # `eib measure` runs by the same rules as a config that sets none
 
 DEFAULT_INVENTORY = "inventory.yaml"
 
@@ -146,13 +149,13 @@ def add_commands(sub) -> None:
     p.add_argument("--runtime", choices=["tvm", "onnxruntime"], default="onnxruntime")
     p.add_argument("--inventory", default=DEFAULT_INVENTORY)
     p.add_argument("--data", help="labelled dev file (default: the embedded SST-2 dev set)")
-    p.add_argument("--seq-len", type=int_in(8, 512), default=64)
+    p.add_argument("--seq-len", type=int_in(8, 512), default=MEASURE_DEFAULTS.seq_len)
     p.add_argument("--rows", type=int_in(1), default=None, help="dev rows to run on the device (default: all)")
-    p.add_argument("--warmup", type=int_in(0), default=10)
-    p.add_argument("--min-count", type=int_in(1), default=100)
-    p.add_argument("--min-duration-s", type=float_in(0), default=2.0)
-    p.add_argument("--max-duration-s", type=float_in(0, strict=True), default=60.0)
-    p.add_argument("--trials", type=int_in(0), default=0, help="MetaSchedule tuning trials for TVM (0: untuned)")
+    p.add_argument("--warmup", type=int_in(0), default=MEASURE_DEFAULTS.warmup)
+    p.add_argument("--min-count", type=int_in(1), default=MEASURE_DEFAULTS.min_count)
+    p.add_argument("--min-duration-s", type=float_in(0), default=MEASURE_DEFAULTS.min_duration_s)
+    p.add_argument("--max-duration-s", type=float_in(0, strict=True), default=MEASURE_DEFAULTS.max_duration_s)
+    p.add_argument("--trials", type=int_in(0), default=MEASURE_DEFAULTS.trials, help="MetaSchedule tuning trials for TVM (0: untuned)")
     p.add_argument("--cache-dir", default=".eib-cache")
     p.add_argument("--db", default="results/eib.sqlite", help="results database file or SQLAlchemy URL")
     p.add_argument("--json", action="store_true")

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eibutil import ConfigError, load_yaml, validation_error
+from harness.stages.base import STAGES
 
 PosInt = Annotated[int, Field(gt=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -182,7 +183,6 @@ class MeasureConfig(_Section):
     min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
     max_duration_s: Annotated[float, Field(gt=0, le=36_000)] = 60.0
-    timeout_s: Annotated[float, Field(gt=0, le=36_000)] = 600.0
     rows: Annotated[int, Field(ge=1)] | None = None  # dev rows run on the device for accuracy (None: all)
     trials: Annotated[int, Field(ge=0, le=100_000)] = 0  # MetaSchedule tuning trials for TVM builds (0: untuned)
     reuse: bool = True  # reuse a stored measurement of the same artifact, device and rules (nightly runs set false)
@@ -213,6 +213,22 @@ class SweepConfig(_Section):
     ablation: Literal["eibert"] | None = None
 
 
+class ClusterConfig(_Section):
+    """Where stages run on a Ray cluster: `resources` maps a stage name to a custom resource that only the
+    nodes meant for it have (`ray start --resources '{"gpu-box": 1}'`). Devices pin themselves in the
+    inventory (`ray_resource`)."""
+
+    resources: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = {}
+
+    @field_validator("resources")
+    @classmethod
+    def _stages(cls, v: dict) -> dict:
+        bad = sorted(set(v) - set(STAGES))
+        if bad:
+            raise ValueError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
+        return v
+
+
 class ExperimentConfig(_Section):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
     task: TaskConfig = TaskConfig()
@@ -225,6 +241,7 @@ class ExperimentConfig(_Section):
     results: ResultsConfig = ResultsConfig()
     cache_dir: Path = Path("../.eib-cache")
     sweep: SweepConfig = SweepConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _positions(self) -> "ExperimentConfig":

@@ -38,7 +38,8 @@ QUARANTINE_AFTER = 2  # consecutive infrastructure failures (a failed health che
 
 
 class DevicePool:
-    def __init__(self, store, run_id: str, inventory, lease_s: float = 900.0, health_check: bool = True, log=print):
+    def __init__(self, store, run_id: str, inventory, lease_s: float | None = None, health_check: bool = True, log=print):
+        """`lease_s`: how long a lease lasts; None: each device's own `lease_s` (from its upload and run timeouts)."""
         self.store, self.run_id, self.inventory = store, run_id, inventory
         self.lease_s, self.health_check, self.log = lease_s, health_check, log
         metadata.create_all(store.engine, tables=[leases, quarantine])
@@ -60,7 +61,7 @@ class DevicePool:
             held = tx.conn.execute(sa.select(sa.func.count()).select_from(leases).where(leases.c.device == name)).scalar()
             if held >= self.inventory[name].max_jobs:
                 return False
-            tx.conn.execute(leases.insert().values(device=name, holder=holder, run_id=self.run_id, expires_at=now + self.lease_s))
+            tx.conn.execute(leases.insert().values(device=name, holder=holder, run_id=self.run_id, expires_at=now + (self.lease_s or self.inventory[name].lease_s)))
         return True
 
     def _healthy(self, name: str) -> bool:

@@ -6,15 +6,20 @@
 
 Both give the same `StageResult`s for the same nodes. A Ray task whose worker or node dies is
 submitted again (up to `max_retries` times) and its result counts the attempts; one that still fails
-becomes a failed result of kind `infrastructure`.
+becomes a failed result of kind `infrastructure`. On a cluster of several nodes the outputs a stage
+names travel with its result through Ray's object store (harness/stages/travel.py).
 """
 
 import logging
 import os
 import time
 
-from harness.stagefns import run_node
-from harness.stages import StageResult
+from dataclasses import replace
+from pathlib import Path
+
+from harness.stages.base import StageResult
+from harness.stages.node import run_node
+from harness.stages.registry import REGISTRY
 
 
 class InlineExecutor:
@@ -45,8 +50,23 @@ class InlineExecutor:
         pass
 
 
-def _remote_run(node, deps, ctx):
-    return run_node(node, deps, ctx)
+def _remote_run(node, deps, ctx, inputs, *dep_blobs):
+    """A Ray task: place what travelled here, run the node, and pack what it names for its consumers."""
+    from harness.stages import travel
+
+    if not ctx.get("travel"):
+        return run_node(node, deps, ctx), {}
+    cfg = node.payload["config"]
+    try:
+        for blobs in dep_blobs:
+            travel.unpack(blobs)
+        local, sources = travel.arrive_inputs(cfg, inputs, Path(cfg.cache_dir))
+    except Exception as e:  # a corrupted or unplaceable arrival fails this stage, not the sweep
+        return StageResult(node.stage, node.variant_id, "failed", {"node_key": node.key}, f"{type(e).__name__}: {e}",
+                           getattr(e, "error_kind", "infrastructure")), {}
+    here = replace(node, payload={**node.payload, "config": local})
+    res = run_node(here, deps, {**ctx, "sources": sources, "model_ref": str(cfg.teacher.model)})
+    return res, (travel.pack(REGISTRY[node.stage].paths(res.output)) if res.ok else {})
 
 
 def _retriable(e: BaseException) -> bool:
@@ -87,7 +107,10 @@ class RayExecutor:
             os.environ.setdefault("RAY_AUTH_MODE", "token")
         self.address, self.num_cpus, self.ray, self.setup_s = address, num_cpus or os.cpu_count(), None, 0.0
         self._max_retries = max_retries
-        self._refs: dict = {}  # ObjectRef -> (node, deps, ctx, num_cpus, resources, attempt, started)
+        self._refs: dict = {}  # ObjectRef -> (node, deps, ctx, num_cpus, resources, attempt, started, blob ref)
+        self._blobs: dict = {}  # node key -> ObjectRef of the outputs it named (travel)
+        self._inputs: dict = {}  # config inputs -> ObjectRef of the files they name (travel)
+        self.travel = False
         if address:
             self._start()  # the cluster's size is known only once connected
         else:
@@ -106,17 +129,37 @@ class RayExecutor:
             ray.init(num_cpus=self.num_cpus, **kwargs)
         self.ray = ray
         self.parallel = int(ray.cluster_resources().get("CPU", 1))
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        self.node_cpus = int(max((n["Resources"].get("CPU", 0) for n in alive), default=1)) or 1
+        self.travel = len(alive) > 1  # several nodes: assume no shared disk, outputs travel
         self._task = ray.remote(_remote_run)
         self.setup_s += time.perf_counter() - t0
+
+    def _travelling(self, node, deps) -> list:
+        """The object refs of the node's inputs: its config's files and each dependency's outputs (a dependency
+        the driver found cached is packed here, from this node's disk)."""
+        from harness.stages import travel
+
+        cfg = node.payload["config"]
+        ikey = (str(cfg.task.train_file), str(cfg.task.dev_file), str(cfg.teacher.model))
+        if ikey not in self._inputs:
+            self._inputs[ikey] = self.ray.put(travel.pack_inputs(cfg))
+        refs = [self._inputs[ikey]]
+        for key, stage in zip(node.deps, node.dep_stages):
+            if key not in self._blobs:
+                self._blobs[key] = self.ray.put(travel.pack(REGISTRY[stage].paths(deps[key])))
+            refs.append(self._blobs[key])
+        return refs
 
     def submit(self, node, deps, ctx, num_cpus=1, resources=None, attempt=1, started=None):
         if self.ray is None:
             self._start()
-        opts = {"num_cpus": num_cpus, "max_retries": 0, "retry_exceptions": False}  # retries are counted here
+        opts = {"num_cpus": num_cpus, "max_retries": 0, "retry_exceptions": False, "num_returns": 2}  # retries are counted here
         if resources:
             opts["resources"] = resources
-        ref = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus)})
-        self._refs[ref] = (node, deps, ctx, num_cpus, resources, attempt, started or time.perf_counter())
+        moving = self._travelling(node, deps) if self.travel else [None]
+        ref, blobs = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus), "travel": self.travel}, *moving)
+        self._refs[ref] = (node, deps, ctx, num_cpus, resources, attempt, started or time.perf_counter(), blobs)
         return node.key
 
     def wait(self, timeout_s: float = 1.0):
@@ -125,9 +168,10 @@ class RayExecutor:
         ready, _ = self.ray.wait(list(self._refs), num_returns=len(self._refs), timeout=timeout_s)
         out = []
         for ref in ready:
-            node, deps, ctx, num_cpus, resources, attempt, t0 = self._refs.pop(ref)
+            node, deps, ctx, num_cpus, resources, attempt, t0, blobs = self._refs.pop(ref)
             try:
                 res = self.ray.get(ref)
+                self._blobs[node.key] = blobs
             except Exception as e:  # the worker died, or Ray failed
                 if _retriable(e) and attempt <= self._max_retries:
                     self.submit(node, deps, ctx, num_cpus, resources, attempt + 1, t0)

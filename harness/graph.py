@@ -1,7 +1,7 @@
 """The stage graph of a sweep: one node per distinct piece of work, shared by every variant that needs it.
 
     nodes = build_graph(variants, inventory)
-    [n.stage for n in nodes]   # teacher, importance, student x distinct, artifact x variants, build, measure
+    [n.stage for n in nodes]   # teacher, importance, vocab, student x distinct, artifact x variants, build, measure
 
 A node's key hashes exactly the settings its output depends on, so two variants that differ only in
 quantization share the teacher, the importance scores and the trained student (a graph, not N copies),
@@ -18,6 +18,7 @@ from harness.variants import Variant
 # Config sections each stage's output depends on (everything else is excluded from its key).
 _TEACHER = ("task", "teacher", "cache_dir")
 _IMPORTANCE = _TEACHER + ("compress.vocab.method", "compress.vocab.importance_rows")
+_VOCAB = _IMPORTANCE + ("compress.vocab.size",)
 _STUDENT = _TEACHER + ("compress.student", "compress.vocab", "compress.distill")
 _ARTIFACT = _STUDENT + ("compress.quant",)
 
@@ -25,10 +26,11 @@ _ARTIFACT = _STUDENT + ("compress.quant",)
 @dataclass
 class Node:
     key: str
-    stage: str  # teacher | importance | student | artifact | build | measure
+    stage: str  # a name in harness.stages.registry.REGISTRY
     variant_ids: list[str]
     deps: list[str]
     payload: dict = field(default_factory=dict)  # what the stage function needs besides its deps' outputs
+    dep_stages: list[str] = field(default_factory=list)  # the stage of each dependency, in `deps` order
 
     @property
     def variant_id(self) -> str:
@@ -60,36 +62,42 @@ def build_graph(variants: list[Variant], inventory) -> list[Node]:
     nodes: dict[str, Node] = {}
 
     def add(stage: str, data: dict, variant: Variant, deps: list[str], payload: dict) -> str:
+        """`deps` are (stage, key) pairs."""
         key = _key(stage, data)
         if key in nodes:
             if variant.variant_id not in nodes[key].variant_ids:
                 nodes[key].variant_ids.append(variant.variant_id)
         else:
-            nodes[key] = Node(key, stage, [variant.variant_id], deps, {"config": variant.config, **payload})
+            nodes[key] = Node(key, stage, [variant.variant_id], [k for _, k in deps], {"config": variant.config, **payload},
+                              [s for s, _ in deps])
         return key
 
     for v in variants:
         cj = v.config.model_dump(mode="json")
         t = add("teacher", _pick(cj, _TEACHER), v, [], {})
-        i = add("importance", _pick(cj, _IMPORTANCE), v, [t], {})
-        s = add("student", _pick(cj, _STUDENT), v, [t, i], {})
-        a = add("artifact", _pick(cj, _ARTIFACT), v, [t, s], {})
+        i = add("importance", _pick(cj, _IMPORTANCE), v, [("teacher", t)], {})
+        vo = add("vocab", _pick(cj, _VOCAB), v, [("teacher", t), ("importance", i)], {})
+        s = add("student", _pick(cj, _STUDENT), v, [("teacher", t), ("vocab", vo)], {})
+        a = add("artifact", _pick(cj, _ARTIFACT), v, [("teacher", t), ("student", s)], {})
         m = cj["measure"]
         builds: dict[str, str] = {}
         if "tvm" in m["runtimes"]:
             targets = list(dict.fromkeys([*cj["targets"], *(inventory[d].target for d in cj["devices"])]))
             for target in targets:
-                builds[target] = add("build", {"artifact": a, "target": target, "seq_len": m["seq_len"]}, v, [a],
-                                     {"target": target})
+                # a build for devices that all sit behind one Ray node is made there (where it is uploaded from)
+                pins = {inventory[d].ray_resource for d in cj["devices"] if inventory[d].target == target and "tvm" in inventory[d].runtimes}
+                pin = pins.pop() if len(pins) == 1 else None
+                builds[target] = add("build", {"artifact": a, "target": target, "seq_len": m["seq_len"]}, v, [("artifact", a)],
+                                     {"target": target, **({"pin": pin} if pin else {})})
         for d in cj["devices"]:
             spec = inventory[d]
             if m["teacher"] and "onnxruntime" in spec.runtimes:  # the reference on the same device (fp32, onnxruntime)
-                add("measure", {"teacher": t, "device": d, "runtime": "onnxruntime", "measure": m}, v, [t],
+                add("measure", {"teacher": t, "device": d, "runtime": "onnxruntime", "measure": m}, v, [("teacher", t)],
                     {"device": d, "runtime": "onnxruntime", "target": None, "subject": "teacher"})
             for runtime in m["runtimes"]:
                 if runtime not in spec.runtimes:
                     continue
-                deps = [a] + ([builds[spec.target]] if runtime == "tvm" else [])
+                deps = [("artifact", a)] + ([("build", builds[spec.target])] if runtime == "tvm" else [])
                 add("measure", {"artifact": a, "device": d, "runtime": runtime, "measure": m}, v, deps,
                     {"device": d, "runtime": runtime, "target": spec.target if runtime == "tvm" else None})
     return list(nodes.values())

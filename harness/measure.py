@@ -33,7 +33,7 @@ class MeasureSettings:
     rows: int | None = None  # dev rows run on the device for accuracy (None: all)
     warmup: int = 10
     min_count: int = 100
-    min_duration_s: float = 2.0
+    min_duration_s: float = 5.0
     max_duration_s: float = 60.0
     trials: int = 0  # MetaSchedule trials (0: untuned)
     fast_math: bool = True

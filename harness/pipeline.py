@@ -20,6 +20,7 @@ from harness.config import ExperimentConfig
 from harness.provenance import collect
 from harness.report import write_summary
 from harness.settings import load_data
+from harness.stages.registry import COMPRESS, ORDER, REGISTRY
 from harness.store import Store, public_config
 from harness.variants import expand
 
@@ -30,29 +31,12 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def _measurement_row(node, res) -> dict | None:
-    """The `measurements` row a finished node contributes, if any."""
-    o = res.output
-    if node.stage == "teacher":
-        return {"subject": "teacher", "device": "host", "runtime": "torch", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
-                "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"], "dev_correct": o.get("dev_correct")}}
-    if node.stage == "artifact":
-        return {"subject": "artifact", "device": "host", "runtime": "onnxruntime", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
-                "size_bytes": o["size_bytes"],
-                "metrics": {"parts": o["parts"], "max_logit_diff_vs_torch": o["max_logit_diff_vs_torch"],
-                            "float_dev_accuracy": o["float_dev_accuracy"], "teacher_dev_accuracy": o["teacher_dev_accuracy"],
-                            "coverage": o["stages"]["vocab"]["coverage"], "unk_rate": o["stages"]["vocab"]["unk_rate"],
-                            "artifact_dir": o["artifact_dir"], "data_sha256": o["data_sha256"], "dev_correct": o.get("dev_correct")}}
-    if node.stage == "measure":
-        return {"subject": node.payload.get("subject", "artifact"), "device": o["device"], "runtime": o["runtime"], "target": o.get("target"),
-                "accuracy": o["accuracy"], "n": o["n"], "size_bytes": o["size_bytes"], "p50_ms": o["p50_ms"], "p90_ms": o["p90_ms"],
-                "p99_ms": o["p99_ms"], "peak_rss_bytes": o["peak_rss_bytes"], "samples_ms": o["samples"],
-                "metrics": {k: v for k, v in o["metrics"].items()} | {"requested_device": o.get("requested_device")},
-                "verdict": o["verdict"], "verdict_reason": o["verdict_reason"]}
-    return None
+    """The `measurements` row a finished node contributes, if any (its stage's `row` in the registry)."""
+    row = REGISTRY[node.stage].row
+    return row(node, res.output) if row else None
 
 
-UNTIL = {"teacher": ("teacher",), "compress": ("teacher", "importance", "student", "artifact"),
-         "measure": ("teacher", "importance", "student", "artifact", "build", "measure")}
+UNTIL = {"teacher": ORDER[:1], "compress": COMPRESS, "measure": ORDER}
 
 
 def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict[str, dict], set[str]]:
@@ -151,7 +135,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         raise
     try:
         _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
-        pool = DevicePool(store, run_id, inventory, lease_s=cfg.measure.timeout_s + 300, log=lambda m: _say(m, quiet))
+        pool = DevicePool(store, run_id, inventory, log=lambda m: _say(m, quiet))
         if resume:
             pool.release_run(run_id)  # the leases of the driver that died
         errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
@@ -197,8 +181,7 @@ def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, v
     """One row for the run, and one per variant with its artifact, data, seeds and tuning databases."""
     prov = collect()
     rows = store.stage_results(run_id)
-    by_node = {r["node_key"]: r["output"] for r in rows if r["status"] in ("ok", "cached")}
-    teacher = next((o for o in by_node.values() if o and "data_checksums" in o), None)
+    teacher = next((r["output"] for r in rows if r["stage"] == "teacher" and r["status"] in ("ok", "cached")), None)
     checksums = {src: teacher["data_checksums"][k] for k, src in teacher["data_sources"].items()} if teacher else {}
     with store.transaction() as tx:
         tx.add_provenance(run_id, "", git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
@@ -208,7 +191,7 @@ def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, v
             mine = [r for r in rows if r["variant_id"] == v.variant_id and r["status"] in ("ok", "cached")]
             art = next((r["output"] for r in mine if r["stage"] == "artifact"), None)
             builds = {r["output"].get("key"): r["output"].get("db_sha256") for r in mine if r["stage"] == "build"}
-            devices = {r["output"]["device"]: r["output"]["metrics"]["device_facts"] for r in mine if r["stage"] == "measure"}
+            devices = {r["output"]["device"]: r["output"]["metrics"]["device_facts"] for r in mine if REGISTRY[r["stage"]].device}
             artifact_sha = None
             if art:
                 man = Path(art["artifact_dir"]) / "manifest.json"

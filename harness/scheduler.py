@@ -12,10 +12,19 @@ import os
 import sys
 import time
 
-from harness.stages import StageResult
+from harness.stages.base import StageResult
+from harness.stages.registry import REGISTRY
 
 MAX_ATTEMPTS = 3
-CPU_STAGES = {"teacher": "all", "importance": "all", "student": 1, "artifact": 1, "build": 1}
+PIN = 0.001  # the share of a custom resource a pinned task asks for (the resource marks a node, it counts nothing)
+
+
+def placement(node, spec=None) -> dict | None:
+    """Ray resources that pin the node: its device's node (inventory `ray_resource`), or the stage's
+    node from the config's `cluster.resources`; None: anywhere."""
+    cluster = getattr(node.payload["config"], "cluster", None)
+    where = getattr(spec, "ray_resource", None) or node.payload.get("pin") or (cluster.resources.get(node.stage) if cluster else None)
+    return {where: PIN} if where else None
 
 
 class Scheduler:
@@ -33,6 +42,7 @@ class Scheduler:
         self.t0 = time.perf_counter()
         self.overhead_s = 0.0  # time the driver spends on its own work (not waiting for stages)
         self.cpus = getattr(executor, "parallel", 1) or os.cpu_count() or 1
+        self._setup0 = getattr(executor, "setup_s", 0.0)  # a cluster connected before the loop is not inside it
 
     # display ----------------------------------------------------------------------------------
     def _say(self, msg: str) -> None:
@@ -46,7 +56,7 @@ class Scheduler:
                 f"{(node.variant_id or 'shared')[:16]:16s} {where[:12]:12s} {res.status:8s} {res.wall_s:7.1f}s")
         if res.error:
             line += f"  {res.error[:160]}"
-        elif node.stage == "measure" and res.output.get("p50_ms") is not None:
+        elif REGISTRY[node.stage].device and res.output.get("p50_ms") is not None:
             line += f"  p50 {res.output['p50_ms']:.2f} ms  acc {res.output['accuracy']:.3f}  {res.output['verdict']}"
         self._say(line)
 
@@ -75,7 +85,7 @@ class Scheduler:
         return "go"
 
     def _submit(self, key: str) -> bool:
-        from harness.stagefns import lookup
+        from harness.stages.node import lookup
 
         node = self.nodes[key]
         deps = {d: self.outputs[d] for d in node.deps}
@@ -85,15 +95,16 @@ class Scheduler:
             self._finish(key, hit)
             return True
         ctx = {"errors_dir": self.errors_dir, "quiet": True if self.executor.name == "ray" else self.quiet}
-        cpus = CPU_STAGES.get(node.stage, 1)
-        cpus = self.cpus if cpus == "all" else cpus
-        resources = None
-        if node.stage == "measure":
+        stage = REGISTRY[node.stage]
+        whole = min(self.cpus, getattr(self.executor, "node_cpus", None) or self.cpus)  # a task fits on one node
+        cpus = whole if stage.cpus == "all" else stage.cpus
+        resources = placement(node)
+        if stage.device:
             got = self.pool.acquire(node.payload["device"], node.payload["runtime"], holder=key)
             if got is None:
                 return False  # every candidate busy: try again later
             if got is False:
-                res = StageResult("measure", node.variant_id, "failed", {"node_key": key, "device": node.payload["device"]},
+                res = StageResult(node.stage, node.variant_id, "failed", {"node_key": key, "device": node.payload["device"]},
                                   f"no healthy device: {node.payload['device']} is quarantined "
                                   f"({self.pool.quarantined.get(node.payload['device'], '')}) and has no sibling with the same tags",
                                   "infrastructure")
@@ -104,7 +115,8 @@ class Scheduler:
             ctx.update(device=got, device_spec=spec)
             # Latency on this machine (local, or a farm device on its CPUs) must not share it with other stages;
             # remote devices need no local CPU.
-            cpus = self.cpus if spec.transport == "local" or spec.shares_host_cpus else 0
+            cpus = whole if spec.transport == "local" or spec.shares_host_cpus else 0
+            resources = placement(node, spec)
         self.state[key] = "running"
         self.executor.submit(node, deps, ctx, num_cpus=cpus, resources=resources)
         return True
@@ -131,7 +143,7 @@ class Scheduler:
             self.state[key] = "done"
             self.outputs[key] = res.output
             self.counts["cached" if res.status == "cached" else "done"] += 1
-            if node.stage == "measure" and res.output.get("verdict") == "INVALID":
+            if REGISTRY[node.stage].device and res.output.get("verdict") == "INVALID":
                 self.counts["invalid"] += 1
         else:
             self.state[key] = "failed"
@@ -178,7 +190,7 @@ class Scheduler:
                     time.sleep(0.2)  # the devices it needs are leased (by another driver): wait for a lease
         self.counts["wall_s"] = round(time.perf_counter() - self.t0, 2)
         # stages run inside submit() (inline) and a lazily started executor are not the driver's own work
-        own = self.overhead_s - getattr(self.executor, "inline_s", 0.0) - getattr(self.executor, "setup_s", 0.0)
+        own = self.overhead_s - getattr(self.executor, "inline_s", 0.0) - (getattr(self.executor, "setup_s", 0.0) - self._setup0)
         self.counts["driver_overhead_s"] = round(own, 3)
         return self.counts
 

@@ -79,7 +79,7 @@ def test_explicit_variant_list(tmp_path):
 
 # (yaml body after BASE, or a full text when it starts with '!full:'), expected key, expected message part
 MALFORMED = [
-    ("nmae: x\n", "nmae", "unknown key; allowed: cache_dir, compress, devices"),
+    ("nmae: x\n", "nmae", "unknown key; allowed: cache_dir, cluster, compress, devices"),
     ("teacher: {epoch: 3}\n", "teacher.epoch", "unknown key; allowed: batch_size, epochs, learning_rate"),
     ("teacher: {epochs: three}\n", "teacher.epochs", "Input should be a valid number"),
     ("teacher: {learning_rate: 2}\n", "teacher.learning_rate", "less than 1"),

@@ -41,9 +41,15 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
     raw = load_raw(cfg_path)
     cfg = validate_config(raw, cfg_path)
     nodes = build_graph(expand(cfg, cfg_path, raw), load_inventory(ROOT / "inventory.yaml").devices)
-    count = {s: sum(n.stage == s for n in nodes) for s in ("teacher", "importance", "student", "artifact", "measure")}
+    count = {s: sum(n.stage == s for n in nodes) for s in ("teacher", "importance", "vocab", "student", "artifact", "measure")}
     # 4 artifact measurements and one of the teacher on the device, shared by every variant
-    assert count == {"teacher": 1, "importance": 1, "student": 2, "artifact": 4, "measure": 5}
+    assert count == {"teacher": 1, "importance": 1, "vocab": 2, "student": 2, "artifact": 4, "measure": 5}
+    # edges carry data: each node names the stage of every input, as the registry declares them
+    from harness.stages.registry import REGISTRY
+
+    by_key = {n.key: n for n in nodes}
+    for n in nodes:
+        assert [by_key[d].stage for d in n.deps] == n.dep_stages and set(n.dep_stages) <= set(REGISTRY[n.stage].inputs)
     (ref,) = [n for n in nodes if n.stage == "measure" and n.payload.get("subject") == "teacher"]
     assert len(ref.variant_ids) == 4 and ref.variant_id == ""
     students = [n for n in nodes if n.stage == "student"]

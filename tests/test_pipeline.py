@@ -45,6 +45,12 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
     assert run["status"] == "done"
     stages = {s["stage"]: s for s in store.stage_results(run["run_id"])}
     assert stages["teacher"]["status"] == "ok" and stages["teacher"]["error"] is None
+    from harness.stages.registry import REGISTRY
+
+    assert set(stages) == set(REGISTRY) - {"build"}  # onnxruntime only: no TVM build
+    for row in store.stage_results(run["run_id"]):  # each stored output is its stage's record, exactly
+        rec = REGISTRY[row["stage"]].output.from_json(row["output"])
+        assert rec.to_json() == row["output"] and rec.extra["node_key"] == row["node_key"]
     ms = store.measurements(run["run_id"])
     (m,) = [x for x in ms if x["subject"] == "teacher" and x["device"] == "host"]
     assert m["n"] == 32 and 0 <= m["accuracy"] <= 1
@@ -92,7 +98,7 @@ def test_failed_stage_becomes_a_row_with_its_error(task_files, tmp_path):
     (tb,) = (tmp_path / "reports" / run["run_id"] / "errors").glob("shared-teacher-*.txt")
     assert tb.read_text().startswith("Traceback")
     skipped = [s for s in store.stage_results(run["run_id"]) if s["stage"] != "teacher"]
-    assert {s["stage"] for s in skipped} == {"importance", "student", "artifact", "measure"}
+    assert {s["stage"] for s in skipped} == {"importance", "vocab", "student", "artifact", "measure"}
     assert {s["status"] for s in skipped} == {"skipped"} and "teacher" in skipped[0]["error"]
     assert len([s for s in skipped if s["stage"] == "artifact"]) == 2
 

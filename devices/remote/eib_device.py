@@ -307,7 +307,7 @@ def cmd_run(args):
     for k in range(int(o.get("warmup", "10"))):
         infer(k % n)
     rss_warm = _rss("VmRSS")
-    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s", "1")), float(o.get("max_duration_s", "60"))
+    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s", "5")), float(o.get("max_duration_s", "60"))
     samples = []
     start = time.perf_counter()
     while True:

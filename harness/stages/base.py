@@ -1,4 +1,5 @@
-"""Stage contract: each stage takes its inputs and returns one `StageResult` with an `error` field.
+"""The stage contract: a stage takes its inputs' records and returns one `StageResult` with an `error`
+field; `Stage` is what the registry knows of each stage.
 
     res = run_stage("teacher", "", lambda: {"dev_accuracy": 0.9}, errors_dir=Path("reports/r1/errors"))
     res.ok, res.output, res.error
@@ -14,6 +15,31 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eibutil import UserError, atomic_write_text
+
+
+STAGES = ("teacher", "importance", "vocab", "student", "artifact", "build", "measure")  # in dependency order
+
+
+class StageError(RuntimeError):
+    """A stage failure with its kind (variant | device | infrastructure) for the result row."""
+
+    def __init__(self, message: str, error_kind: str, failure: str | None = None):
+        super().__init__(message)
+        self.error_kind, self.failure = error_kind, failure
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage as the scheduler, graph, pipeline and reports see it (harness.stages.registry lists them)."""
+
+    name: str
+    run: Callable  # (node, inputs: {stage name: input record}, ctx) -> output record
+    inputs: tuple[str, ...]  # the stages whose records it may take (measure: an artifact and its build, or the teacher)
+    output: type  # its record type (eibutil.records.Record): round-trips through the store's JSON
+    cpus: int | str = 1  # "all": every CPU of the executor (it parallelises inside)
+    device: bool = False  # needs a device lease (runs where the device is reachable)
+    row: Callable | None = None  # (node, output JSON) -> the `measurements` row it contributes, or None
+    paths: Callable = lambda out: []  # (output JSON) -> the folders/files it names: they travel between nodes
 
 
 @dataclass
