@@ -1,14 +1,17 @@
-"""The INT8 artifact against onnxruntime's own references, in one run on the local device: the artifact's
-model.onnx (integer format), the same student exported in fp32 (its int8 weights dequantized and
-folded), and that fp32 file through `onnxruntime.quantization.quantize_dynamic` (MatMulInteger). The
-three are measured interleaved (round after round, each through the same on-device runner the harness
-uses), with model memory (the process's peak minus its baseline after the runtime import) and
-dev accuracy on every row of the dev set (host onnxruntime, one row per call).
+"""The INT8 artifact against onnxruntime's own references and TVM, in one run on the local device: the
+artifact's model.onnx (integer format), the same student exported in fp32 (its int8 weights dequantized
+and folded), that fp32 file through `onnxruntime.quantization.quantize_dynamic` (MatMulInteger), and
+the artifact built by TVM (untuned and tuned, `--tvm-trials`). All are measured interleaved (round after
+round, each through the same on-device runner the harness uses), with model memory (the process's peak
+minus its baseline after the runtime import) and process memory; dev accuracy on every row of the dev
+set for the onnxruntime rows (host onnxruntime, one row per call), on-device accuracy on the measured
+rows for TVM.
 
-    python bench/int8.py                       # the shipped model, models/sst2-2mb
-    python bench/int8.py --student ARTIFACT --rounds 5
+    python bench/int8.py                       # the shipped model, models/sst2-2mb; TVM untuned and 64 trials
+    python bench/int8.py --student ARTIFACT --rounds 5 --tvm-trials 0
 
 Writes `ort_reference` in bench/results/latency.json (other keys kept) and the `int8` section of docs/results.md.
+TVM builds and tuning records live in --cache-dir (outside the work tree), so a rerun reuses them.
 """
 
 import argparse
@@ -19,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +32,7 @@ from bench.mdsection import replace_section  # noqa: E402
 from devices.inventory import DeviceSpec  # noqa: E402
 from eibert.data import load_task  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
-from harness.measure import MeasureSettings, measure_on_device  # noqa: E402
+from harness.measure import MeasureSettings, build_for, measure_on_device  # noqa: E402
 
 OUT = ROOT / "bench/results/latency.json"
 
@@ -68,6 +72,8 @@ def main() -> int:
     ap.add_argument("--min-duration-s", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dev-file", type=Path, default=ROOT.parent / "shared/datasets/sst2/validation.tsv")
+    ap.add_argument("--tvm-trials", type=int, nargs="*", default=[0, 64], help="TVM builds to add (MetaSchedule trials; none: no TVM)")
+    ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/eibert/bench-int8", help="TVM builds and tuning records")
     args = ap.parse_args()
     if not args.student:
         sys.exit("no student artifact: run bench/quality.py first or pass --student ARTIFACT_DIR")
@@ -76,21 +82,29 @@ def main() -> int:
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="eib-int8-") as tmp:
         folders = variants(Path(args.student), Path(tmp))
-        rows = {name: {"model": name, "file_bytes": (f / "model.onnx").stat().st_size, "dev_accuracy": dev_accuracy(f, args.dev_file),
-                       "rounds": []} for name, f in folders.items()}
+        rows = {name: {"model": name, "runtime": "onnxruntime", "file_bytes": (f / "model.onnx").stat().st_size,
+                       "dev_accuracy": dev_accuracy(f, args.dev_file), "rounds": []} for name, f in folders.items()}
         st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
+        jobs = [(name, f, "onnxruntime", None) for name, f in folders.items()]
+        for trials in args.tvm_trials:  # built before the first round: no build shares the CPU with a measurement
+            b = build_for(args.student, spec.target, replace(st, trials=trials), args.cache_dir)
+            name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
+            rows[name] = {"model": name, "runtime": "tvm", "file_bytes": b["lib_bytes"], "dev_accuracy": None, "rounds": [],
+                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256")}}
+            jobs.append((name, Path(args.student), "tvm", b))
         for k in range(args.rounds):
-            for name, f in folders.items():  # interleaved: each round measures all three
-                rec = measure_on_device(f, "local", spec, "onnxruntime", dev, st, Path(tmp) / "cache")
+            for name, f, runtime, b in jobs:  # interleaved: each round measures every row
+                rec = measure_on_device(f, "local", spec, runtime, dev, st, Path(tmp) / "cache", build=b)
                 mem = rec["metrics"]["memory"]
                 rows[name]["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "model_peak_bytes": mem["model_peak_bytes"],
                                              "model_resident_bytes": mem["model_resident_bytes"], "peak_rss_bytes": rec["peak_rss_bytes"],
-                                             "drift": rec["metrics"]["max_logit_drift"]})
+                                             "drift": rec["metrics"]["max_logit_drift"], "accuracy": rec["accuracy"], "n": rec["n"]})
                 print(f"round {k + 1} {name:28s} p50 {rec['p50_ms']:.3f} ms  model memory {mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
     out = []
     for r in rows.values():
         med = lambda key: statistics.median(x[key] for x in r["rounds"])  # noqa: E731
         out.append({**r, "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"), "model_peak_bytes": med("model_peak_bytes"),
+                    "device_accuracy": r["rounds"][0]["accuracy"], "device_rows": r["rounds"][0]["n"],
                     "model_resident_bytes": med("model_resident_bytes"), "peak_rss_bytes": med("peak_rss_bytes")})
     ref = next(r for r in out if r["model"] == "fp32 + quantize_dynamic")
     for r in out:
@@ -103,13 +117,16 @@ def main() -> int:
              f"`{doc['ort_reference']['command'].strip()}`: {args.rounds} interleaved rounds through the on-device runner "
              f"({args.threads} threads, >= 200 runs and {args.min_duration_s:g} s each; medians over rounds), "
              f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
-             f"onnxruntime is imported. Accuracy: `eib evaluate` on {args.dev_file.name} (all rows, one row per call).", "",
-             "| model | model.onnx bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | dev accuracy |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             f"the runtime is imported. Accuracy: onnxruntime rows, `eib evaluate` on {args.dev_file.name} (all rows, one row "
+             f"per call); TVM rows, on the device over the measured rows (it runs the dequantized float graph: INT8 is a storage "
+             f"format there). File bytes: model.onnx, or TVM's model.so.", "",
+             "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | accuracy |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out:
-        lines.append(f"| {r['model']} | {r['file_bytes']:,} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | {r['p50_vs_quantize_dynamic']:.2f}x | "
-                     f"{r['model_peak_bytes'] / 2**20:.1f} / {r['model_resident_bytes'] / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.1f} | "
-                     f"{100 * r['dev_accuracy']:.2f}% |")
+        acc = f"{100 * r['dev_accuracy']:.2f}% (dev)" if r["dev_accuracy"] is not None else f"{100 * r['device_accuracy']:.2f}% ({r['device_rows']} rows)"
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['file_bytes']:,} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | "
+                     f"{r['p50_vs_quantize_dynamic']:.2f}x | {r['model_peak_bytes'] / 2**20:.1f} / {r['model_resident_bytes'] / 2**20:.1f} | "
+                     f"{r['peak_rss_bytes'] / 2**20:.1f} | {acc} |")
     replace_section(ROOT / "docs/results.md", "int8", "\n".join(lines))
     return 0
 
