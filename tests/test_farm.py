@@ -121,6 +121,8 @@ def test_local_device_works_without_ssh(tiny_artifact, tmp_path):
     for runtime in ("onnxruntime", "tvm"):
         rec = measure_on_device(art, "local", spec, runtime, data.dev, SETTINGS, cache)
         _check_measurement(rec, 16)
+        if runtime == "tvm":  # the TVM runner loads the runtime alone: no compiler library, no torch (tvm_ffi imports it if it can)
+            assert rec["metrics"]["rss_runtime_bytes"] < 160 * 2**20, rec["metrics"]["rss_runtime_bytes"]
 
 
 # faults ---------------------------------------------------------------------------------------
