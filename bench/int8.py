@@ -90,7 +90,7 @@ def main() -> int:
             b = build_for(args.student, spec.target, replace(st, trials=trials), args.cache_dir)
             name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
             rows[name] = {"model": name, "runtime": "tvm", "file_bytes": b["lib_bytes"], "dev_accuracy": None, "rounds": [],
-                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256")}}
+                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256", "int8_layers")}}
             jobs.append((name, Path(args.student), "tvm", b))
         for k in range(args.rounds):
             for name, f, runtime, b in jobs:  # interleaved: each round measures every row

@@ -63,7 +63,7 @@ def db_digest(db_dir: Path | None) -> str | None:
 
 
 def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: int = 0, db_dir: str | Path | None = None,
-          fast_math: bool = True, num_cores: int | None = None, timeout_s: float = 1800, log=None) -> dict:
+          fast_math: bool = True, num_cores: int | None = None, timeout_s: float = 1800, log=None, int8: bool = True) -> dict:
     """Build (or fetch from the cache) the library for `program` on `target`; returns the build record.
 
     Raises `BuildError` (kind `build-failed` or `build-timeout`) with the child's log.
@@ -79,7 +79,7 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     key_src = {
         "program": sha256_file(program), "target": spec.tvm_target(num_cores if trials else None),
         "host_cpu": _host_cpu_id() if spec.mcpu == "host" else None, "tvm": _version("apache-tvm"),
-        "tvm_ffi": _version("apache-tvm-ffi"), "fast_math": fast_math, "trials": trials,
+        "tvm_ffi": _version("apache-tvm-ffi"), "fast_math": fast_math, "trials": trials, **({"int8": True} if int8 else {}),
         "db": str(db_dir) if db_dir else None, "recipe": BUILD_VERSION,
     }
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:24]
@@ -91,7 +91,7 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     job = {"program": str(Path(program).resolve()), "target": target, "num_cores": num_cores, "trials": trials,
-           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc}
+           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc, "int8": int8}
     env = {**os.environ, "TVM_NUM_THREADS": str(num_cores)}
     t0 = time.perf_counter()
     log_path = tmp / "build.log"
@@ -188,7 +188,12 @@ def _child(job: dict) -> dict:
     import_s = time.perf_counter() - t0
     if job["fast_math"]:
         mod = _fast_gelu(mod)
-    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"])}
+    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": []}
+    if job.get("int8"):
+        from devices.tvm_int8 import rewrite_int8_dense, supports_vnni
+
+        if supports_vnni(target):  # INT8 dense layers computed with vpdpbusd; elsewhere they stay dequantized float
+            mod, info["int8_layers"] = rewrite_int8_dense(mod)
     if job["trials"]:
         from tvm.s_tir import meta_schedule as ms
 
@@ -199,7 +204,8 @@ def _child(job: dict) -> dict:
                                             relax.get_pipeline("zero")])(mod)
         db_dir = job["db_dir"]
         os.makedirs(db_dir, exist_ok=True)
-        tasks = ms.relax_integration.extract_tasks(mod, target)
+        # the hand-scheduled INT8 kernels (devices/tvm_int8.py) are not tuned
+        tasks = [t for t in ms.relax_integration.extract_tasks(mod, target) if not t.task_name.startswith("int8_")]
         db = ms.database.JSONDatabase(work_dir=db_dir)
         # a task is new unless the database holds a measured record for it (a crashed tuning run can leave
         # workloads without records)
@@ -207,11 +213,12 @@ def _child(job: dict) -> dict:
         info.update(tasks=len(tasks), new_tasks=len(new), new_task_names=new[:50])
         t1 = time.perf_counter()
         if new:
-            ms.relax_integration.tune_relax(
-                mod=mod, params={}, target=target, work_dir=db_dir, max_trials_global=max(job["trials"], len(tasks)),
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(extracted_tasks=tasks, work_dir=db_dir)
+            ms.tune.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=db_dir, max_trials_global=max(job["trials"], len(tasks)),
                 # every task gets a first round before any gets a second: keep rounds small when trials are few
                 num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))), builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=60),
-                runner=ms.runner.LocalRunner(timeout_sec=30))
+                runner=ms.runner.LocalRunner(timeout_sec=30), database=db)
         info["tune_s"] = round(time.perf_counter() - t1, 2)
         with target:
             mod = relax.transform.MetaScheduleApplyDatabase(db_dir)(mod)

@@ -37,6 +37,7 @@ class MeasureSettings:
     max_duration_s: float = 60.0
     trials: int = 0  # MetaSchedule trials (0: untuned)
     fast_math: bool = True
+    int8_compute: bool = True  # TVM: INT8 dense layers with integer dot products where the target has them (VNNI)
     build_timeout_s: float = 1800.0
     null_floor: bool = True  # also time the null model on the device (the harness's own floor)
 
@@ -81,7 +82,7 @@ def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path
     program = cache_dir / "programs" / f"{_model_digest(model_dir)[:24]}-s{settings.seq_len}.pt2"
     if not program.exists():
         export_program(model_dir, settings.seq_len, program)
-    return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math,
+    return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math, int8=settings.int8_compute,
                  db_dir=db_dir or (cache_dir / "tuning" / target / f"s{settings.seq_len}"), timeout_s=settings.build_timeout_s)
 
 
@@ -191,7 +192,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "import_s": res.get("import_s"), "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"),
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
-        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
+        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
                                         "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor,
     }

@@ -57,3 +57,31 @@ def test_the_check_catches_weights_dequantized_into_a_float_matmul(tmp_path):
 
 def test_the_shipped_model_runs_integer_kernels():
     assert float_weight_paths(ROOT / "models" / "sst2-2mb" / "model.onnx") == []
+
+
+def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
+    """TVM keeps the shipped model's dense weights int8 and runs them through `vpdpbusd` (the kernels named by the
+    build record), and the on-device runner's logits match onnxruntime's integer graph on the same rows."""
+    import subprocess
+
+    from devices.inventory import DeviceSpec
+    from eibert.data import load_task
+    from harness.measure import MeasureSettings, build_for, measure_on_device
+
+    model = Path(__file__).resolve().parents[1] / "models/sst2-2mb"
+    st = MeasureSettings(seq_len=64, rows=24, warmup=1, min_count=5, min_duration_s=0.1, null_floor=False)
+    rec = build_for(model, "x86-64-host", st, tmp_path / "cache")
+    kernels = {layer["kernel"] for layer in rec["int8_layers"]}
+    assert len(rec["int8_layers"]) == 13 and kernels  # embedding projection + 6 per layer; pooler and classifier (one row) stay float
+    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", rec["lib"]], capture_output=True, text=True, check=True).stdout
+    with_vnni, current = set(), None
+    for line in dis.splitlines():
+        if line.endswith(">:"):
+            current = line.split("<", 1)[1][:-2]
+        elif "vpdpbusd" in line and current:
+            with_vnni.add(current)
+    assert all(any(f.startswith(k) for f in with_vnni) for k in kernels), (kernels, with_vnni)
+    spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "dev"), threads=2)
+    out = measure_on_device(model, "local", spec, "tvm", load_task().dev, st, tmp_path / "cache", build=rec)
+    assert out["metrics"]["predictions_agree"] == out["n"] == 24
+    assert out["metrics"]["max_logit_drift"] < 2e-2, out["metrics"]["max_logit_drift"]

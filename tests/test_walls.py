@@ -39,10 +39,11 @@ def test_package_imports_stay_inside_walls(package):
     assert not {k: v for k, v in bad.items() if v}
 
 
-def test_one_module_imports_tvm():
+def test_only_the_build_and_the_runner_import_tvm():
     files = [f for pkg in ("eibert", "devices", "harness", "eibutil", "bench") for f in sorted((ROOT / pkg).rglob("*.py"))]
     users = sorted(str(f.relative_to(ROOT)) for f in files if "tvm" in imported_roots(f))
-    assert users == ["devices/remote/eib_device.py", "devices/tvm_build.py"]  # the device runner uses the runtime only
+    # the device runner uses the runtime only; tvm_int8 is imported by tvm_build's child alone
+    assert users == ["devices/remote/eib_device.py", "devices/tvm_build.py", "devices/tvm_int8.py"]
 
 
 def test_wall_checker_sees_a_violation(tmp_path):

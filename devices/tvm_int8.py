@@ -1,0 +1,173 @@
+"""INT8 dense layers computed with integer dot products in TVM (x86 AVX512-VNNI `vpdpbusd`).
+
+    mod = from_exported_program(ep)                  # the artifact's dense layers: add(bias, matmul(x, W_int8 * scale).T)
+    mod, layers = rewrite_int8_dense(mod)            # each becomes quantize (call_tir) -> VNNI dense (call_tir)
+    # layers: [{"kernel": "int8_dense_m64_n256_k256", "m": 64, "n": 256, "k": 256}, ...]
+
+The pattern is what the artifact's `DeployLinear` exports to: `astype(W int8 const) * scale const`,
+transposed, a matmul with the 2-D activations, plus the bias. The rewrite keeps the learned int8
+weights and per-channel steps exactly: weights packed as [N/16, K/4, 16, 4] int8 constants; the
+activations quantized per call to uint8 with a per-tensor scale and zero point (what onnxruntime's
+DynamicQuantizeLinear does in the artifact's integer graph); int32 accumulation with `vpdpbusd`
+(TVM's own VNNI intrinsic passes operand types the LLVM in this wheel rejects, so a corrected copy is
+registered here); an epilogue (acc - zp * column sum) * (scale * w_step) + bias. A layer whose shape
+does not tile (M % 8, N % 32, K % 4) keeps its float form. Only devices/tvm_build.py's child imports this.
+"""
+
+import numpy as np
+import tvm
+from tvm import relax, s_tir, te
+from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.s_tir import TensorIntrin
+from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc as _desc
+from tvm.script import tirx as T
+
+INTRIN = "dot_16x4_vnni_llvm22"
+KERNEL_PREFIX = "int8_dense"
+
+
+@T.prim_func(s_tir=True)
+def _vnni_impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 4), "int8", offset_factor=1),
+               C: T.Buffer((16,), "int32", offset_factor=1)) -> None:
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+        T.writes(C[0:16])
+        C[T.ramp(T.int32(0), 1, 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([0], dtype="int32x16"),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 16), dtype="uint8x64"),
+            B.vload([0, 0], dtype="int8x64"), dtype="int32x16")
+
+
+def _register() -> None:
+    if TensorIntrin.get(INTRIN, allow_missing=True) is None:
+        TensorIntrin.register(INTRIN, _desc, _vnni_impl)
+
+
+def supports_vnni(target) -> bool:
+    attrs = {str(x) for x in (target.attrs.get("mattr") or [])}
+    mcpu = str(target.attrs.get("mcpu", ""))
+    return target.kind.name == "llvm" and ("+avx512vnni" in attrs or mcpu in ("znver4", "znver5", "cascadelake", "icelake-server",
+                                                                              "sapphirerapids", "tigerlake", "icelake-client"))
+
+
+def quant_func(M: int, K: int):
+    """X f32[M,K] -> (Q u8[M,K], P f32[2] = [scale, zero point]): onnx DynamicQuantizeLinear."""
+    X = te.placeholder((M, K), "float32", name="X")
+    r = [te.reduce_axis((0, M)), te.reduce_axis((0, K)), te.reduce_axis((0, M)), te.reduce_axis((0, K))]
+    mn = te.compute((1,), lambda _: te.min(X[r[0], r[1]], axis=r[:2]), name="mn")
+    mx = te.compute((1,), lambda _: te.max(X[r[2], r[3]], axis=r[2:]), name="mx")
+
+    def p(t):
+        lo, hi = te.min(mn[0], 0.0), te.max(mx[0], 0.0)
+        s = te.max((hi - lo) / 255.0, 1e-12)
+        return tvm.tirx.Select(t == 0, s, te.max(te.min(te.round(0.0 - lo / s), 255.0), 0.0))
+
+    P = te.compute((2,), p, name="P")
+    Q = te.compute((M, K), lambda i, k: te.max(te.min(te.round(X[i, k] / P[0]) + P[1], 255.0), 0.0).astype("uint8"), name="Q")
+    sch = s_tir.Schedule(te.create_prim_func([X, Q, P]))
+    for name in ("mn", "mx"):  # rfactor -> vector min/max, then a short tail
+        _, _, rk = sch.get_loops(sch.get_sblock(name))
+        rf = sch.rfactor(sch.split(rk, [None, 64 if K % 64 == 0 else 4])[1], 0)
+        _, ri, rko, rki = sch.get_loops(rf)
+        sch.reorder(ri, rko, rki)
+        sch.vectorize(rki)
+        sch.decompose_reduction(rf, ri)
+    i, k = sch.get_loops(sch.get_sblock("Q"))
+    sch.vectorize(sch.split(sch.fuse(i, k), [None, 16])[1])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def dense_func(M: int, N: int, K: int, mi: int = 8, nj: int = 2):
+    """out f32[M,N] = (Q u8[M,K] . W s8 packed - zp * colsum) * (scale * ws) + bias, int32 accumulation by vpdpbusd."""
+    _register()
+    Q = te.placeholder((M, K), name="Q", dtype="uint8")
+    W = te.placeholder((N // 16, K // 4, 16, 4), name="W", dtype="int8")
+    k = te.reduce_axis((0, K), name="k")
+    acc = te.compute((M, N), lambda i, j: te.sum(Q[i, k].astype("int32") * W[j // 16, k // 4, j % 16, k % 4].astype("int32"), axis=k),
+                     name="acc")
+    cs, ws, bias = (te.placeholder((N,), name=n, dtype=d) for n, d in (("colsum", "int32"), ("ws", "float32"), ("bias", "float32")))
+    P = te.placeholder((2,), name="P", dtype="float32")
+    out = te.compute((M, N), lambda i, j: (acc[i, j] - P[1].astype("int32") * cs[j]).astype("float32") * (P[0] * ws[j]) + bias[j],
+                     name="out")
+    sch = s_tir.Schedule(te.create_prim_func([Q, W, cs, ws, bias, P, out]))
+    b, ep = sch.get_sblock("acc"), sch.get_sblock("out")
+    i, j, kk = sch.get_loops(b)
+    io, ii = sch.split(i, [None, mi])
+    jo, jm, ji = sch.split(j, [None, nj, 16])
+    ko, ki = sch.split(kk, [None, 4])
+    sch.reorder(io, jo, ko, ii, jm, ji, ki)  # micro-kernel: mi x nj zmm accumulators, k outer
+    sch.reverse_compute_at(ep, io)  # the epilogue per row block
+    sch.parallel(io)
+    sch.decompose_reduction(b, ko)
+    sch.tensorize(ji, INTRIN)
+    sch.unroll(ii)
+    sch.unroll(jm)
+    sch.vectorize(sch.get_loops(sch.get_sblock("acc_init"))[-1])
+    sch.vectorize(sch.split(sch.get_loops(ep)[-1], [None, 16])[1])
+    return sch.mod["main"].with_attr("tirx.is_scheduled", True)
+
+
+def pack_weight(w: np.ndarray) -> np.ndarray:
+    """[N, K] int8 -> [N/16, K/4, 16, 4], the layout the kernel's 16x4 dot product reads."""
+    n, k = w.shape
+    return np.ascontiguousarray(w.reshape(n // 16, 16, k // 4, 4).transpose(0, 2, 1, 3))
+
+
+def _array(c) -> np.ndarray:
+    v = getattr(c, "data", None) or c.value  # relax.Constant (data) or this release's ir.GenericConst (value)
+    return v.numpy()
+
+
+def _tiles(m: int, n: int, k: int) -> bool:
+    return m % 8 == 0 and n % 32 == 0 and k % 4 == 0
+
+
+def rewrite_int8_dense(mod):
+    """(module with every tiling int8 dense layer on the VNNI kernel, [the layers rewritten])."""
+    x, w, s, b = wildcard(), is_const(), is_const(), is_const()
+    dense = is_op("relax.matmul")(x, is_op("relax.permute_dims")(is_op("relax.multiply")(is_op("relax.astype")(w), s)))
+    pattern = is_op("relax.add")(b, dense)
+    funcs: dict[tuple, tuple] = {}
+    layers: list[dict] = []
+
+    def fit(matches):
+        """(m, n, k, weights, steps, bias) of a match the kernel can take, else None."""
+        wt, st, bt = (_array(matches[p]) for p in (w, s, b))
+        xs = matches[x].ty
+        if wt.dtype != np.int8 or wt.ndim != 2 or len(xs.shape) != 2 or bt.ndim != 1:
+            return None
+        (m, k), n = (int(d) for d in xs.shape), wt.shape[0]
+        if not _tiles(m, n, k) or st.size not in (1, n) or wt.shape[1] != k:
+            return None
+        return m, n, k, wt, st, bt
+
+    def collect(expr, matches):
+        if (f := fit(matches)) is not None:
+            funcs.setdefault(f[:3], None)
+        return expr
+
+    def rewriter(expr, matches):
+        f = fit(matches)
+        if f is None:
+            return expr
+        m, n, k, wt, st, bt = f
+        gq, gd = funcs[(m, n, k)]
+        q = relax.call_tir(gq, [matches[x]], [relax.TensorType((m, k), "uint8"), relax.TensorType((2,), "float32")])
+        steps = np.broadcast_to(st.reshape(-1).astype(np.float32), (n,)).copy()
+        consts = [relax.const(pack_weight(wt)), relax.const(wt.astype(np.int32).sum(1).astype(np.int32)), relax.const(steps),
+                  relax.const(bt.astype(np.float32))]
+        layers.append({"kernel": gd.name_hint, "m": m, "n": n, "k": k})
+        return relax.call_tir(gd, [relax.TupleGetItem(q, 0), *consts, relax.TupleGetItem(q, 1)], relax.TensorType((m, n), "float32"))
+
+    mains = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, relax.Function)]
+    for _, func in mains:
+        rewrite_call(pattern, collect, func)
+    bb = relax.BlockBuilder(mod)
+    for m, n, k in list(funcs):
+        qn, dn = f"int8_quantize_m{m}_k{k}", f"{KERNEL_PREFIX}_m{m}_n{n}_k{k}"
+        funcs[(m, n, k)] = (bb.add_func(quant_func(m, k).with_attr("global_symbol", qn), qn),
+                            bb.add_func(dense_func(m, n, k).with_attr("global_symbol", dn), dn))
+    out = bb.get()
+    for gv, func in mains:
+        out[gv] = rewrite_call(pattern, rewriter, func)
+    return relax.transform.DeadCodeElimination()(out), layers
