@@ -15,35 +15,25 @@ import pytest
 
 from harness.store import Store
 from tests.test_harness import _free_port
-from tests.test_pipeline import eib
+from tests.test_pipeline import ROOT, eib, write_config
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _config(folder: Path, inputs: Path, cluster: bool) -> Path:
+    """test_pipeline's tiny sweep, on an inventory of its own (the local device pinned to the head) and, for the
+    cluster, with the stages placed."""
     folder.mkdir(parents=True)
     (folder / "inventory.yaml").write_text(f"""
 devices:
   local: {{transport: local, workdir: {folder / 'device'}, ray_resource: {'head' if cluster else 'null'}}}
 """)
-    placement = "cluster: {resources: {teacher: head, importance: head, vocab: head, student: worker, artifact: worker}}" if cluster else ""
-    cfg = folder / "exp.yaml"
-    cfg.write_text(f"""
-name: two-nodes
-task: {{source: files, train_file: {inputs / 'train.tsv'}, dev_file: {inputs / 'dev.tsv'}, max_seq_len: 32}}
-teacher: {{model: {inputs / 'teacher'}, max_steps: 3, batch_size: 16, learning_rate: 1.0e-3}}
-compress:
-  student: {{layers: 1, hidden: 16, heads: 1, ffn: 32, embedding_size: 8}}
-  vocab: {{size: 400, importance_rows: 64}}
-  distill: {{mode: cross, max_steps: 3, batch_size: 16}}
-  quant: {{granularity: per-channel, steps_per_block: 10, calib_rows: 32}}
-sweep: {{grid: {{compress.vocab.size: [300, 400]}}}}
-inventory: inventory.yaml
-measure: {{seq_len: 32, rows: 16, warmup: 1, min_count: 5, min_duration_s: 0.1}}
-results: {{database: db.sqlite, reports_dir: reports}}
-cache_dir: cache
-{placement}
-""")
+    cfg = write_config(folder, inputs / "teacher", {"train": inputs / "train.tsv", "dev": inputs / "dev.tsv"})
+    text = cfg.read_text().replace(f"inventory: {ROOT / 'inventory.yaml'}", "inventory: inventory.yaml")
+    assert "inventory: inventory.yaml" in text
+    if cluster:
+        text += "cluster: {resources: {teacher: head, importance: head, vocab: head, student: worker, artifact: worker}}\n"
+    cfg.write_text(text)
     return cfg
 
 
