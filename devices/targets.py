@@ -21,13 +21,15 @@ class TargetSpec:
     note: str = ""
     extra: dict = field(default_factory=dict)
 
-    def tvm_target(self, num_cores: int | None = None, host_cpu: str | None = None) -> dict:
+    def tvm_target(self, num_cores: int | None = None, host_cpu: str | None = None, features: tuple[str, ...] = ()) -> dict:
+        """`features`: LLVM features read from the CPU's flags (devices.cpufeatures), added to `mattr`."""
         t: dict = {"kind": "llvm", "mtriple": self.mtriple}
         cpu = host_cpu if self.mcpu == "host" else self.mcpu
         if cpu:
             t["mcpu"] = cpu
-        if self.mattr:
-            t["mattr"] = list(self.mattr)
+        mattr = sorted(set(self.mattr) | set(features))
+        if mattr:
+            t["mattr"] = mattr
         if num_cores:
             t["num-cores"] = int(num_cores)  # MetaSchedule needs it
         return t

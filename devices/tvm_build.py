@@ -25,10 +25,11 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from devices.cpufeatures import host_flags, int8_path, llvm_features
 from devices.targets import TARGETS
 from eibutil import atomic_write_json, sha256_file
 
-BUILD_VERSION = 2  # bump when the build recipe changes
+BUILD_VERSION = 3  # bump when the build recipe changes (3: integer path chosen by CPU feature flags)
 
 
 class BuildError(RuntimeError):
@@ -75,9 +76,11 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     if cc and not shutil.which(cc):
         raise BuildError(f"{cc} not found: install gcc-aarch64-linux-gnu to build for {target}", kind="missing-toolchain")
     num_cores = num_cores or os.cpu_count() or 1
+    # the local CPU's features come from its flags (never its model name); a named target's are its own
+    features = llvm_features(host_flags(), spec.arch) if spec.mcpu == "host" else ()
     db_dir = Path(db_dir).resolve() if (trials and db_dir) else None
     key_src = {
-        "program": sha256_file(program), "target": spec.tvm_target(num_cores if trials else None),
+        "program": sha256_file(program), "target": spec.tvm_target(num_cores if trials else None, features=features),
         "host_cpu": _host_cpu_id() if spec.mcpu == "host" else None, "tvm": _version("apache-tvm"),
         "tvm_ffi": _version("apache-tvm-ffi"), "fast_math": fast_math, "trials": trials, **({"int8": True} if int8 else {}),
         "db": str(db_dir) if db_dir else None, "recipe": BUILD_VERSION,
@@ -91,7 +94,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     job = {"program": str(Path(program).resolve()), "target": target, "num_cores": num_cores, "trials": trials,
-           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc, "int8": int8}
+           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc, "int8": int8,
+           "features": list(features)}
     env = {**os.environ, "TVM_NUM_THREADS": str(num_cores)}
     t0 = time.perf_counter()
     log_path = tmp / "build.log"
@@ -172,6 +176,20 @@ def _persistent_builder_pool():
     lb.PopenPoolExecutor = Pool
 
 
+def integer_dense(mod, tdict: dict, arch: str, requested: bool):
+    """(module, {int8_path, int8_reason, int8_layers}): the INT8 dense layers on vpdpbusd kernels when the
+    target's features (`mattr`, from CPU flags) have +avx512vnni, else the dequantized float graph."""
+    if not requested:
+        return mod, {"int8_path": "float", "int8_reason": "integer compute not requested (measure.int8_compute: false)", "int8_layers": []}
+    path, why = int8_path(tdict.get("mattr", ()), arch)
+    layers: list = []
+    if path == "vnni":
+        from devices.tvm_int8 import rewrite_int8_dense
+
+        mod, layers = rewrite_int8_dense(mod)
+    return mod, {"int8_path": path, "int8_reason": why, "int8_layers": layers}
+
+
 def _child(job: dict) -> dict:
     import torch
     import tvm
@@ -180,7 +198,7 @@ def _child(job: dict) -> dict:
 
     spec = TARGETS[job["target"]]
     host_cpu = str(tvm.target.codegen.llvm_get_system_cpu()) if spec.mcpu == "host" else None
-    tdict = spec.tvm_target(job["num_cores"] if job["trials"] else None, host_cpu=host_cpu)
+    tdict = spec.tvm_target(job["num_cores"] if job["trials"] else None, host_cpu=host_cpu, features=tuple(job.get("features", ())))
     target = tvm.target.Target(tdict)
     t0 = time.perf_counter()
     ep = torch.export.load(job["program"])
@@ -189,11 +207,8 @@ def _child(job: dict) -> dict:
     if job["fast_math"]:
         mod = _fast_gelu(mod)
     info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": []}
-    if job.get("int8"):
-        from devices.tvm_int8 import rewrite_int8_dense, supports_vnni
-
-        if supports_vnni(target):  # INT8 dense layers computed with vpdpbusd; elsewhere they stay dequantized float
-            mod, info["int8_layers"] = rewrite_int8_dense(mod)
+    mod, int8_info = integer_dense(mod, tdict, spec.arch, bool(job.get("int8")))
+    info.update(int8_info)
     if job["trials"]:
         from tvm.s_tir import meta_schedule as ms
 

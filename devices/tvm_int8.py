@@ -43,13 +43,6 @@ def _register() -> None:
         TensorIntrin.register(INTRIN, _desc, _vnni_impl)
 
 
-def supports_vnni(target) -> bool:
-    attrs = {str(x) for x in (target.attrs.get("mattr") or [])}
-    mcpu = str(target.attrs.get("mcpu", ""))
-    return target.kind.name == "llvm" and ("+avx512vnni" in attrs or mcpu in ("znver4", "znver5", "cascadelake", "icelake-server",
-                                                                              "sapphirerapids", "tigerlake", "icelake-client"))
-
-
 def quant_func(M: int, K: int):
     """X f32[M,K] -> (Q u8[M,K], P f32[2] = [scale, zero point]): onnx DynamicQuantizeLinear."""
     X = te.placeholder((M, K), "float32", name="X")

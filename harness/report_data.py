@@ -44,5 +44,13 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
             "tuning_db_sha256": build.get("db_sha256"), "seeds": p.get("seeds"), "created_at": m["created_at"],
             "null_p50_ms": (met.get("null") or {}).get("p50_ms"), "null_p90_ms": (met.get("null") or {}).get("p90_ms"),
             "model_bytes": met.get("model_bytes"), "model_memory_bytes": (met.get("memory") or {}).get("model_peak_bytes"), "samples": m["samples"],
+            "int8_note": _int8_note(build, met.get("settings") or {}),
         })
     return out
+
+
+def _int8_note(build: dict, settings: dict) -> str:
+    """Why a TVM build that was asked for integer compute runs the dequantized float graph ("" otherwise)."""
+    if build.get("int8_path") == "float" and settings.get("int8_compute", True):
+        return f"integer path unavailable: {build.get('int8_reason', 'no reason recorded')}"
+    return ""

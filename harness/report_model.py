@@ -64,7 +64,7 @@ def _devices(rows: list[dict], host: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["variant_id", "subject", "variant", "device", "runtime", "accuracy", "n", "acc_lo", "acc_hi",
                                      "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes", "model_memory_bytes",
                                      "null_p50_ms", "null_p90_ms", "emulated", "verdict", "verdict_reason", "samples",
-                                     "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy"])
+                                     "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy", "int8_note"])
     ci = [_interval(a, n) for a, n in zip(df["accuracy"], df["n"])]
     df["acc_lo"], df["acc_hi"] = [c[0] for c in ci], [c[1] for c in ci]
     host_n = {(r.variant_id, r.subject): r.n for r in host.itertuples()}

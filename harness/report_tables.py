@@ -96,7 +96,8 @@ def device(m: ReportModel, dev: str) -> Table:
     rows = []
     for r in d.itertuples():
         acc = pct(r.accuracy, r.acc_lo, r.acc_hi) + (f" (subset: {r.n} of {r.host_n} rows)" if r.subset else "")
-        rows.append([r.variant, r.runtime, human_bytes(r.size_bytes if not _missing(r.size_bytes) else r.model_bytes), acc, r.n,
+        note = getattr(r, "int8_note", "")
+        rows.append([r.variant, r.runtime + (f" ({note})" if isinstance(note, str) and note else ""), human_bytes(r.size_bytes if not _missing(r.size_bytes) else r.model_bytes), acc, r.n,
                      ms(r.p50_ms), f"[{ms(r.p50_ci_low_ms)}, {ms(r.p50_ci_high_ms)}]", ms(r.p90_ms), ms(r.p99_ms), ms(r.null_p50_ms),
                      mib(r.model_memory_bytes), mib(r.peak_rss_bytes), "-" if _missing(r.max_logit_drift) else f"{r.max_logit_drift:.1e}",
                      r.verdict + (f" ({r.verdict_reason})" if r.verdict_reason else "")])

@@ -64,6 +64,7 @@ def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     build record), and the on-device runner's logits match onnxruntime's integer graph on the same rows."""
     import subprocess
 
+    from devices.cpufeatures import host_flags
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
     from harness.measure import MeasureSettings, build_for, measure_on_device
@@ -71,6 +72,10 @@ def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     model = Path(__file__).resolve().parents[1] / "models/sst2-2mb"
     st = MeasureSettings(seq_len=64, rows=24, warmup=1, min_count=5, min_duration_s=0.1, null_floor=False)
     rec = build_for(model, "x86-64-host", st, tmp_path / "cache")
+    if "avx512_vnni" not in host_flags():  # the path follows the flags: this CPU has no VNNI, so float, and the record says why
+        assert rec["int8_path"] == "float" and "+avx512vnni" in rec["int8_reason"] and rec["int8_layers"] == []
+        return
+    assert rec["int8_path"] == "vnni", rec.get("int8_reason")
     kernels = {layer["kernel"] for layer in rec["int8_layers"]}
     assert len(rec["int8_layers"]) == 13 and kernels  # embedding projection + 6 per layer; pooler and classifier (one row) stay float
     dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", rec["lib"]], capture_output=True, text=True, check=True).stdout

@@ -137,6 +137,8 @@ def cmd_probe(_args):
             facts["cpu_model"] = value.strip()
         elif key == "cpu part" and "cpu_part" not in facts:
             facts["cpu_part"] = value.strip()
+        elif key in ("flags", "features") and "cpu_flags" not in facts:  # what kernels are chosen by, never the model name
+            facts["cpu_flags"] = sorted(set(value.split()))
     for line in _read("/proc/meminfo").splitlines():
         if line.startswith(("MemTotal:", "MemAvailable:")):
             facts["mem_total_bytes" if line.startswith("MemTotal") else "mem_available_bytes"] = int(line.split()[1]) * 1024
