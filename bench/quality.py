@@ -32,6 +32,19 @@ from eibutil.accstats import mcnemar_exact, wilson  # noqa: E402
 BUDGET_BYTES = 2_000_000
 TARGET_ACC = 0.88
 CKPT_EVERY = 200
+MAX_SEQ_LEN = 64
+TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
+MPNET = Path("~/.cache/eibert/teachers/all-mpnet-base-v2").expanduser()  # scripts/get-teacher.sh mpnet puts it there
+CORPORA = Path("~/.cache/eibert/corpora").expanduser()  # scripts/get-corpora.sh
+
+
+def load_split(data_dir: Path, sentences: int = 600):
+    """Full SST-2 with the selection split carved from train (the rows every teacher and student train on)."""
+    from eibert.data import load_task
+    from eibert.selection import SelectionSettings, carve_selection
+
+    data = load_task(source="files", train_file=data_dir / "train.tsv", dev_file=data_dir / "validation.tsv", text_fields=["sentence"])
+    return carve_selection(data, SelectionSettings(sentences=sentences))
 
 
 class BudgetReached(Exception):
@@ -59,14 +72,45 @@ def ladder(args) -> list[dict]:
          **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug},
         {"variant": "+cross", "lever": f"cross-distillation final phase ({args.cross_epochs:g} epoch)", **base, "vocab": 5000, "fold": True,
          "augment": A, "phases": aug + (P("cross", epochs=args.cross_epochs, lr=1e-4, patience=None),)},
+        # target teachers: the student's structure stays MiniLM's; the logits it learns come from MPNet (or both)
+        {"variant": "+mpnet", "lever": "prediction targets from fine-tuned MPNet (rows and phases of +augment)", "base": "+augment",
+         **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",)},
+        {"variant": "+ensemble", "lever": "prediction targets: mean of MPNet's and MiniLM's logits", "base": "+mpnet",
+         **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet", "structural")},
+        {"variant": "+reviews", "lever": "transfer set: + Pang & Lee IMDb review sentences and sub-phrases (MPNet targets)",
+         "base": "+mpnet", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
+         "transfer": {"pang-lee1": None}},
+        {"variant": "+mixed", "lever": "transfer set: + 30k nlp-corpus sentences and sub-phrases (MPNet targets)",
+         "base": "+reviews", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
+         "transfer": {"pang-lee1": None, "nlp-corpus": 30000}},
     ]
     return [r for r in rungs if not args.rungs or r["variant"] in args.rungs]
 
 
+def transfer_texts(spec: dict | None, data) -> tuple[list[str], dict]:
+    """The transfer rows of a rung: {source: sentences kept (None: all)}, filtered against dev and selection."""
+    from eibert.transfer import TransferSettings, build_transfer
+
+    if not spec:
+        return [], {}
+    blocked = list(data.dev["text_a"]) + list(data.selection["text_a"])
+    texts, report = [], {"sources": {}}
+    for name, cap in spec.items():  # one source at a time, each seeded alike: adding a source keeps the others' rows
+        got, rep = build_transfer({name: CORPORA / f"{name}.txt"}, blocked, TransferSettings(max_sentences=cap))
+        texts += got
+        report["sources"].update(rep["sources"])
+    report["rows"] = len(texts)
+    return texts, report
+
+
 def add_paired_tests(rows: list[dict], seed: int, dev_labels: list[int], sel_labels: list[int]) -> None:
-    """p of an exact McNemar test of each rung against the rung before it (same seed), on dev and selection."""
+    """p of an exact McNemar test of each rung against its base (the rung before it unless it names one; same
+    seed), on dev and selection."""
     ladder_rows = [r for r in rows if r["stage"] != "teacher" and r["seed"] == seed]
-    for prev, r in zip(ladder_rows, ladder_rows[1:]):
+    by_name = {r["variant"]: r for r in ladder_rows}
+    for before, r in zip(ladder_rows, ladder_rows[1:]):
+        prev = by_name.get(r.get("base")) or before
+        r["vs"] = prev["variant"]
         for split, labels in (("dev", dev_labels), ("selection", sel_labels)):
             if split in r["predictions"] and split in prev["predictions"]:
                 r[f"p_{split}_vs_prev"] = mcnemar_exact(r["predictions"][split], prev["predictions"][split], labels)["p_value"]
@@ -129,18 +173,19 @@ def headline(rows: list[dict]) -> str:
             f"target {TARGET_ACC:.1%} {verdict}.")
 
 
-def main() -> None:  # noqa: C901  (one linear script)
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
-    ap.add_argument("--teacher", default="bundled")
-    ap.add_argument("--teacher-epochs", type=float, default=2.0)
+    ap.add_argument("--teacher", default="bundled", help="the structural teacher")
+    ap.add_argument("--teacher-epochs", type=float, default=TEACHER_HP["epochs"])
+    ap.add_argument("--target-teacher", type=Path, default=MPNET, help="the target teacher of the +mpnet rungs (scripts/get-teacher.sh mpnet)")
     ap.add_argument("--selection-sentences", type=int, default=600)
     ap.add_argument("--epochs", type=float, default=3.0, help="prediction-phase epochs")
     ap.add_argument("--inter-epochs", type=float, default=1.0, help="intermediate-phase epochs")
     ap.add_argument("--cross-epochs", type=float, default=0.25)
     ap.add_argument("--aug-copies", type=float, default=3.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the last rung (the headline); others use the first")
-    ap.add_argument("--rungs", nargs="+", help="only these variants")
+    ap.add_argument("--rungs", nargs="+", help="only these variants (the stored rows of the others are kept)")
     ap.add_argument("--student", type=json.loads, default={}, help='JSON overrides of the 2x256 student, e.g. {"hidden": 128}')
     ap.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly at the first checkpoint after this long")
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
@@ -148,7 +193,71 @@ def main() -> None:  # noqa: C901  (one linear script)
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
     ap.add_argument("--ship", type=Path, default=ROOT / "models/sst2-2mb", help="where the headline artifact is copied")
     ap.add_argument("--ship-only", action="store_true", help="copy the headline of the rows in --out now (a run cut short)")
-    args = ap.parse_args()
+    ap.add_argument("--dump-texts", type=Path, default=None, help="write the rows each target-teacher rung needs labelled "
+                    "(JSON lists, for bench/label_targets.py on another machine) and stop")
+    return ap.parse_args()
+
+
+def target_key(args, data) -> str | None:
+    """The cache key of the fine-tuned target teacher (computed without fine-tuning it), or None when absent."""
+    from eibert.cache import Cache
+    from eibert.teacher import DEFAULT_HP, teacher_key
+
+    if not (args.target_teacher / "config.json").is_file():
+        return None
+    return teacher_key(Cache(args.cache_dir), str(args.target_teacher.resolve()), data, {**DEFAULT_HP, **TEACHER_HP}, MAX_SEQ_LEN)
+
+
+def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str], list[str]]:
+    """(every text the rung's student trains on, its transfer texts): train rows, augmented rows, transfer rows."""
+    from eibert.cache import Cache
+    from eibert.hub import load_tokenizer, model_fingerprint
+    from eibert.phased import cached_augmentation, training_rows
+    from eibert.stages import _teacher
+
+    transfer, _ = transfer_texts(rung.get("transfer"), data)
+    aug, _ = cached_augmentation(Cache(cache_dir), _teacher(str(tdir)), load_tokenizer(str(tdir)), data, rung["augment"],
+                                 model_fingerprint(str(tdir)))
+    return training_rows(data, aug + transfer)[0], transfer
+
+
+def dump_texts(args, rungs, data, tdir: Path) -> None:
+    import gzip
+
+    args.dump_texts.mkdir(parents=True, exist_ok=True)
+    for rung in rungs:
+        if "mpnet" in rung.get("targets", ()):
+            texts, _ = rung_rows(rung, data, tdir, args.cache_dir)
+            f = args.dump_texts / f"{rung['variant'].lstrip('+')}.json.gz"
+            f.write_bytes(gzip.compress(json.dumps(texts).encode(), 6))
+            print(f"{f}: {len(texts):,} rows", flush=True)
+
+
+def target_settings(rung: dict, mpnet_key: str | None):
+    from eibert.targets import TargetSettings
+
+    names = rung.get("targets", ())
+    if "mpnet" in names and mpnet_key is None:
+        raise SystemExit(f"rung {rung['variant']}: the target teacher is missing (scripts/get-teacher.sh mpnet)")
+    return TargetSettings(tuple(mpnet_key if n == "mpnet" else n for n in names)) if names else None
+
+
+def target_teacher_row(cache_dir: Path, mpnet_key: str | None) -> dict | None:
+    """MPNet's row, from the report its targets carry (its weights need not be on this machine)."""
+    if mpnet_key is None:
+        return None
+    for entry in sorted((cache_dir / "targets").glob("*/entry.json")):
+        t = json.loads(entry.read_text()).get("report", {}).get("teacher") or {}
+        if t.get("key") == mpnet_key:
+            return {"variant": "mpnet teacher", "lever": f"all-mpnet-base-v2 fine-tuned {TEACHER_HP['epochs']:g} epochs ({t.get('device')})",
+                    "stage": "teacher", "seed": 0, "size_bytes": 437_971_872, "dev_accuracy": t["dev_accuracy"], "dev_n": 872,
+                    "dev_ci95": wilson(t["dev_accuracy"], 872), "selection_accuracy": t["selection_accuracy"], "teacher": "all-mpnet-base-v2",
+                    "teacher_dev_accuracy": t["dev_accuracy"], "wall_s": t.get("train_s", 0), "key": mpnet_key, "predictions": {}}
+    return None
+
+
+def main() -> None:  # noqa: C901  (one linear script)
+    args = parse_args()
     if args.ship_only:
         stored = json.loads(args.out.read_text())
         ship(stored["rows"], args.ship, stored["command"], stored.get("commit"))
@@ -164,66 +273,66 @@ def main() -> None:  # noqa: C901  (one linear script)
             raise BudgetReached
 
     from eibert.compress import VocabSettings, compress
-    from eibert.data import load_task
     from eibert.distill import DistillSettings
     from eibert.quant import QuantSettings
-    from eibert.selection import SelectionSettings, carve_selection
     from eibert.teacher import finetune_teacher
 
-    data = load_task(source="files", train_file=args.data / "train.tsv", dev_file=args.data / "validation.tsv", text_fields=["sentence"])
-    data = carve_selection(data, SelectionSettings(sentences=args.selection_sentences))
+    data = load_split(args.data, args.selection_sentences)
     dev_labels, sel_labels = list(data.dev["label"]), list(data.selection["label"])
     import torch
 
     host = f"{os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads), no GPU"
-    old = {r["key"]: r for r in json.loads(args.out.read_text()).get("rows", []) if r.get("key")} if args.out.is_file() else {}
-    rows: list[dict] = []
-    stages: list[dict] = []
-
+    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    old = {r["key"]: r for r in stored.get("rows", []) if r.get("key")}
+    rungs = ladder(args)
+    # the headline (last rung) runs first, so an interrupted session has it; then the ladder; then its other seeds
+    plan = [(rungs[-1], args.seeds[0])] + [(r, args.seeds[0]) for r in rungs[:-1]] + [(rungs[-1], s) for s in args.seeds[1:]]
+    planned = {(r["variant"], s) for r, s in plan}
+    # rows of rungs this run does not redo are kept (the ladder grows; one command need not redo it all)
+    rows = [r for r in stored.get("rows", []) if r["stage"] != "teacher" and (r["variant"], r["seed"]) not in planned]
+    stages = [st for st in stored.get("stages", []) if not any(st["stage"].startswith(f"{v}:") or st["stage"].startswith(f"{v} seed {s}:")
+                                                               for v, s in planned)]
     commit = _commit()
+    order = {r["variant"]: i for i, r in enumerate(ladder(argparse.Namespace(**{**vars(args), "rungs": None})))}
 
     def flush() -> None:
+        rows.sort(key=lambda r: (-1 if r["stage"] == "teacher" else order.get(r["variant"], 99), r["seed"]))
+        add_paired_tests(rows, args.seeds[0], dev_labels, sel_labels)
         atomic_write_json(args.out, {"command": command, "commit": commit, "host": host, "split": data.split_report, "rows": rows, "stages": stages})
         replace_section(args.md, "quality", markdown(rows, stages, command, data.split_report, host))
 
     try:
         t0 = time.perf_counter()
-        teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp={"epochs": args.teacher_epochs, "seed": 0},
-                                   max_seq_len=64, on_step=on_step)
+        teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp={**TEACHER_HP, "epochs": args.teacher_epochs},
+                                   max_seq_len=MAX_SEQ_LEN, on_step=on_step)
         tdir = Path(teacher.model_dir)
+        if args.dump_texts:
+            return dump_texts(args, rungs, data, tdir)
         t_size = sum((tdir / f).stat().st_size for f in ("model.safetensors", "vocab.txt") if (tdir / f).is_file())
-        rows.append({"variant": "teacher", "lever": f"all-MiniLM-L6-v2 fine-tuned {args.teacher_epochs:g} epochs (length-grouped)",
-                     "stage": "teacher", "seed": 0, "size_bytes": t_size, "dev_accuracy": teacher.dev_accuracy,
-                     "dev_ci95": wilson(teacher.dev_accuracy, teacher.dev_n), "selection_accuracy": teacher.selection_accuracy,
-                     "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key, "predictions": {}})
-        stages.append({"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s})
+        rows.insert(0, {"variant": "teacher", "lever": f"all-MiniLM-L6-v2 fine-tuned {args.teacher_epochs:g} epochs (length-grouped)",
+                        "stage": "teacher", "seed": 0, "size_bytes": t_size, "dev_accuracy": teacher.dev_accuracy, "teacher": "all-MiniLM-L6-v2",
+                        "dev_ci95": wilson(teacher.dev_accuracy, teacher.dev_n), "selection_accuracy": teacher.selection_accuracy,
+                        "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key, "predictions": {}})
+        mpnet_key = target_key(args, data)
+        if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
+            rows.insert(1, mrow)
+        stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}] if st not in stages]
         flush()
         print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} ({time.perf_counter() - t0:.0f} s)", flush=True)
         student = {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512, "embedding_size": 128, "integrate": True, **args.student}
         quant = QuantSettings(granularity="per-channel", method="lsq", steps_per_block=200)
-        rungs = ladder(args)
-        # the headline (last rung) runs first, so an interrupted session has it; then the ladder; then its other seeds
-        plan = [(rungs[-1], args.seeds[0])] + [(r, args.seeds[0]) for r in rungs[:-1]] + [(rungs[-1], s) for s in args.seeds[1:]]
         for k, (rung, seed) in enumerate(plan):
             print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
             t1 = time.perf_counter()
+            targets = target_settings(rung, mpnet_key)
+            transfer, t_report = transfer_texts(rung.get("transfer"), data)
             res = compress(str(tdir), data, student=student, vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
                            distill=DistillSettings(mode="cross", seed=seed, phases=rung["phases"], ckpt_every=CKPT_EVERY), quant=quant,
-                           cache_dir=str(args.cache_dir), max_seq_len=64, augment=rung["augment"], fold=rung["fold"], on_step=on_step)
-            art = Path(res["artifact_dir"])
-            stored = old.get(res["cache_key"], {})
-            row = {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed, "vocab_size": rung["vocab"],
-                   "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"], "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
-                   "selection_accuracy": res["selection_accuracy"], "float_dev_accuracy": res["float_dev_accuracy"],
-                   "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": stored["wall_s"] if res["cache_hit"] and stored else time.perf_counter() - t1,
-                   "key": res["cache_key"], "artifact_dir": res["artifact_dir"], "parts": res["parts"],
-                   "predictions": json.loads((art / "predictions.json").read_text()), "fit": res["stages"]["student"].get("fit"),
-                   "artifact_sha256": json.loads((art / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]}
+                           cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=rung["fold"], on_step=on_step,
+                           targets=targets, transfer=transfer)
+            row = artifact_row(rung, seed, res, old, time.perf_counter() - t1, teacher, mrow, t_report)
             rows.append(row)
             stages.extend(stage_times(row, res))
-            order = {r["variant"]: i for i, r in enumerate(rungs)}
-            rows.sort(key=lambda r: (-1 if r["stage"] == "teacher" else order[r["variant"]], r["seed"]))
-            add_paired_tests(rows, args.seeds[0], dev_labels, sel_labels)
             flush()
             print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy", "wall_s")}), flush=True)
         ship(rows, args.ship, command, commit)
@@ -231,6 +340,24 @@ def main() -> None:  # noqa: C901  (one linear script)
     except BudgetReached:
         flush()
         print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue", flush=True)
+
+
+def artifact_row(rung: dict, seed: int, res: dict, old: dict, wall_s: float, teacher, mrow: dict | None, t_report: dict) -> dict:
+    art = Path(res["artifact_dir"])
+    stored = old.get(res["cache_key"], {})
+    names = rung.get("targets", ())
+    t_acc = {"mpnet": (mrow or {}).get("dev_accuracy"), "structural": teacher.dev_accuracy}
+    fit = res["stages"]["student"].get("fit") or {}
+    return {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed, "vocab_size": rung["vocab"],
+            "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"], "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
+            "selection_accuracy": res["selection_accuracy"], "float_dev_accuracy": res["float_dev_accuracy"],
+            "teacher": " + ".join({"mpnet": "all-mpnet-base-v2", "structural": "all-MiniLM-L6-v2"}[n] for n in names) or "all-MiniLM-L6-v2",
+            "teacher_dev_accuracy": max([t_acc[n] for n in names if t_acc.get(n) is not None], default=teacher.dev_accuracy),
+            "transfer_rows": fit.get("rows", 0) - fit.get("train_rows", 0), "transfer": t_report.get("sources", {}),
+            "base": rung.get("base"), "wall_s": stored["wall_s"] if res["cache_hit"] and stored else wall_s,
+            "key": res["cache_key"], "artifact_dir": res["artifact_dir"], "parts": res["parts"],
+            "predictions": json.loads((art / "predictions.json").read_text()), "fit": fit,
+            "artifact_sha256": json.loads((art / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]}
 
 
 def stage_times(row: dict, res: dict) -> list[dict]:
@@ -255,6 +382,9 @@ def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) 
     for r in rows:
         r["headline"] = r is head
         r["headline_variant"] = r["variant"] == head["variant"]
+        r.pop("seeds", None), r.pop("dev_accuracy_mean", None)
+    head["seeds"] = sorted(r["seed"] for r in picked[1])
+    head["dev_accuracy_mean"] = sum(r["dev_accuracy"] for r in picked[1]) / len(picked[1])
     dest.mkdir(parents=True, exist_ok=True)  # files other than the artifact's (the model card) stay
     src = Path(head["artifact_dir"])
     for f in sorted(src.iterdir()):

@@ -104,14 +104,14 @@ def _export(cache, key, stu, s_tok, data, dev_s, sel_s, quant, calib_rows, fold,
 
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill, quant, cache_dir: str,
              max_seq_len: int = 64, calib_rows: int = 512, progress: bool = True, augment=None, fold: bool = False,
-             on_step=None) -> dict:
+             on_step=None, targets=None, transfer: list[str] = ()) -> dict:
     """importance -> vocab -> student -> artifact in one call; the artifact's record as JSON, with the
     importance stage added to its `stages`."""
     t0 = time.perf_counter()
     imp = importance(teacher_dir, data, vocab, cache_dir=cache_dir, max_seq_len=max_seq_len, progress=progress)
     voc = vocab_stage(teacher_dir, imp, data, vocab, cache_dir=cache_dir, max_seq_len=max_seq_len)
     stu = student_stage(teacher_dir, voc, data, student=student, distill=distill, cache_dir=cache_dir, augment=augment,
-                        max_seq_len=max_seq_len, progress=progress, on_step=on_step)
+                        max_seq_len=max_seq_len, progress=progress, on_step=on_step, targets=targets, transfer=transfer)
     art = artifact(stu, data, quant, cache_dir=cache_dir, calib_rows=calib_rows, fold=fold, max_seq_len=max_seq_len, progress=progress)
     out = art.to_json()
     out["stages"] = {"importance": {"key": imp.key, "cache_hit": imp.cache_hit, "wall_s": imp.wall_s}, **out["stages"]}

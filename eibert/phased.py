@@ -37,8 +37,8 @@ def cached_augmentation(cache, teacher, t_tok, data, st: AugmentSettings, teache
 
 
 def training_rows(data, augmented: list[str]) -> tuple[list[str], list[int]]:
-    """Texts and labels to train on: the train rows with their labels, then the augmented rows with
-    label -1 (no hard label: their only targets are the teacher's outputs)."""
+    """Texts and labels to train on: the train rows with their labels, then the augmented (and transfer)
+    rows with label -1 (no hard label: their only targets are the teacher's outputs)."""
     return list(data.train["text_a"]) + augmented, list(data.train["label"]) + [-1] * len(augmented)
 
 
@@ -49,18 +49,26 @@ def slot_rows(tok, texts: list[str], labels: list[int], max_seq_len: int) -> lis
 
 
 def train_phased(model, teacher, data, t_tok, s_tok, old_ids: list[int], distill, augment: AugmentSettings | None, *, cache, dims,
-                 max_seq_len: int, teacher_fp: str, ckpt_dir, progress: bool = True, on_step=None) -> dict:
-    """Augment, label with the teacher, and run `distill.phases` (see eibert.phases)."""
+                 max_seq_len: int, teacher_fp: str, ckpt_dir, progress: bool = True, on_step=None, targets=None,
+                 transfer: list[str] = ()) -> dict:
+    """Augment, add the `transfer` texts, label with the teacher, replace its logits by the `targets`
+    teachers' (eibert.targets), and run `distill.phases` (see eibert.phases)."""
     augment = augment or AugmentSettings()
     aug, aug_report = cached_augmentation(cache, teacher, t_tok, data, augment, teacher_fp)
-    texts, labels = training_rows(data, aug)
+    texts, labels = training_rows(data, aug + list(transfer))
     lmap = layer_map(teacher.config.num_hidden_layers, model.spec.layers)
     outputs, out_report = teacher_outputs(teacher, t_tok, texts, layers=lmap, max_seq_len=max_seq_len, cache=cache,
                                           key_spec={"teacher": teacher_fp}, progress=progress)
+    t_report = None
+    if targets is not None and targets.teachers:
+        from eibert.targets import resolve_targets
+
+        outputs.logits, t_report = resolve_targets(targets, texts, outputs.logits, cache=cache, max_seq_len=max_seq_len, progress=progress)
     rows = slot_rows(s_tok, texts, labels, max_seq_len)
     needs_cross = any(p.kind == "cross" for p in distill.phases)
     cross_rows = pair_rows(encode(s_tok, data.train, max_seq_len), encode(t_tok, data.train, max_seq_len), old_ids) if needs_cross else []
     selection = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
     fit = run_phases(model, teacher, distill.phases, distill, rows=rows, outputs=outputs, cross_rows=cross_rows, dims=dims,
                      selection=selection, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step)
-    return {**fit, "augment": aug_report, "teacher_outputs": out_report, "train_rows": len(data.train), "rows": len(rows)}
+    return {**fit, "augment": aug_report, "teacher_outputs": out_report, "train_rows": len(data.train), "rows": len(rows),
+            "transfer_rows": len(transfer), **({"targets": t_report} if t_report else {})}

@@ -159,12 +159,13 @@ def vocab(teacher_dir: str, imp: ImportanceRecord, data, settings: VocabSettings
 
 
 def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill, cache_dir: str, augment=None,
-            max_seq_len: int = 64, progress: bool = True, on_step=None) -> StudentRecord:
+            max_seq_len: int = 64, progress: bool = True, on_step=None, targets=None, transfer: list[str] = ()) -> StudentRecord:
     """The student, initialised from the teacher over the pruned vocabulary and distilled.
 
     With `distill.phases` it is trained phase by phase from cached teacher outputs over the train rows
     and their `augment`ed copies (eibert.phased)."""
     from eibert.student import StudentSpec
+    from eibert.teacher_outputs import hash_texts
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
     teacher_fp = model_fingerprint(teacher_dir)
@@ -175,7 +176,9 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
     init = student.get("init", "teacher")
     stu_spec = {"v": CODE_VERSION, "vocab": voc.key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
                 "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len,
-                **({"augment": augment.to_json()} if augment and distill.phases else {})}
+                **({"augment": augment.to_json()} if augment and distill.phases else {}),
+                **({"targets": targets.to_json()} if targets is not None and targets.teachers and distill.phases else {}),
+                **({"transfer": hash_texts(list(transfer)), "transfer_rows": len(transfer)} if transfer and distill.phases else {})}
     key = cache.key("student", stu_spec)
     hit = cache.get("student", key) is not None
     if not hit:
@@ -183,7 +186,7 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
         ckpt_dir = cache.root / "checkpoints" / (cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}})
                                                  if distill.phases else key)
         _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len, ckpt_dir,
-                       progress, on_step)
+                       progress, on_step, targets, transfer)
     sdir = cache.path("student", key)
     m = json.loads((sdir / "metrics.json").read_text())
     return StudentRecord(key, str(sdir), voc, m["torch_dev_accuracy"], m["fit"]["steps"], m["fit"], m.get("torch_selection_accuracy"),
@@ -191,7 +194,7 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
 
 
 def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len, ckpt_dir, progress,
-                   on_step) -> None:
+                   on_step, targets=None, transfer=()) -> None:
     import torch
 
     from eibert.distill import pair_rows, train_student
@@ -212,7 +215,8 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
         print(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part {parameter_bytes(model, 8)}", flush=True)
     if distill.phases:
         fit = train_phased(model, teacher_model, data, t_tok, s_tok, old_ids, distill, augment, cache=cache, dims=dims,
-                           max_seq_len=max_seq_len, teacher_fp=teacher_fp, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step)
+                           max_seq_len=max_seq_len, teacher_fp=teacher_fp, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step,
+                           targets=targets, transfer=transfer)
     else:
         train_s = encode(s_tok, data.train, max_seq_len)
         fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,

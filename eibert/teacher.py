@@ -44,6 +44,7 @@ class TeacherResult:
     selection_accuracy: float | None = None
     selection_n: int = 0
     dev_correct: str | None = None  # '1'/'0' per dev row (None from teachers cached before it was kept)
+    device: str = "cpu"  # where it was fine-tuned
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -73,8 +74,10 @@ def finetune_teacher(
     max_seq_len: int = 64,
     progress: bool = True,
     on_step=None,
+    device: str | None = None,
 ) -> TeacherResult:
-    """Fine-tune `model_ref` on `data.train`, score it on `data.dev`, and cache both (see module doc)."""
+    """Fine-tune `model_ref` on `data.train`, score it on `data.dev`, and cache both (see module doc).
+    `device` ("cuda" where one is lent; default the CPU) is not part of the key: the same training."""
     from eibert.textcls import accuracy, encode, finetune, predict_logits, set_seed
 
     t0 = time.perf_counter()
@@ -89,6 +92,8 @@ def finetune_teacher(
     set_seed(hp["seed"])
     tok = load_tokenizer(path)
     model = load_classifier(path, data.num_labels)
+    if device:
+        model.to(device)
     train_rows = encode(tok, data.train, max_seq_len)
     dev_rows = encode(tok, data.dev, max_seq_len)
     fit = finetune(
@@ -125,6 +130,7 @@ def finetune_teacher(
         "selection_accuracy": sel_acc,
         "selection_n": len(sel_rows),
     }
+    result["device"] = str(device or "cpu")
     with cache.publish("teacher", key, {"result": result, "hp": hp, "data": data.checksums}) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

@@ -63,21 +63,32 @@ def batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, p
         yield collate([rows[j] for j in order[i : i + batch_size]], pad_id)
 
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _autocast(dev: torch.device):
+    """bf16 autocast on a GPU (the CPU path stays fp32, bit for bit as before)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
 @torch.no_grad()
 def predict_logits(model, rows: list, batch_size: int = 128, pad_id: int = 0) -> np.ndarray:
     """Logits (N, C) for every row, in order; sorted by length inside for speed. Works for a
-    transformers classifier (`.logits`) and for the student (`["logits"]`)."""
+    transformers classifier (`.logits`) and for the student (`["logits"]`), on the model's device."""
     model.eval()
+    dev = model_device(model)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
     out = None
     for i in range(0, len(order), batch_size):
         idx = order[i : i + batch_size]
         b = collate([rows[j] for j in idx], pad_id)
-        res = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+        with _autocast(dev):
+            res = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev))
         logits = res["logits"] if isinstance(res, dict) else res.logits
         if out is None:
             out = np.zeros((len(rows), logits.shape[-1]), dtype=np.float32)
-        out[idx] = logits.float().numpy()
+        out[idx] = logits.float().cpu().numpy()
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -136,6 +147,7 @@ def finetune(
     opt = torch.optim.AdamW(groups, lr=learning_rate)
     sched = linear_schedule(opt, total, warmup_ratio)
     model.train()
+    dev = model_device(model)
     step, ema, t0 = 0, None, time.perf_counter()
     if ckpt is not None and os.path.isfile(ckpt):
         state = torch.load(ckpt, weights_only=True)
@@ -151,7 +163,8 @@ def finetune(
         for bi, batch in enumerate(batches(rows, batch_size, shuffle=True, seed=seed + epoch, pad_id=pad_id, grouped=length_grouped_batches)):
             if bi < skip:
                 continue
-            loss = model(**batch).loss
+            with _autocast(dev):
+                loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

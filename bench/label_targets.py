@@ -1,0 +1,79 @@
+"""Fine-tune a target teacher on the full SST-2 (selection split carved as in bench/quality.py) and label texts.
+
+    python bench/label_targets.py --teacher ~/.cache/eibert/teachers/all-mpnet-base-v2 --texts rows.json.gz [--device cuda]
+
+Both steps are cached by content under --cache-dir (eibert.teacher: the teacher key; eibert.targets: the
+targets of that key over each texts file), checkpointed and resumable: on 2 CPU cores MPNet takes ~1.2 h
+an epoch and ~0.9 h per 250 k rows; on a lent GPU, minutes. Each --texts file is a JSON list of strings
+(bench/quality.py --dump-texts writes the rows of its target-teacher rungs). Prints one JSON line per
+labelled file and the teacher's accuracies; --export DIR copies the targets entries (not the teacher's
+weights) to DIR for another machine's cache.
+"""
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.quality import MAX_SEQ_LEN, TEACHER_HP, load_split  # noqa: E402
+
+
+def read_texts(path: Path) -> list[str]:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    texts = json.loads(raw)
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise SystemExit(f"{path}: not a JSON list of strings")
+    return texts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teacher", required=True, help="a model folder (BERT, MPNet, sentence-transformers) or a Hugging Face id")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
+    ap.add_argument("--teacher-epochs", type=float, default=TEACHER_HP["epochs"])
+    ap.add_argument("--texts", type=Path, nargs="*", default=[])
+    ap.add_argument("--device", default=None, help="cuda where one is lent (default: the CPU)")
+    ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
+    ap.add_argument("--export", type=Path, default=None)
+    args = ap.parse_args()
+
+    from eibert.cache import Cache
+    from eibert.hub import load_classifier, load_tokenizer
+    from eibert.targets import label_texts
+    from eibert.teacher import finetune_teacher
+
+    data = load_split(args.data)
+    t0 = time.perf_counter()
+    hp = {**TEACHER_HP, "epochs": args.teacher_epochs}
+    t = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=hp, max_seq_len=MAX_SEQ_LEN, device=args.device)
+    teacher = {"ref": args.teacher, "key": t.cache_key, "dev_accuracy": t.dev_accuracy, "selection_accuracy": t.selection_accuracy,
+               "dev_correct": t.dev_correct, "train_s": t.train_s, "device": t.device, "train_rows": t.train_rows}
+    print(json.dumps({"teacher": teacher, "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
+    cache = Cache(args.cache_dir)
+    model, tok = load_classifier(t.model_dir), load_tokenizer(t.model_dir)
+    if args.device:
+        model.to(args.device)
+    keys = []
+    for f in args.texts:
+        t1 = time.perf_counter()
+        _, rep = label_texts(model, tok, read_texts(f), cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN, teacher=teacher)
+        keys.append(rep["key"])
+        print(json.dumps({"texts": str(f), "rows": rep["rows"], "key": rep["key"], "label_s": rep["label_s"],
+                          "wall_s": round(time.perf_counter() - t1, 1)}), flush=True)
+    if args.export:
+        for k in keys:
+            dest = args.export / "targets" / k
+            if not dest.exists():
+                shutil.copytree(cache.path("targets", k), dest)
+        (args.export / "teacher.json").write_text(json.dumps(teacher))
+
+
+if __name__ == "__main__":
+    main()
