@@ -25,12 +25,27 @@ sys.path.insert(0, str(ROOT))
 from bench.quality import MAX_SEQ_LEN, TEACHER_HP, load_split  # noqa: E402
 
 
-def read_texts(path: Path) -> list[str]:
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    texts = json.loads(raw)
+def read_texts(path: Path) -> tuple[list[str], dict[str, int]]:
+    """(texts, {name: n}): a JSON list of strings, or {"texts": [...], "prefixes": {name: n}} whose first n rows are
+    another rung's rows (the rungs of bench/quality.py extend one another: label the longest once)."""
+    raw = json.loads(gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes())
+    texts, prefixes = (raw, {}) if isinstance(raw, list) else (raw.get("texts"), raw.get("prefixes", {}))
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise SystemExit(f"{path}: not a JSON list of strings")
-    return texts
+        raise SystemExit(f"{path}: not a JSON list of strings (or texts + prefixes)")
+    return texts, prefixes
+
+
+def publish_prefix(cache, teacher_key: str, texts: list[str], logits, n: int, report: dict) -> str:
+    """The targets entry of the first n rows, sliced from the labelled whole (the same logits: rows are labelled independently)."""
+    import numpy as np
+
+    from eibert.targets import targets_key
+
+    key = targets_key(cache, teacher_key, texts[:n], MAX_SEQ_LEN)
+    if cache.get("targets", key) is None:
+        with cache.publish("targets", key, {"report": {**report, "rows": n, "prefix_of": report.get("key")}}) as tmp:
+            np.save(tmp / "logits.npy", logits[:n])
+    return key
 
 
 def main() -> None:
@@ -38,6 +53,7 @@ def main() -> None:
     ap.add_argument("--teacher", required=True, help="a model folder (BERT, MPNet, sentence-transformers) or a Hugging Face id")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
     ap.add_argument("--teacher-epochs", type=float, default=TEACHER_HP["epochs"])
+    ap.add_argument("--selection-sentences", type=int, default=600)
     ap.add_argument("--texts", type=Path, nargs="*", default=[])
     ap.add_argument("--device", default=None, help="cuda where one is lent (default: the CPU)")
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
@@ -49,7 +65,7 @@ def main() -> None:
     from eibert.targets import label_texts
     from eibert.teacher import finetune_teacher
 
-    data = load_split(args.data)
+    data = load_split(args.data, args.selection_sentences)
     t0 = time.perf_counter()
     hp = {**TEACHER_HP, "epochs": args.teacher_epochs}
     t = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=hp, max_seq_len=MAX_SEQ_LEN, device=args.device)
@@ -63,10 +79,14 @@ def main() -> None:
     keys = []
     for f in args.texts:
         t1 = time.perf_counter()
-        _, rep = label_texts(model, tok, read_texts(f), cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN, teacher=teacher)
+        texts, prefixes = read_texts(f)
+        logits, rep = label_texts(model, tok, texts, cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN, teacher=teacher)
         keys.append(rep["key"])
         print(json.dumps({"texts": str(f), "rows": rep["rows"], "key": rep["key"], "label_s": rep["label_s"],
                           "wall_s": round(time.perf_counter() - t1, 1)}), flush=True)
+        for name, n in prefixes.items():
+            keys.append(publish_prefix(cache, t.cache_key, texts, logits, int(n), {k: v for k, v in rep.items() if k != "cache_hit"}))
+            print(json.dumps({"prefix": name, "rows": n, "key": keys[-1]}), flush=True)
     if args.export:
         for k in keys:
             dest = args.export / "targets" / k

@@ -222,15 +222,19 @@ def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str],
 
 
 def dump_texts(args, rungs, data, tdir: Path) -> None:
+    """One file for bench/label_targets.py: the longest target-teacher rung's rows, with the other rungs' row
+    counts as prefixes (each rung's rows extend the one before: train, augmented, then transfer sources in order)."""
     import gzip
 
+    lists = {r["variant"].lstrip("+"): rung_rows(r, data, tdir, args.cache_dir)[0] for r in rungs if "mpnet" in r.get("targets", ())}
+    longest = max(lists.values(), key=len)
+    for name, texts in lists.items():
+        if longest[: len(texts)] != texts:
+            raise SystemExit(f"rung {name}: its rows are not a prefix of the longest rung's: label them separately")
     args.dump_texts.mkdir(parents=True, exist_ok=True)
-    for rung in rungs:
-        if "mpnet" in rung.get("targets", ()):
-            texts, _ = rung_rows(rung, data, tdir, args.cache_dir)
-            f = args.dump_texts / f"{rung['variant'].lstrip('+')}.json.gz"
-            f.write_bytes(gzip.compress(json.dumps(texts).encode(), 6))
-            print(f"{f}: {len(texts):,} rows", flush=True)
+    f = args.dump_texts / "rows.json.gz"
+    f.write_bytes(gzip.compress(json.dumps({"texts": longest, "prefixes": {k: len(v) for k, v in lists.items()}}).encode(), 6))
+    print(f"{f}: {len(longest):,} rows; prefixes {({k: len(v) for k, v in lists.items()})}", flush=True)
 
 
 def target_settings(rung: dict, mpnet_key: str | None):

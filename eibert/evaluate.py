@@ -22,14 +22,16 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
     """Accuracy of `model` on `data_file`; returns a JSON-ready dict (see module doc)."""
     from eibert.textcls import accuracy, encode, predict_logits
 
-    from eibert.export import is_artifact, load_manifest, ort_logits
+    from eibert.export import is_artifact, ort_logits
 
     t0 = time.perf_counter()
     ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
     extra = {}
     if is_artifact(model):
+        from eibert.verify import verify_artifact
+
+        manifest = verify_artifact(model)  # every file as exported, or one line naming the one that is not
         try:
-            manifest = load_manifest(model)
             positions = int(manifest["spec"]["max_positions"])
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
             raise UserError(f"{Path(model) / 'manifest.json'}: not an artifact manifest ({type(e).__name__}: {str(e)[:80]})") from None

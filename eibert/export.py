@@ -153,3 +153,4 @@ def load_deploy_model(artifact_dir: str | Path) -> torch.nn.Module:
     state = torch.load(Path(artifact_dir) / "deploy.pt", weights_only=True)
     model.load_state_dict(state)
     return LogitsOnly(model.eval()).eval()
+

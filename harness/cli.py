@@ -19,7 +19,7 @@ import sys
 
 from eibutil import UserError
 from harness.cliargs import OneLineParser, int_in
-from harness.config import load_config_file
+from harness.config import DEFAULT_DATABASE, load_config_file
 
 
 def cmd_plan(args) -> int:
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list the runs in a results database")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--db", default="results/eib.sqlite", help="database file or SQLAlchemy URL")
+    g.add_argument("--db", default=DEFAULT_DATABASE, help="database file or SQLAlchemy URL")
     g.add_argument("--config", help="take the database from this config")
     p.set_defaults(fn=cmd_runs)
 

@@ -12,12 +12,11 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cliargs import float_in, int_in
-from harness.config import MeasureConfig
+from harness.config import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, MeasureConfig
 from harness.health import probe_device
 
 MEASURE_DEFAULTS = MeasureConfig()  # `eib measure` runs by the same rules as a config that sets none
 
-DEFAULT_INVENTORY = "inventory.yaml"
 
 
 def _inventory(path: str):
@@ -91,6 +90,8 @@ def cmd_measure(args) -> int:
 
     inv = _inventory(args.inventory)
     spec = _device(inv, args.device, args.inventory)
+    if args.runtime not in spec.runtimes:  # a mistake in the command, not a device failure: exit 2
+        raise UserError(f"{args.inventory}: device {args.device!r} lists runtimes {', '.join(spec.runtimes)}; not {args.runtime!r}")
     if not Path(args.artifact).is_dir():
         raise UserError(f"{args.artifact}: not a folder (pass an artifact folder written by `eib compress`, or a model folder)")
     split = load_eval_file(args.data)[0] if args.data else load_task().dev
@@ -156,7 +157,7 @@ def add_commands(sub) -> None:
     p.add_argument("--min-duration-s", type=float_in(0), default=MEASURE_DEFAULTS.min_duration_s)
     p.add_argument("--max-duration-s", type=float_in(0, strict=True), default=MEASURE_DEFAULTS.max_duration_s)
     p.add_argument("--trials", type=int_in(0), default=MEASURE_DEFAULTS.trials, help="MetaSchedule tuning trials for TVM (0: untuned)")
-    p.add_argument("--cache-dir", default=".eib-cache")
-    p.add_argument("--db", default="results/eib.sqlite", help="results database file or SQLAlchemy URL")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
+    p.add_argument("--db", default=DEFAULT_DATABASE, help="results database file or SQLAlchemy URL")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_measure)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cliargs import int_in
-from harness.config import load_config_file
+from harness.config import DEFAULT_DATABASE, DEFAULT_REPORTS_DIR, load_config_file
 
 EXIT_SIGNOFF_FAIL = 1
 EXIT_REGRESSION = 1
@@ -37,6 +37,9 @@ def cmd_report(args) -> int:
         if store.run(args.against) is None:
             raise UserError(f"--against: no run {args.against!r} in {store.url}")
         compare = compare_runs(store, args.run, [args.against], floor=args.floor, min_change_ms=args.min_change_ms)
+        if not compare:
+            raise UserError(nothing_compared(store, args.run, args.against))
+        print(f"compared {len(compare)} variant x device x runtime row(s) of {args.run} with {args.against}")
     so = None
     if args.deploy and not args.budget:
         raise UserError("--deploy needs --budget: --deploy VARIANT --budget size=2MB,latency_ms=300,...")
@@ -69,19 +72,39 @@ def cmd_nightly(args) -> int:
         raise UserError(f"--baseline: no run {args.baseline!r} in {store.url}")
     earlier = [r["run_id"] for r in sorted(store.runs(cfg.name), key=lambda r: r["created_at"], reverse=True) if r["status"] == "done"]
     run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, executor=args.executor, address=args.address)
+    failed = [r for r in store.stage_results(run_id) if r["status"] == "failed"]
+    if failed:
+        print(f"nightly {run_id}: {len(failed)} stage(s) failed: " + "; ".join(f"{r['stage']}: {(r['error'] or '')[:120]}" for r in failed[:5]))
     baselines = [args.baseline] + [r for r in earlier if r != args.baseline][: args.last - 1] if args.baseline else earlier[: args.last]
     if not baselines:
-        print(f"nightly {run_id}: no earlier run of {cfg.name!r} to compare with; this run is the baseline")
-        return 0
+        print(f"nightly {run_id}: no earlier finished run of {cfg.name!r} in {store.url}: nothing compared; "
+              + ("a run with failed stages is no baseline" if failed else "this run is the baseline"))
+        return EXIT_REGRESSION if failed else 0
     flags = compare_runs(store, run_id, baselines, floor=args.floor, min_change_ms=args.min_change_ms)
+    if not flags:
+        raise UserError(nothing_compared(store, run_id, baselines[0]))
     write_report(store, run_id, Path(cfg.results.reports_dir), compare=flags)
     bad = regressions(flags)
     for f in flags:
         print(f"{f['flag']:12s} {f['variant'][:40]:40s} {f['device']:12s} {f['runtime']:12s} p50 {f['p50_ms']:.3f} vs {f['base_p50_ms']:.3f} ms "
               f"({f['change']:+.1%}, 95% CI [{f['ci_low']:+.1%}, {f['ci_high']:+.1%}], threshold ±{f['threshold']:.1%})")
-    print(f"nightly {run_id} against {baselines[0]} ({len(baselines)} baseline run(s)): {len(bad)} regression(s), "
-          f"{sum(f['flag'] == 'improvement' for f in flags)} improvement(s)")
-    return EXIT_REGRESSION if bad else 0
+    print(f"nightly {run_id} against {baselines[0]} ({len(baselines)} baseline run(s)): compared {len(flags)} variant x device x "
+          f"runtime row(s); {len(bad)} regression(s), {sum(f['flag'] == 'improvement' for f in flags)} improvement(s)"
+          + (f"; {len(failed)} failed stage(s)" if failed else ""))
+    return EXIT_REGRESSION if bad or failed else 0
+
+
+def nothing_compared(store, run_id: str, other: str) -> str:
+    """Why two runs share no variant x device x runtime row with samples on both sides (one line)."""
+    from harness.report_data import flat_rows
+
+    a, b = flat_rows(store, run_id), flat_rows(store, other)
+    shared = {(r["variant_id"], r["device"], r["runtime"]) for r in a} & {(r["variant_id"], r["device"], r["runtime"]) for r in b}
+    name_a, name_b = (store.run(run_id) or {}).get("name"), (store.run(other) or {}).get("name")
+    why = (f"runs of different configs ({name_a!r}, {name_b!r})" if name_a != name_b else
+           "no variant id in common (variants changed)" if not ({r["variant_id"] for r in a} & {r["variant_id"] for r in b}) else
+           "no measurement with samples in common" if shared else "no device x runtime in common")
+    return f"nothing compared: {run_id} and {other} share 0 variant x device x runtime rows ({len(a)} and {len(b)} rows; {why})"
 
 
 def cmd_history(args) -> int:
@@ -89,8 +112,8 @@ def cmd_history(args) -> int:
     from harness.store import Store
 
     cfg = load_config_file(args.config)[0]
-    path = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir), last=args.last)
-    print(path)
+    path, compared = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir), last=args.last)
+    print(f"{path} ({compared} variant x device x runtime row(s) compared with the runs before them)")
     return 0
 
 
@@ -104,9 +127,9 @@ def add_commands(sub) -> None:
     p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
     p.add_argument("--min-change-ms", type=float, default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--db", default="results/eib.sqlite")
+    g.add_argument("--db", default=DEFAULT_DATABASE)
     g.add_argument("--config", help="take the database and reports folder from this config")
-    p.add_argument("--reports-dir", default="reports")
+    p.add_argument("--reports-dir", default=DEFAULT_REPORTS_DIR)
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("nightly", help="run a config with fresh measurements and flag regressions against earlier runs (exit 1)")

@@ -195,9 +195,18 @@ class MeasureConfig(_Section):
         return self
 
 
+# Where things go when a config does not say: relative to the working directory, exactly as the CLI's
+# own defaults (`--db`, `--reports-dir`, `--cache-dir`, `--inventory` use these). Paths a config does
+# write are relative to the config file's folder.
+DEFAULT_DATABASE = "results/eib.sqlite"
+DEFAULT_REPORTS_DIR = "reports"
+DEFAULT_CACHE_DIR = ".eib-cache"
+DEFAULT_INVENTORY = "inventory.yaml"
+
+
 class ResultsConfig(_Section):
-    database: str = "results/eib.sqlite"  # a file path (SQLite) or any SQLAlchemy URL
-    reports_dir: Path = Path("reports")
+    database: str = DEFAULT_DATABASE  # a file path (SQLite) or any SQLAlchemy URL
+    reports_dir: Path = Path(DEFAULT_REPORTS_DIR)
 
 
 class VariantEntry(_Section):
@@ -236,10 +245,10 @@ class ExperimentConfig(_Section):
     compress: CompressConfig = CompressConfig()
     targets: Annotated[list[str], Field(min_length=1)] = ["x86-64"]
     devices: Annotated[list[str], Field(min_length=1)] = ["local"]
-    inventory: Path = Path("../inventory.yaml")
+    inventory: Path = Path(DEFAULT_INVENTORY)
     measure: MeasureConfig = MeasureConfig()
     results: ResultsConfig = ResultsConfig()
-    cache_dir: Path = Path("../.eib-cache")
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
     sweep: SweepConfig = SweepConfig()
     cluster: ClusterConfig = ClusterConfig()
 
@@ -262,23 +271,38 @@ class ExperimentConfig(_Section):
         return v
 
 
+def _teacher_path(model: str, base: Path) -> str:
+    """A teacher folder named relative to the config's folder becomes absolute; "bundled" and hub ids stay."""
+    if model == "bundled":
+        return model
+    p = Path(model).expanduser()
+    if p.is_absolute():
+        return str(p)
+    if model.startswith((".", "~")) or (base / p).exists():
+        return str((base / p).resolve())
+    return model  # a Hugging Face id
+
+
 def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
-    """Make relative paths absolute against the config file's folder (`base`)."""
+    """One rule: a path the config writes is relative to its folder (`base`); a path it leaves out takes the
+    CLI's default, relative to the working directory (so `eib runs`, `eib report` and `eib measure` find it)."""
 
-    def absolute(p: Path | None) -> Path | None:
-        return None if p is None else (p if p.is_absolute() else (base / p)).resolve()
+    def absolute(p: Path | None, written: bool = True) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else ((base if written else Path.cwd()) / p)).resolve()
 
+    res_set = cfg.results.model_fields_set if "results" in cfg.model_fields_set else set()
     task = cfg.task.model_copy(update={"train_file": absolute(cfg.task.train_file), "dev_file": absolute(cfg.task.dev_file)})
     db = cfg.results.database
     if "://" not in db:
-        db = str(absolute(Path(db)))
-    results = cfg.results.model_copy(update={"database": db, "reports_dir": absolute(cfg.results.reports_dir)})
+        db = str(absolute(Path(db), "database" in res_set))
+    results = cfg.results.model_copy(update={"database": db, "reports_dir": absolute(cfg.results.reports_dir, "reports_dir" in res_set)})
     return cfg.model_copy(
         update={
             "task": task,
+            "teacher": cfg.teacher.model_copy(update={"model": _teacher_path(cfg.teacher.model, base)}),
             "results": results,
-            "inventory": absolute(cfg.inventory),
-            "cache_dir": absolute(cfg.cache_dir),
+            "inventory": absolute(cfg.inventory, "inventory" in cfg.model_fields_set),
+            "cache_dir": absolute(cfg.cache_dir, "cache_dir" in cfg.model_fields_set),
         }
     )
 

@@ -13,10 +13,11 @@ import hashlib
 from dataclasses import dataclass, field
 
 from eibutil.files import canonical_json
+from harness.identity import content_view
 from harness.variants import Variant
 
 # Config sections each stage's output depends on (everything else is excluded from its key).
-_TEACHER = ("task", "teacher", "cache_dir")
+_TEACHER = ("task", "teacher")
 _IMPORTANCE = _TEACHER + ("compress.vocab.method", "compress.vocab.importance_rows")
 _VOCAB = _IMPORTANCE + ("compress.vocab.size",)
 _STUDENT = _TEACHER + ("compress.student", "compress.vocab", "compress.distill")
@@ -73,7 +74,7 @@ def build_graph(variants: list[Variant], inventory) -> list[Node]:
         return key
 
     for v in variants:
-        cj = v.config.model_dump(mode="json")
+        cj = content_view(v.config)  # paths as the content they name: the same keys from any checkout
         t = add("teacher", _pick(cj, _TEACHER), v, [], {})
         i = add("importance", _pick(cj, _IMPORTANCE), v, [("teacher", t)], {})
         vo = add("vocab", _pick(cj, _VOCAB), v, [("teacher", t), ("importance", i)], {})

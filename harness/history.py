@@ -76,8 +76,14 @@ def _device_figure(df: pd.DataFrame, dev: str, out_dir: Path):
     return save_figure(fig, f"history-{dev}", f"{dev}: latency and accuracy over the last {runs['index'].nunique()} runs", out_dir, "")
 
 
-def write_history(store, name: str, reports_dir: Path, last: int = 20) -> Path:
+def write_history(store, name: str, reports_dir: Path, last: int = 20) -> tuple[Path, int]:
+    """(the page, how many run x variant x device x runtime rows were compared with earlier runs); nothing
+    compared is a UserError (one run only, or runs that share no variant)."""
     df = history_frame(store, name, last)
+    compared = int(df["base_p50_ms"].notna().sum()) if len(df) else 0
+    if compared == 0:
+        raise UserError(f"history of {name!r}: nothing compared ({df['run_id'].nunique() if len(df) else 0} finished run(s) "
+                        "that share no variant x device x runtime row with a run before them)")
     out = Path(reports_dir) / "history" / name
     figs = [_device_figure(df, dev, out / "figures") for dev in dict.fromkeys(df["device"])]
     flagged = df[df["flag"].isin(["regression", "accuracy regression", "improvement"])]
@@ -94,4 +100,4 @@ def write_history(store, name: str, reports_dir: Path, last: int = 20) -> Path:
     page = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>History of {html.escape(name)}</title>"
             f"<style>{CSS}</style></head><body><h1>History of {html.escape(name)} <small>({len(runs)} runs)</small></h1>"]
     page += [figure_html(f) for f in figs] + [table_html(flag_table), table_html(run_table), "</body></html>"]
-    return atomic_write_text(out / "index.html", "\n".join(page))
+    return atomic_write_text(out / "index.html", "\n".join(page)), compared

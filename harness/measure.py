@@ -21,7 +21,7 @@ from devices.agent import Agent
 from devices.errors import MissingRuntimeError
 from devices.inventory import DeviceSpec
 from devices.stats import summarize
-from eibutil import sha256_file
+from eibutil import UserError, sha256_file
 
 MAX_P90_OVER_P50 = 1.5  # more spread than this and the percentiles are not trusted
 THROTTLE_FREQ_SHARE = 0.9
@@ -40,6 +40,14 @@ class MeasureSettings:
     int8_compute: bool = True  # TVM: INT8 dense layers with integer dot products where the target has them (VNNI)
     build_timeout_s: float = 1800.0
     null_floor: bool = True  # also time the null model on the device (the harness's own floor)
+
+
+def _verified(model_dir) -> None:
+    """An artifact (a folder with a manifest) is checked file by file before it is built, uploaded or scored."""
+    if (Path(model_dir) / "manifest.json").exists() or (Path(model_dir) / "manifest.json").is_symlink():
+        from eibert.verify import verify_artifact
+
+        verify_artifact(model_dir)
 
 
 def _model_digest(model_dir: str | Path) -> str:
@@ -79,6 +87,7 @@ def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path
     from devices.tvm_build import build
     from eibert.deploy import export_program
 
+    _verified(model_dir)
     program = cache_dir / "programs" / f"{_model_digest(model_dir)[:24]}-s{settings.seq_len}.pt2"
     if not program.exists():
         export_program(model_dir, settings.seq_len, program)
@@ -142,11 +151,12 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     from eibert.deploy import onnx_model, reference_logits
 
     cache_dir = Path(cache_dir)
+    _verified(model_dir)
     if runtime not in spec.runtimes:
         raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
     positions = max_positions(model_dir)
     if positions is not None and settings.seq_len > positions:
-        raise ValueError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
+        raise UserError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
                          "(build the student with compress.student.max_positions >= the measured length)")
     inputs, info = prepared(model_dir, split, settings, cache_dir)
     onnx = onnx_model(model_dir, cache_dir)

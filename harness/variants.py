@@ -5,9 +5,9 @@
     for v in expand(load_config("configs/quickstart.yaml"), "configs/quickstart.yaml"):
         print(v.variant_id, v.name, v.overrides)
 
-A variant is the base config with some dotted keys set. Its id hashes the canonical resolved config
-without the keys that cannot change a result (name, sweep, results), so two sweeps that reach the same
-settings share ids and cached stages.
+A variant is the base config with some dotted keys set. Its id hashes the config by content
+(harness.identity) without the keys that cannot change a result (name, sweep, results, where caches
+go), so two sweeps that reach the same settings share ids and cached stages, from any checkout.
 """
 
 import copy
@@ -24,6 +24,7 @@ from eibutil import ConfigError
 from eibutil.files import canonical_json
 from eibutil.yamlio import models_in
 from harness.config import ExperimentConfig, validate_config
+from harness.identity import content_view
 
 
 # Keys that describe the experiment, not a variant's result.
@@ -54,8 +55,12 @@ class Variant:
 
 
 def config_hash(cfg: ExperimentConfig, *, exclude: tuple[str, ...] = _NOT_HASHED) -> str:
-    # measure.reuse says whether to measure again, not what is measured: a nightly run keeps the ids
-    data = cfg.model_dump(mode="json", exclude={**{k: True for k in exclude}, "measure": {"reuse"}})
+    """The id: the config by content (harness.identity: data by sha256, a teacher folder by fingerprint, no
+    output locations), so two checkouts of the same config give the same ids."""
+    data = content_view(cfg)
+    for k in exclude:
+        data.pop(k, None)
+    data.get("measure", {}).pop("reuse", None)  # whether to measure again, not what is measured: a nightly keeps the ids
     return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 

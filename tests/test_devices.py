@@ -222,11 +222,14 @@ def test_tvm_build_errors_are_typed(tmp_path):
 def test_measuring_beyond_the_artifacts_positions_is_a_clear_error(tmp_path):
     from harness.measure import MeasureSettings, measure_on_device
 
+    import shutil
+
+    from eibutil import UserError
+
     art = tmp_path / "artifact"
-    art.mkdir()
-    (art / "manifest.json").write_text('{"spec": {"max_positions": 64}}')
+    shutil.copytree(Path(__file__).resolve().parents[1] / "models/sst2-2mb", art)  # 64 positions
     spec = DeviceSpec(transport="local", workdir=str(tmp_path / "work"))
-    with pytest.raises(ValueError, match="seq_len 128 exceeds the 64 positions of"):
+    with pytest.raises(UserError, match="seq_len 128 exceeds the 64 positions of"):
         measure_on_device(art, "local", spec, "onnxruntime", None, MeasureSettings(seq_len=128), tmp_path / "cache")
 
 

@@ -225,7 +225,8 @@ def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
         out = _nightly(run)
         assert out.returncode == 0, f"false alarm on unchanged rerun {i + 1}:\n{out.stdout}{out.stderr}"
         assert not [ln for ln in out.stdout.splitlines() if ln.startswith("regression")]
-        assert " 0 regression(s)" in out.stdout or "no earlier run" in out.stdout
+        assert " 0 regression(s)" in out.stdout or "no earlier finished run" in out.stdout
+        assert "compared" in out.stdout
     # The plant: the device's Python now carries a runtime that spends 2 ms more in every inference (an
     # onnxruntime slowed by a sitecustomize hook; 2 ms, well above the 0.25 ms absolute floor), the kind of change a bad runtime upgrade makes.
     plant = run["dir"] / "plant"
@@ -251,7 +252,8 @@ def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
     # the history page of those runs: the planted run's point is flagged, in the table and on the figure
     hist = eib("history", str(run["cfg"]), cwd=run["dir"])
     assert hist.returncode == 0, hist.stderr
-    page = Path(hist.stdout.strip()).read_text()
+    assert re.search(r"\((\d+) variant x device x runtime row\(s\) compared", hist.stdout)
+    page = Path(hist.stdout.split(" (")[0]).read_text()
     rows = re.findall(r"<tr><td>([^<]+)</td>(.*?)</tr>", page.split('id="flagged"')[1].split("</section>")[0])
     assert rows and {r for r, _ in rows} == {planted_run} and all("<td>regression</td>" in cells for _, cells in rows)
     assert 'id="flagged-regression' in page  # the marker drawn on the device's figure
@@ -274,3 +276,30 @@ def test_nightly_thresholds_relative_and_absolute(monkeypatch):
     assert flags == {"tiny": "regression", "big": "ok"}  # +2 ms: 2900% on tiny, 20% on big (under 50%)
     flags = {f["variant"]: f["flag"] for f in nightly.compare_runs(None, "slow", ["base", "noisy"])}
     assert flags["big"] == "ok" and nightly.device_noise(None, ["base", "noisy"])["d"] > 0.4  # tiny: 0.07 vs 0.13 ms sets the noise of device d
+
+
+def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):
+    """report --against a run of another config, and a nightly whose variants changed, compare 0 rows: exit 2, one line."""
+    import argparse
+
+    import harness.cli_report as cr
+    import harness.nightly as nightly
+    import harness.report_data as rd
+
+    rows = {"a": [{"variant_id": "v1", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}],
+            "b": [{"variant_id": "v2", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}]}
+    monkeypatch.setattr(nightly, "flat_rows", lambda store, run: rows[run])
+    monkeypatch.setattr(rd, "flat_rows", lambda store, run: rows[run])
+
+    class FakeStore:
+        url = "sqlite:///x"
+
+        def run(self, run_id):
+            return {"run_id": run_id, "name": {"a": "quickstart", "b": "other"}[run_id]}
+
+    monkeypatch.setattr(cr, "_store", lambda args: (FakeStore(), Path("/nonexistent")))
+    args = argparse.Namespace(run="a", against="b", floor=0.05, min_change_ms=0.25, deploy=None, budget=None)
+    from eibutil import UserError
+
+    with pytest.raises(UserError, match=r"nothing compared: a and b share 0 variant x device x runtime rows .*different configs"):
+        cr.cmd_report(args)
