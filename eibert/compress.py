@@ -19,11 +19,12 @@ import numpy as np
 
 from eibert.cache import Cache
 from eibert.hub import load_tokenizer
-from eibert.stages import (CODE_VERSION, EXPORT_VERSION, ArtifactRecord, StudentRecord, VocabSettings, importance, student as
+from eibert import versions
+from eibert.stages import (ArtifactRecord, StudentRecord, VocabSettings, importance, student as
                            student_stage, vocab as vocab_stage)
 from eibert.textcls import accuracy, collate, encode, predict_logits
 
-__all__ = ["CODE_VERSION", "EXPORT_VERSION", "VocabSettings", "ArtifactRecord", "artifact", "compress"]
+__all__ = ["VocabSettings", "ArtifactRecord", "artifact", "compress"]
 
 
 def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int = 512, fold: bool = False,
@@ -32,7 +33,7 @@ def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int
     onnxruntime; `fold` folds the integrated head's bridge into its pooler first."""
     cache, t0 = Cache(cache_dir), time.perf_counter()
     qjson = quant.to_json() if quant else None
-    key = cache.key("artifact", {"v": CODE_VERSION, "export": EXPORT_VERSION, "student": stu.key, "quant": qjson,
+    key = cache.key("artifact", {"v": versions.STAGES, "export": versions.EXPORT, "student": stu.key, "quant": qjson,
                                  "calib_rows": calib_rows, **({"fold": True} if fold else {})})
     vdir = Path(stu.vocab.dir)
     s_tok = load_tokenizer(str(vdir / "tokenizer"))

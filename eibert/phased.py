@@ -12,6 +12,7 @@ slots so its hidden-state loss lines up with the teacher's word by word.
 import json
 import time
 
+from eibert import versions
 from eibert.augment import AugmentSettings, augment_texts
 from eibert.distill import pair_rows
 from eibert.phases import run_phases
@@ -24,7 +25,7 @@ def cached_augmentation(cache, teacher, t_tok, data, st: AugmentSettings, teache
     """The augmented texts for `data.train` (cached by content); returns (texts, report)."""
     if st.copies <= 0:
         return [], {"rows": 0}
-    key = cache.key("augment", {"v": 1, "teacher": teacher_fp, "train": data.checksums, "rows": len(data.train), "settings": st.to_json()})
+    key = cache.key("augment", {"v": versions.AUGMENT, "teacher": teacher_fp, "train": data.checksums, "rows": len(data.train), "settings": st.to_json()})
     if (hit := cache.get("augment", key)) is None:
         t0 = time.perf_counter()
         emb = teacher.get_input_embeddings().weight.detach().numpy()

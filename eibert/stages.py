@@ -26,8 +26,7 @@ from eibert.cache import Cache
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint
 from eibutil.records import Record
 
-CODE_VERSION = 1  # bump when a stage's output changes for the same inputs
-EXPORT_VERSION = 2  # the artifact's file format alone (2: INT8 linear layers as integer ops)
+from eibert import versions  # noqa: E402  (every version constant; read at call time, so a bump moves every key)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ def importance(teacher_dir: str, data, settings: VocabSettings, *, cache_dir: st
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
     n = min(len(data.train), settings.importance_rows or len(data.train))
-    key = cache.key("importance", {"v": CODE_VERSION, "teacher": model_fingerprint(teacher_dir), "train": data.checksums["train"],
+    key = cache.key("importance", {"v": versions.STAGES, "teacher": model_fingerprint(teacher_dir), "train": data.checksums["train"],
                                    "train_rows": len(data.train), "method": settings.method, "rows": n, "max_seq_len": max_seq_len})
     hit = cache.get("importance", key) is not None
     if not hit:
@@ -139,7 +138,7 @@ def vocab(teacher_dir: str, imp: ImportanceRecord, data, settings: VocabSettings
     from eibert.vocab import build_pruned_tokenizer, coverage, select_tokens, unk_rate
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
-    key = cache.key("vocab", {"v": CODE_VERSION, "importance": imp.key, "size": settings.size, "alphabet": settings.keep_alphabet})
+    key = cache.key("vocab", {"v": versions.STAGES, "importance": imp.key, "size": settings.size, "alphabet": settings.keep_alphabet})
     hit = cache.get("vocab", key) is not None
     if not hit:
         t_tok = load_tokenizer(teacher_dir)
@@ -165,7 +164,6 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
     With `distill.phases` it is trained phase by phase from cached teacher outputs over the train rows
     and their `augment`ed copies (eibert.phased)."""
     from eibert.student import StudentSpec
-    from eibert.teacher_outputs import hash_texts
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
     teacher_fp = model_fingerprint(teacher_dir)
@@ -174,12 +172,7 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
                        max_positions=max(student.get("max_positions") or max_seq_len, 8),
                        **{k: v for k, v in student.items() if k not in ("init", "max_positions")})
     init = student.get("init", "teacher")
-    stu_spec = {"v": CODE_VERSION, "vocab": voc.key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
-                "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len,
-                **({"augment": augment.to_json()} if augment and distill.phases else {}),
-                **({"targets": targets.to_json()} if targets is not None and targets.teachers and distill.phases else {}),
-                **({"transfer": hash_texts(list(transfer)), "transfer_rows": len(transfer)} if transfer and distill.phases else {})}
-    key = cache.key("student", stu_spec)
+    key, stu_spec = student_key(cache, voc.key, teacher_fp, spec, init, distill, data, max_seq_len, augment, targets, transfer)
     hit = cache.get("student", key) is not None
     if not hit:
         # phase checkpoints live under the key without the phase list: lists with a common prefix share phases
@@ -191,6 +184,21 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
     m = json.loads((sdir / "metrics.json").read_text())
     return StudentRecord(key, str(sdir), voc, m["torch_dev_accuracy"], m["fit"]["steps"], m["fit"], m.get("torch_selection_accuracy"),
                          m.get("teacher_dev_accuracy_after"), distill.to_json(), hit, time.perf_counter() - t0)
+
+
+def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill, data, max_seq_len: int, augment=None, targets=None,
+                transfer=()) -> tuple[str, dict]:
+    """(key, what it hashes): everything the trained student depends on, the versions of the code that made its inputs included."""
+    from eibert.teacher_outputs import hash_texts
+
+    phased = bool(distill.phases)
+    stu_spec = {"v": versions.STAGES, "vocab": vocab_key, "teacher": teacher_fp, "spec": spec.to_json(), "init": init,
+                "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len,
+                **({"teacher_outputs_v": versions.TEACHER_OUTPUTS} if phased else {}),
+                **({"augment": augment.to_json(), "augment_v": versions.AUGMENT} if augment and phased else {}),
+                **({"targets": targets.to_json(), "targets_v": versions.TARGETS} if targets is not None and targets.teachers and phased else {}),
+                **({"transfer": hash_texts(list(transfer)), "transfer_rows": len(transfer)} if transfer and phased else {})}
+    return cache.key("student", stu_spec), stu_spec
 
 
 def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len, ckpt_dir, progress,

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eibert import versions
 from eibert.teacher_outputs import hash_texts
 from eibutil import UserError
 
-TARGETS_VERSION = 1
 SHARD_ROWS = 16384
 
 
 def targets_key(cache, teacher_key: str, texts: list[str], max_seq_len: int) -> str:
-    return cache.key("targets", {"v": TARGETS_VERSION, "teacher": teacher_key, "texts": hash_texts(texts), "rows": len(texts),
+    return cache.key("targets", {"v": versions.TARGETS, "teacher": teacher_key, "texts": hash_texts(texts), "rows": len(texts),
                                  "max_seq_len": max_seq_len})
 
 

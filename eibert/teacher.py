@@ -12,11 +12,10 @@ A second call with the same inputs returns the cached model and its recorded acc
 import time
 from dataclasses import asdict, dataclass
 
+from eibert import versions
 from eibert.cache import Cache
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint, resolve_model
 
-# Bump when the training code changes in a way that changes its output.
-TRAIN_CODE_VERSION = 1
 DEFAULT_HP = {
     "epochs": 3.0,
     "batch_size": 32,
@@ -54,7 +53,7 @@ def teacher_key(cache: Cache, model_path: str, data, hp: dict, max_seq_len: int)
     return cache.key(
         "teacher",
         {
-            "code": TRAIN_CODE_VERSION,
+            "code": versions.TEACHER_TRAINING,
             "model": model_fingerprint(model_path),
             "data": data.checksums,
             "train_rows": len(data.train),

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eibert import versions
+
 SHARD_ROWS = 8192
-CODE_VERSION = 1
 
 
 def word_slots(word_ids: list[int | None], n_tokens: int) -> list[int]:
@@ -100,7 +101,7 @@ def _shard(teacher, tokenizer, texts: list[str], layers: list[int], max_seq_len:
 def teacher_outputs(teacher, tokenizer, texts: list[str], *, layers: list[int], max_seq_len: int, cache, key_spec: dict,
                     progress: bool = True) -> tuple[TeacherOutputs, dict]:
     """Cached outputs of `teacher` over `texts` (see module doc); returns (outputs, report)."""
-    key = cache.key("teacher_outputs", {"v": CODE_VERSION, **key_spec, "layers": layers, "max_seq_len": max_seq_len,
+    key = cache.key("teacher_outputs", {"v": versions.TEACHER_OUTPUTS, **key_spec, "layers": layers, "max_seq_len": max_seq_len,
                                         "texts": hash_texts(texts), "shard_rows": SHARD_ROWS})
     if (hit := cache.get("teacher_outputs", key)) is not None:
         return TeacherOutputs(hit), {**cache.meta("teacher_outputs", key)["report"], "cache_hit": True, "key": key}

@@ -37,14 +37,14 @@ def records(node, deps: dict) -> dict:
 
 def _memo_path(node) -> Path:
     from devices.tvm_build import BUILD_VERSION
-    from eibert.stages import CODE_VERSION, EXPORT_VERSION
-    from eibert.teacher import TRAIN_CODE_VERSION
+    from eibert import versions
 
     cfg = node.payload["config"]
     # the node key covers the config; the files it names may change in place
     files = [Path(str(f)) for f in (cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model) if f]
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()]
-    v = f"{node.key}-r{RECORDS_VERSION}-{CODE_VERSION}.{EXPORT_VERSION}.{TRAIN_CODE_VERSION}.{BUILD_VERSION}-{stamps}"
+    # every version constant of the code that made this node's inputs and output (eibert.versions, the TVM build)
+    v = f"{node.key}-r{RECORDS_VERSION}-{sorted(versions.current().items())}.{BUILD_VERSION}-{stamps}"
     return Path(cfg.cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
 
 

@@ -1,0 +1,17 @@
+"""Every version constant of eibert's outputs, in one place: bump one when that code's output changes for the
+same inputs. Each is part of the cache keys of what it makes and of everything downstream of it (the
+student key, harness/stages/node.py's memo); tests/test_versions.py bumps each and checks the keys move."""
+
+STAGES = 1  # importance, vocabulary, student training (eibert.stages)
+EXPORT = 2  # the artifact's file format alone (2: INT8 linear layers as integer ops)
+TEACHER_TRAINING = 1  # eibert.teacher's fine-tuning
+TEACHER_OUTPUTS = 1  # eibert.teacher_outputs: logits and word-level hidden states
+AUGMENT = 1  # eibert.augment / eibert.phased: augmented texts
+TARGETS = 1  # eibert.targets: soft targets of target teachers
+
+NAMES = ("STAGES", "EXPORT", "TEACHER_TRAINING", "TEACHER_OUTPUTS", "AUGMENT", "TARGETS")
+
+
+def current() -> dict[str, int]:
+    """Every version constant as it is now (read at call time)."""
+    return {name: globals()[name] for name in NAMES}
