@@ -186,6 +186,19 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
                          m.get("teacher_dev_accuracy_after"), distill.to_json(), hit, time.perf_counter() - t0)
 
 
+class NonFiniteModel(RuntimeError):
+    """Training diverged: a parameter is inf or NaN (the stage fails with this; nothing is cached or exported)."""
+
+
+def check_finite(model) -> None:
+    import torch
+
+    bad = [n for n, p in model.state_dict().items() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteModel(f"training diverged: {len(bad)} parameter tensor(s) hold inf or NaN ({', '.join(bad[:3])}); "
+                             "lower the loss weights or learning rates")
+
+
 def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill, data, max_seq_len: int, augment=None, targets=None,
                 transfer=()) -> tuple[str, dict]:
     """(key, what it hashes): everything the trained student depends on, the versions of the code that made its inputs included."""
@@ -231,6 +244,7 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
                             dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress,
                             on_step=on_step)
     model.eval()
+    check_finite(model)
     metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report,
                "torch_selection_accuracy": accuracy(predict_logits(model, sel_s), [y for _, y in sel_s]) if sel_s else None}
     if distill.mode == "cross":

@@ -9,6 +9,8 @@ file, the dotted key and what is allowed (exit code 2 from the CLI). Relative pa
 against the config file's folder. Importing this module imports none of torch, tvm or ray.
 """
 
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,11 +20,39 @@ from eibutil import ConfigError, load_yaml, validation_error
 from harness.stages.base import STAGES
 
 PosInt = Annotated[int, Field(gt=0)]
-PosFloat = Annotated[float, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+LossWeight = Annotated[float, Field(ge=0, le=1000)]  # finite (every section refuses inf/nan), and no overflow to NaN
+
+
+def _base_types(annotation) -> set:
+    """The plain types a field annotation admits (through Annotated, Optional and unions)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _base_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_base_types(a) for a in typing.get_args(annotation)))
+    return {annotation}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # floats must be finite everywhere (a loss weight of .inf trains a model of NaNs)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_scalars(cls, data):
+        """No `true` for an integer, no 2.0 or 1e38 for an integer, no 1 for a boolean: YAML says what it means."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            if name not in data:
+                continue
+            v, kinds = data[name], _base_types(field.annotation)
+            if int in kinds and bool not in kinds and (isinstance(v, bool) or isinstance(v, float)):
+                raise ValueError(f"{name}: must be an integer, not {v!r}")
+            if kinds == {bool} and not isinstance(v, bool):
+                raise ValueError(f"{name}: must be true or false, not {v!r}")
+        return data
 
 
 class SelectionConfig(_Section):
@@ -31,7 +61,7 @@ class SelectionConfig(_Section):
     sentences: Annotated[int, Field(ge=0, le=100_000)] = 0  # 0: no selection split
     min_words: Annotated[int, Field(ge=1, le=200)] = 8
     min_phrase_words: Annotated[int, Field(ge=1, le=200)] = 3
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
 
 
 class TaskConfig(_Section):
@@ -70,7 +100,7 @@ class TeacherConfig(_Section):
     weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01
     warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     max_steps: PosInt | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
 
 
 class StudentConfig(_Section):
@@ -121,7 +151,7 @@ class AugmentConfig(_Section):
     p_mask: Annotated[float, Field(ge=0, le=1)] = 0.1
     p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
     max_ngram: Annotated[int, Field(ge=1, le=100)] = 5
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
 
 
 class DistillConfig(_Section):
@@ -134,14 +164,14 @@ class DistillConfig(_Section):
     student_lr: Annotated[float, Field(gt=0, lt=1)] = 3e-4
     teacher_lr: Annotated[float, Field(ge=0, lt=1)] = 1e-5
     temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
-    alpha_ce: Annotated[float, Field(ge=0)] = 1.0
-    alpha_kl: Annotated[float, Field(ge=0)] = 1.0
-    alpha_hidden: Annotated[float, Field(ge=0)] = 1.0
-    alpha_attn: Annotated[float, Field(ge=0)] = 0.0
-    teacher_kl: Annotated[float, Field(ge=0)] = 0.5  # the teacher's pull toward the student (cross mode)
+    alpha_ce: LossWeight = 1.0
+    alpha_kl: LossWeight = 1.0
+    alpha_hidden: LossWeight = 1.0
+    alpha_attn: LossWeight = 0.0
+    teacher_kl: LossWeight = 0.5  # the teacher's pull toward the student (cross mode)
     stage_gates: bool = False
     max_steps: PosInt | None = None
-    seed: Annotated[int, Field(ge=0)] = 0
+    seed: Seed = 0
     phases: Annotated[list[PhaseConfig], Field(max_length=20)] = []  # in order; empty: one `mode` run of `epochs`
 
 

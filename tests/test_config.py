@@ -116,6 +116,16 @@ MALFORMED = [
      + "compress.distill.temperature: [1, 2, 3, 4], compress.quant.lr: [0.1, 0.2, 0.3, 0.4], compress.distill.teacher_kl: [1, 2, 3, 4]}}\n",
      "sweep", "1,048,576 sweep points; at most 1,000"),
     ("!full:name: " + "x" * 2000 + "\ninventory: inventory.yaml\n", "name", "String should have at most 64 characters"),
+    # numbers that cannot train, and values YAML did not mean as integers or booleans
+    ("compress: {distill: {alpha_kl: .inf}}\n", "compress.distill.alpha_kl", "finite number"),
+    ("compress: {distill: {alpha_ce: 1e308}}\n", "compress.distill.alpha_ce", "less than or equal to 1000"),
+    ("compress: {distill: {temperature: .nan}}\n", "compress.distill.temperature", "finite number"),
+    ("compress: {student: {layers: true}}\n", "compress.student", "layers: must be an integer, not True"),
+    ("compress: {student: {layers: 2.0}}\n", "compress.student", "layers: must be an integer, not 2.0"),
+    ("teacher: {seed: 1e38}\n", "teacher.seed", "Input should be a valid integer"),  # YAML 1.1 reads 1e38 as a string
+    ("teacher: {seed: 1.0e+38}\n", "teacher", "seed: must be an integer, not 1e+38"),
+    ("teacher: {seed: 99999999999}\n", "teacher.seed", "less than or equal to 4294967295"),
+    ("compress: {distill: {integrate: 1}}\n", "compress.distill", "integrate: must be true or false, not 1"),
 ]
 
 

@@ -58,3 +58,16 @@ def test_each_version_is_read_where_its_output_is_keyed():
     assert set(users) == set(versions.NAMES)
     for name, module in users.items():
         assert f"versions.{name}" in (root / module).read_text(), (name, module)
+
+
+def test_a_diverged_student_fails_its_stage_with_the_reason():
+    import torch
+
+    from eibert.stages import NonFiniteModel, check_finite
+
+    m = torch.nn.Linear(3, 2)
+    check_finite(m)
+    with torch.no_grad():
+        m.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteModel, match=r"1 parameter tensor\(s\) hold inf or NaN \(weight\)"):
+        check_finite(m)
