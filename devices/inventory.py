@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from devices.targets import TARGETS
 from eibutil import ConfigError, load_yaml, validation_error
+from eibutil.files import check_ray_resource
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -51,6 +52,11 @@ class DeviceSpec(BaseModel):
     run_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 600.0
     link_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 5.0  # TCP_USER_TIMEOUT: a cut link fails after this
     ray_resource: str | None = None  # a custom resource of the Ray node that reaches this device: its measurements run there
+
+    @field_validator("ray_resource")
+    @classmethod
+    def _resource(cls, v: str | None) -> str | None:
+        return None if v is None else check_ray_resource(v)
     faults: list[dict[str, str | int]] = []  # transport fake only: [{on: probe|prepare|put|run|cleanup, error: unreachable|timeout|killed|auth|failed, times: 1}]
 
     @property

@@ -62,12 +62,16 @@ def read_file(path: str | os.PathLike) -> "datasets.Dataset":  # noqa: F821
     if path.suffix.lower() == ".tsv":
         kwargs = {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its own "Failed to load JSON" line would precede ours
     try:
         ds = datasets.load_dataset(kind, data_files={"data": str(path)}, split="data", **kwargs)
     except Exception as e:  # datasets raises many types for malformed files
-        if "corresponds to no data" in str(e):
+        if "corresponds to no data" in str(e) or path.stat().st_size == 0:
             raise DataError(f"{path}: has no rows (a header at most)") from None
-        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {str(e).splitlines()[0][:200]}") from e
+        while e.__cause__ is not None:  # datasets wraps the parser's error in "An error occurred while generating"
+            e = e.__cause__
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: cannot be read as {path.suffix[1:]}: {first[:200]}") from None
     return ds
 
 

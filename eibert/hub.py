@@ -78,8 +78,9 @@ def load_tokenizer(ref: str):
 
     try:
         return AutoTokenizer.from_pretrained(ref)
-    except OSError as e:
-        raise ModelNotFound(f"{ref}: tokenizer could not be loaded: {str(e).splitlines()[0][:200]}") from e
+    except Exception as e:  # OSError for missing files; ValueError or tokenizers' own Exception for a corrupt tokenizer.json
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelNotFound(f"{ref}: tokenizer could not be loaded ({type(e).__name__}: {first[:200]})") from None
 
 
 def load_classifier(ref: str, num_labels: int | None = None):

@@ -52,3 +52,35 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def canonical_json(obj: Any) -> str:
     """The one JSON spelling of `obj` that content hashes are taken over."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def writable_dir(path) -> Path:
+    """`path` as a folder to write into (created), or one line (UserError) when it is a file or cannot be made."""
+    from eibutil.errors import UserError
+
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            raise UserError(f"{q}: a file, not a folder (reports and results go into a folder)")
+        if q.exists():
+            break
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{p}: cannot create the folder ({e.strerror})") from None
+    return p
+
+
+RAY_RESERVED = ("CPU", "GPU", "TPU", "memory", "object_store_memory", "accelerator_type", "node")
+
+
+def check_ray_resource(name: str) -> str:
+    """A custom Ray resource name as a node is started with (`ray start --resources '{"NAME": 1}'`): letters,
+    digits, '_', '-', '.', starting with a letter; never one of Ray's own (CPU, GPU, memory, ...)."""
+    import re
+
+    if name in RAY_RESERVED or name.startswith(("node:", "accelerator_type:")):
+        raise ValueError(f"{name!r} is one of Ray's own resources, not a custom one marking a node")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,127}", name):
+        raise ValueError(f"{name!r} is not a custom resource name (letters, digits, _ - ., starting with a letter)")
+    return name

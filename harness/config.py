@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eibutil import ConfigError, load_yaml, validation_error
+from eibutil.files import check_ray_resource
 from harness.stages.base import STAGES
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -235,7 +236,7 @@ DEFAULT_INVENTORY = "inventory.yaml"
 
 
 class ResultsConfig(_Section):
-    database: str = DEFAULT_DATABASE  # a file path (SQLite) or any SQLAlchemy URL
+    database: Annotated[str, Field(min_length=1)] = DEFAULT_DATABASE  # a file path (SQLite) or any SQLAlchemy URL
     reports_dir: Path = Path(DEFAULT_REPORTS_DIR)
 
 
@@ -265,6 +266,8 @@ class ClusterConfig(_Section):
         bad = sorted(set(v) - set(STAGES))
         if bad:
             raise ValueError(f"unknown stage {bad[0]!r}; stages: {', '.join(STAGES)}")
+        for name in v.values():
+            check_ray_resource(name)
         return v
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from eibutil import UserError
 from harness.stages.base import StageResult
 from harness.stages.node import run_node
 from harness.stages.registry import REGISTRY
@@ -123,17 +124,35 @@ class RayExecutor:
         import ray
 
         kwargs = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
-        if self.address:
-            ray.init(address=self.address, **kwargs)
-        else:
-            ray.init(num_cpus=self.num_cpus, **kwargs)
+        try:
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.num_cpus, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            if not self.address:
+                raise
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"--address {self.address}: no Ray cluster to join ({first[:160]}); start one with `ray start --head`") from None
         self.ray = ray
         self.parallel = int(ray.cluster_resources().get("CPU", 1))
         alive = [n for n in ray.nodes() if n.get("Alive")]
         self.node_cpus = int(max((n["Resources"].get("CPU", 0) for n in alive), default=1)) or 1
         self.travel = len(alive) > 1  # several nodes: assume no shared disk, outputs travel
         self._task = ray.remote(_remote_run)
+        self.node_resources = [set(n["Resources"]) for n in alive]
         self.setup_s += time.perf_counter() - t0
+
+    def check_placement(self, node, resources: dict | None) -> None:
+        """A task no node can take would wait forever in ray.wait (Ray says so only in its log files): refuse it
+        with one line naming the device (or stage) and the resource."""
+        missing = [r for r in (resources or {}) if not any(r in have for have in self.node_resources)]
+        if missing:
+            who = f"device {node.payload['device']!r}" if node.payload.get("device") else f"stage {node.stage!r}"
+            custom = sorted({r for have in self.node_resources for r in have} - {"CPU", "GPU", "memory", "object_store_memory"}
+                            - {r for have in self.node_resources for r in have if r.startswith(("node:", "accelerator_type:"))})
+            raise UserError(f"{who} needs the Ray resource {missing[0]!r} (inventory ray_resource or cluster.resources), which no node "
+                            f"of the cluster has (custom resources there: {', '.join(custom) or 'none'})")
 
     def _travelling(self, node, deps) -> list:
         """The object refs of the node's inputs: its config's files and each dependency's outputs (a dependency
@@ -154,6 +173,7 @@ class RayExecutor:
     def submit(self, node, deps, ctx, num_cpus=1, resources=None, attempt=1, started=None):
         if self.ray is None:
             self._start()
+        self.check_placement(node, resources)
         opts = {"num_cpus": num_cpus, "max_retries": 0, "retry_exceptions": False, "num_returns": 2}  # retries are counted here
         if resources:
             opts["resources"] = resources

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from eibutil import UserError, atomic_write_text  # noqa: E402
+from eibutil.files import writable_dir  # noqa: E402
 from harness.nightly import MIN_CHANGE_MS, compare_runs  # noqa: E402
 from harness.report_data import flat_rows  # noqa: E402
 from harness.report_figures import save_figure  # noqa: E402
@@ -79,6 +80,7 @@ def _device_figure(df: pd.DataFrame, dev: str, out_dir: Path):
 def write_history(store, name: str, reports_dir: Path, last: int = 20) -> tuple[Path, int]:
     """(the page, how many run x variant x device x runtime rows were compared with earlier runs); nothing
     compared is a UserError (one run only, or runs that share no variant)."""
+    writable_dir(Path(reports_dir) / "history" / name)
     df = history_frame(store, name, last)
     compared = int(df["base_p50_ms"].notna().sum()) if len(df) else 0
     if compared == 0:

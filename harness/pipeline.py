@@ -118,6 +118,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     from harness.devicepool import DevicePool
     from harness.executors import make_executor
     from harness.graph import build_graph
+    from harness.driver import driver_signals, reap_dead_drivers
     from harness.scheduler import Scheduler, print_summary
 
     variants = expand(cfg, config_path, raw)
@@ -125,6 +126,8 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     nodes = [n for n in build_graph(variants, inventory) if n.stage in UNTIL[until]]
     preflight(variants, config_path)
     store = Store(cfg.results.database)
+    for dead in reap_dead_drivers(store):
+        _say(f"run {dead}: its driver died; marked failed, its device leases freed (resume it with --resume {dead})", quiet)
     t_setup = time.perf_counter()
     ex = make_executor(executor, address)  # before any run row: an unreachable cluster leaves nothing behind
     setup_s = time.perf_counter() - t_setup
@@ -133,6 +136,7 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     except BaseException:
         ex.close()
         raise
+    pool = None
     try:
         _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
         pool = DevicePool(store, run_id, inventory, log=lambda m: _say(m, quiet))
@@ -141,13 +145,17 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
         t_close = 0.0
         try:
-            counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet, record_extra=_measurement_row).run(resumed)
+            with driver_signals():  # SIGTERM/SIGHUP end the driver as Ctrl-C does: through the cleanup below
+                counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet,
+                                   record_extra=_measurement_row).run(resumed)
         finally:
             t = time.perf_counter()
             ex.close()
             t_close = time.perf_counter() - t
     except BaseException as e:  # a driver that dies leaves the run failed (resumable with --resume), never "running"
         store.finish_run(run_id, "failed", {"error": f"{type(e).__name__}: {str(e)[:200]}"})
+        if pool is not None:
+            pool.release_run(run_id)  # and holds no device
         raise
     _provenance(store, run_id, cfg, config_path, variants)
     rows = store.stage_results(run_id)

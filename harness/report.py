@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from eibutil import UserError, atomic_write_text
+from eibutil.files import writable_dir
 from harness.report_data import COLUMNS, flat_rows
 from harness.report_html import render_html
 from harness.store import Store
@@ -106,8 +107,8 @@ def write_report(store: Store, run_id: str, reports_dir: Path, compare=None, sig
 
     if store.run(run_id) is None:
         raise UserError(f"no run {run_id!r} in {store.url} (see `eib runs`)")
+    out = writable_dir(Path(reports_dir) / run_id)
     model = build_model(store, run_id, compare, signoff_rows, budget)
-    out = Path(reports_dir) / run_id
     tabs, figs = tables(model), figures(model, out / "figures")
     return {"html": atomic_write_text(out / "index.html", render_html(model, tabs, figs)),
             "md": atomic_write_text(out / "summary.md", render_markdown(model, tabs, figs)),

@@ -21,6 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from eibutil import UserError
+
 metadata = sa.MetaData()
 
 runs = sa.Table(
@@ -105,10 +107,30 @@ provenance = sa.Table(
 
 
 def _url(db: str) -> str:
+    if not db.strip():
+        raise UserError("results database: empty (give a file path or an SQLAlchemy URL)")
     if "://" in db:
         return db
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        Path(db).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{db}: cannot create its folder ({e.strerror})") from None
+    if Path(db).is_dir():
+        raise UserError(f"{db}: a folder, not a database file")
     return f"sqlite:///{Path(db).resolve()}"
+
+
+def _engine(raw: str, shown: str):
+    """An SQLAlchemy engine, or one line (UserError) for a URL it cannot build: unknown scheme, a driver not
+    installed, a malformed SQLite URL. The password is never shown."""
+    try:
+        engine = sa.create_engine(raw, future=True, hide_parameters=True)
+    except ModuleNotFoundError as e:
+        raise UserError(f"{shown}: its database driver is not installed ({e.name}); SQLite paths and postgresql:// work as installed") from None
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as e:
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise UserError(f"{shown}: not a database URL SQLAlchemy can use ({display_url(first) if '://' in first else first})") from None
+    return engine
 
 
 def display_url(db: str) -> str:
@@ -175,7 +197,7 @@ class Store:
             return
         raw = _url(database)
         self.url = display_url(raw)  # the only form of the URL that is shown or kept
-        self.engine = sa.create_engine(raw, future=True, hide_parameters=True)
+        self.engine = _engine(raw, self.url)
         if raw.startswith("sqlite"):
             @sa.event.listens_for(self.engine, "connect")
             def _pragmas(dbapi_conn, _):  # WAL: readers never block the writer; durable commits
@@ -192,15 +214,17 @@ class Store:
                     with self.engine.begin() as conn:
                         conn.execute(sa.text("ALTER TABLE stage_results ADD COLUMN node_key VARCHAR(64)"))
                 break
+            except (sa.exc.ArgumentError, ModuleNotFoundError) as e:
+                raise UserError(f"{self.url}: cannot open ({str(e).splitlines()[0][:120]})") from None
             except sa.exc.OperationalError as e:
                 if attempt == 9 or not any(m in str(e) for m in ("already exists", "duplicate column", "database is locked")):
+                    if attempt == 0 and "unable to open database file" in str(e):
+                        raise UserError(f"{self.url}: unable to open the database file") from None
                     raise
                 time.sleep(0.05 * (attempt + 1))
 
     def _open_readonly(self, database: str) -> None:
         """For commands that only read: nothing is created or altered (no folders, tables, WAL switch)."""
-        from eibutil import UserError
-
         if "://" in database:
             raw = database
         else:
@@ -209,10 +233,10 @@ class Store:
                 raise UserError(f"{database}: no results database there")
             raw = f"sqlite:///file:{path.resolve()}?mode=ro&uri=true"
         self.url = display_url(database)
-        self.engine = sa.create_engine(raw, future=True, hide_parameters=True)
+        self.engine = _engine(raw, self.url)
         try:
             tables = set(sa.inspect(self.engine).get_table_names())
-        except sa.exc.SQLAlchemyError as e:
+        except (sa.exc.SQLAlchemyError, ModuleNotFoundError, ValueError) as e:
             raise UserError(f"{self.url}: not a readable database ({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:120]})") from None
         if not {"runs", "variants", "stage_results", "measurements"} <= tables:
             raise UserError(f"{self.url}: not an eib results database (no runs table)")
@@ -224,15 +248,20 @@ class Store:
             yield Tx(conn)
 
     def create_run(self, name: str, config: dict, config_path: str | None = None, run_id: str | None = None) -> str:
+        from harness.driver import driver_id
+
         run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        with self.transaction() as tx:
+        with self.transaction() as tx:  # a running run names its driver (harness.driver reaps it if that dies)
             tx.conn.execute(runs.insert().values(run_id=run_id, name=name, config_path=config_path, config_json=_j(config),
-                                                 status="running", created_at=time.time()))
+                                                 status="running", created_at=time.time(), summary_json=_j({"driver": driver_id()})))
         return run_id
 
     def reopen_run(self, run_id: str) -> None:
+        from harness.driver import driver_id
+
         with self.transaction() as tx:
-            tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None))
+            tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None,
+                                                                                summary_json=_j({"driver": driver_id()})))
 
     def finish_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
         with self.transaction() as tx:
