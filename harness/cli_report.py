@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from eibutil import UserError
-from harness.cliargs import int_in
+from harness.cliargs import float_in, int_in
 from harness.config import DEFAULT_DATABASE, DEFAULT_REPORTS_DIR, load_config_file
 
 EXIT_SIGNOFF_FAIL = 1
@@ -124,8 +124,8 @@ def add_commands(sub) -> None:
     p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
     p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90): the headline's "
                    "best variant per device is chosen within it; with --deploy, that variant is signed off against it")
-    p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
-    p.add_argument("--min-change-ms", type=float, default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
+    p.add_argument("--floor", type=float_in(0), default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
+    p.add_argument("--min-change-ms", type=float_in(0), default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--db", default=DEFAULT_DATABASE)
     g.add_argument("--config", help="take the database and reports folder from this config")
@@ -136,8 +136,8 @@ def add_commands(sub) -> None:
     p.add_argument("config")
     p.add_argument("--baseline", metavar="RUN", help="compare with this run (default: the latest finished run of the config)")
     p.add_argument("--last", type=int, default=5, help="earlier runs whose spread sets each device's noise threshold")
-    p.add_argument("--floor", type=float, default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
-    p.add_argument("--min-change-ms", type=float, default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
+    p.add_argument("--floor", type=float_in(0), default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
+    p.add_argument("--min-change-ms", type=float_in(0), default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     p.add_argument("--executor", choices=["ray", "inline"], default="ray")
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")

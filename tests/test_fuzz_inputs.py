@@ -76,3 +76,40 @@ def test_malformed_inventories_end_with_exit_0_or_one_line_and_exit_2(folder, ca
     path = folder / "inv.yaml"
     _write(path, doc)
     _check(path, ["devices", "list", "--inventory", str(path)], capsys)
+
+
+def _subcommands(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommands(sub, prefix + (name,))
+            return
+    yield prefix, parser
+
+
+def _flag_cases():
+    """(argv, flag) for every option of every subcommand that takes a typed or chosen value, given a bad one."""
+    import argparse
+
+    from harness.cli import build_parser
+
+    for words, sub in _subcommands(build_parser()):
+        positional = [a for a in sub._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]
+        required = [x for a in sub._actions if a.option_strings and a.required for x in (a.option_strings[0], "x")]
+        for a in sub._actions:
+            if not a.option_strings or a.nargs == 0 or (a.type is None and not a.choices):
+                continue
+            for bad in ("not-a-value", "-1e999", "nan"):
+                yield [*words, *["x"] * len(positional), *[r for r in required if r not in a.option_strings], a.option_strings[0], bad], a.option_strings[0]
+
+
+@pytest.mark.parametrize("argv, flag", list(_flag_cases()), ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_every_subcommand_refuses_a_bad_value_for_each_flag_in_one_line(argv, flag, capsys):
+    with pytest.raises(SystemExit) as e:
+        raise SystemExit(main(argv))
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert e.value.code == 2 and "Traceback" not in out.err, out.err[-400:]
+    assert len(lines) == 1 and flag in lines[0], lines
