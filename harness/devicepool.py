@@ -37,6 +37,9 @@ quarantine = sa.Table(
 QUARANTINE_AFTER = 2  # consecutive infrastructure failures (a failed health check counts)
 
 
+USER_KINDS = ("auth", "workdir")  # probe failures that are the inventory's fault, not the device's
+
+
 class DevicePool:
     def __init__(self, store, run_id: str, inventory, lease_s: float | None = None, health_check: bool = True, log=print):
         """`lease_s`: how long a lease lasts; None: each device's own `lease_s` (from its upload and run timeouts)."""
@@ -70,6 +73,11 @@ class DevicePool:
         from harness.health import probe_device
 
         r = probe_device(name, self.inventory[name])
+        if r["status"] == "down" and r.get("error_kind") in USER_KINDS:
+            # a mistake in the inventory (wrong key, key_env unset, bad workdir): the device is fine; the stage
+            # fails with that error (a device error, not infrastructure) and nothing is quarantined
+            self.checked.add(name)
+            return True
         if r["status"] == "down":
             self.failed(name, f"health check: {r['error_kind']}: {r['error']}")
             return False

@@ -67,3 +67,27 @@ def test_resource_names_are_checked_in_the_inventory_and_the_config(tmp_path, na
 
     with pytest.raises(ValueError, match=message):
         ClusterConfig(resources={"student": name})
+
+
+def test_an_auth_failure_is_the_inventorys_mistake_not_a_dead_device(tmp_path):
+    from devices.inventory import DeviceSpec
+    from harness.devicepool import DevicePool
+    from harness.store import Store
+
+    store = Store(str(tmp_path / "db.sqlite"))
+    run = store.create_run("x", {})
+
+    from harness.devicepool import QUARANTINE_AFTER
+
+    def spec(error):
+        return DeviceSpec(transport="fake", workdir=str(tmp_path / error), runtimes=["onnxruntime"],
+                          faults=[{"on": "probe", "error": error, "times": 99}])
+
+    pool = DevicePool(store, run, {"keyless": spec("auth")}, log=lambda m: None)
+    other = DevicePool(store, run, {"gone": spec("unreachable")}, log=lambda m: None)
+    for i in range(QUARANTINE_AFTER + 1):
+        got = pool.acquire("keyless", "onnxruntime", f"h{i}")
+        assert got == "keyless" and "keyless" not in pool.quarantined
+        pool.release("keyless", f"h{i}")
+        other.acquire("gone", "onnxruntime", f"g{i}")
+    assert "gone" in other.quarantined
