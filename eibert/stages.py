@@ -105,7 +105,15 @@ def encode(tok, ds, max_seq_len):
 
 
 def _teacher(teacher_dir: str):
-    return load_classifier(teacher_dir).eval()
+    """The structural teacher: its tokenizer, attention and weights shape the student, so it must be a BERT."""
+    model = load_classifier(teacher_dir).eval()
+    if not hasattr(model, "bert"):
+        from eibutil import UserError
+
+        raise UserError(f"{teacher_dir}: a {type(model).__name__}; the structural teacher (vocabulary pruning, initialisation, "
+                        "integrated head) must be a BERT such as all-MiniLM-L6-v2. Other architectures (MPNet) serve as target "
+                        "teachers: their logits are what the student learns (eibert.targets, bench/quality.py +mpnet)")
+    return model
 
 
 def importance(teacher_dir: str, data, settings: VocabSettings, *, cache_dir: str, max_seq_len: int = 64,

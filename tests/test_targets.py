@@ -135,3 +135,12 @@ def test_the_transfer_filter_drops_dev_sentences_and_sentences_containing_them(t
     bad.write_text("anything\n")
     with pytest.raises(UserError, match="refused"):
         build_transfer({"rt": bad}, dev, TransferSettings())
+
+
+def test_an_mpnet_structural_teacher_is_refused_with_its_role_named(tmp_path):
+    from eibert.stages import _teacher
+    from eibutil import UserError
+
+    folder = _st_mpnet_folder(tmp_path / "mpnet")
+    with pytest.raises(UserError, match="structural teacher .* must be a BERT.*target teachers"):
+        _teacher(str(folder))
