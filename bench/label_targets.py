@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.quality import MAX_SEQ_LEN, TEACHER_HP, load_split  # noqa: E402
+from bench.ladder import MAX_SEQ_LEN, TEACHER_HP, load_split
 
 
 def read_texts(path: Path) -> tuple[list[str], dict[str, int]]:

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from eibutil import UserError, sha256_file
+
+
 class ArtifactError(UserError):
     """An artifact folder whose files do not match its manifest (one line: the folder and the file)."""
 

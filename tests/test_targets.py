@@ -84,8 +84,7 @@ def test_ensemble_targets_are_the_mean_of_the_members_scaled_logits(tmp_path):
 
 
 def test_sharded_labelling_resumes_after_a_kill_without_relabelling(tmp_path, monkeypatch, tiny_bert):
-    import eibert.targets as targets
-    import eibert.textcls as textcls
+    from eibert import targets, textcls
     from eibert.cache import Cache
     from eibert.hub import load_classifier, load_tokenizer
 

@@ -1,0 +1,160 @@
+"""The rungs of bench/quality.py's ladder and what each needs: its transfer rows, its target teachers, its row.
+
+    from bench.ladder import ladder, load_split, transfer_texts
+    rungs = ladder(args)            # each rung adds one lever to the one before (or to the rung it names as base)
+
+Split from bench/quality.py (which runs them) so that bench/label_targets.py can build the same rows on
+another machine. Every teacher of the ladder, structural or target, is fine-tuned on the same reduced
+train rows with TEACHER_HP.
+"""
+
+import json
+from pathlib import Path
+
+from eibutil.accstats import wilson
+
+MAX_SEQ_LEN = 64
+TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
+MPNET = Path("~/.cache/eibert/teachers/all-mpnet-base-v2").expanduser()  # scripts/get-teacher.sh mpnet puts it there
+CORPORA = Path("~/.cache/eibert/corpora").expanduser()  # scripts/get-corpora.sh
+
+
+def load_split(data_dir: Path, sentences: int = 600):
+    """Full SST-2 with the selection split carved from train (the rows every teacher and student train on)."""
+    from eibert.data import load_task
+    from eibert.selection import SelectionSettings, carve_selection
+
+    data = load_task(source="files", train_file=data_dir / "train.tsv", dev_file=data_dir / "validation.tsv", text_fields=["sentence"])
+    return carve_selection(data, SelectionSettings(sentences=sentences))
+
+
+def ladder(args) -> list[dict]:
+    """The rungs in order; each adds one lever to the one before."""
+    from eibert.augment import AugmentSettings
+    from eibert.phases import PhaseSettings as P
+
+    kd1 = (P("prediction", epochs=1, augmented=False, patience=None),)
+    kd = (P("prediction", epochs=args.epochs, augmented=False),)
+    inter = (P("intermediate", epochs=args.inter_epochs, augmented=False, patience=None),) + kd
+    aug = (P("intermediate", epochs=args.inter_epochs, patience=None), P("prediction", epochs=args.epochs))
+    base = {"vocab": 4000, "fold": False, "augment": None}
+    A = AugmentSettings(copies=args.aug_copies)
+    rungs = [
+        {"variant": "kd-1-epoch", "lever": "prediction KD from cached teacher logits, 1 epoch", **base, "phases": kd1},
+        {"variant": "+epochs", "lever": f"{args.epochs:g} epochs, best epoch on selection", **base, "phases": kd},
+        {"variant": "+intermediate", "lever": "word-level hidden-state + [CLS] phase first", **base, "phases": inter},
+        {"variant": "+fold+v5000", "lever": "bridge folded into pooler; freed bytes to a 5,000-token vocabulary",
+         **base, "vocab": 5000, "fold": True, "phases": inter},
+        {"variant": "+augment", "lever": f"teacher-labelled augmentation, {args.aug_copies:g} copies per row",
+         **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug},
+        {"variant": "+cross", "lever": f"cross-distillation final phase ({args.cross_epochs:g} epoch)", **base, "vocab": 5000, "fold": True,
+         "augment": A, "phases": aug + (P("cross", epochs=args.cross_epochs, lr=1e-4, patience=None),)},
+        # target teachers: the student's structure stays MiniLM's; the logits it learns come from MPNet (or both)
+        {"variant": "+mpnet", "lever": "prediction targets from fine-tuned MPNet (rows and phases of +augment)", "base": "+augment",
+         **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",)},
+        {"variant": "+ensemble", "lever": "prediction targets: mean of MPNet's and MiniLM's logits", "base": "+mpnet",
+         **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet", "structural")},
+        {"variant": "+reviews", "lever": "transfer set: + Pang & Lee IMDb review sentences and sub-phrases (MPNet targets)",
+         "base": "+mpnet", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
+         "transfer": {"pang-lee1": None}},
+        {"variant": "+mixed", "lever": "transfer set: + 30k nlp-corpus sentences and sub-phrases (MPNet targets)",
+         "base": "+reviews", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
+         "transfer": {"pang-lee1": None, "nlp-corpus": 30000}},
+    ]
+    return [r for r in rungs if not args.rungs or r["variant"] in args.rungs]
+
+
+def transfer_texts(spec: dict | None, data) -> tuple[list[str], dict]:
+    """The transfer rows of a rung: {source: sentences kept (None: all)}, filtered against dev and selection."""
+    from eibert.transfer import TransferSettings, build_transfer
+
+    if not spec:
+        return [], {}
+    blocked = list(data.dev["text_a"]) + list(data.selection["text_a"])
+    texts, report = [], {"sources": {}}
+    for name, cap in spec.items():  # one source at a time, each seeded alike: adding a source keeps the others' rows
+        got, rep = build_transfer({name: CORPORA / f"{name}.txt"}, blocked, TransferSettings(max_sentences=cap))
+        texts += got
+        report["sources"].update(rep["sources"])
+    report["rows"] = len(texts)
+    return texts, report
+
+
+def target_key(args, data) -> str | None:
+    """The cache key of the fine-tuned target teacher (computed without fine-tuning it), or None when absent."""
+    from eibert.cache import Cache
+    from eibert.teacher import DEFAULT_HP, teacher_key
+
+    if not (args.target_teacher / "config.json").is_file():
+        return None
+    return teacher_key(Cache(args.cache_dir), str(args.target_teacher.resolve()), data, {**DEFAULT_HP, **TEACHER_HP}, MAX_SEQ_LEN)
+
+
+def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str], list[str]]:
+    """(every text the rung's student trains on, its transfer texts): train rows, augmented rows, transfer rows."""
+    from eibert.cache import Cache
+    from eibert.hub import load_tokenizer, model_fingerprint
+    from eibert.phased import cached_augmentation, training_rows
+    from eibert.stages import _teacher
+
+    transfer, _ = transfer_texts(rung.get("transfer"), data)
+    aug, _ = cached_augmentation(Cache(cache_dir), _teacher(str(tdir)), load_tokenizer(str(tdir)), data, rung["augment"],
+                                 model_fingerprint(str(tdir)))
+    return training_rows(data, aug + transfer)[0], transfer
+
+
+def dump_texts(args, rungs, data, tdir: Path) -> None:
+    """One file for bench/label_targets.py: the longest target-teacher rung's rows, with the other rungs' row
+    counts as prefixes (each rung's rows extend the one before: train, augmented, then transfer sources in order)."""
+    import gzip
+
+    lists = {r["variant"].lstrip("+"): rung_rows(r, data, tdir, args.cache_dir)[0] for r in rungs if "mpnet" in r.get("targets", ())}
+    longest = max(lists.values(), key=len)
+    for name, texts in lists.items():
+        if longest[: len(texts)] != texts:
+            raise SystemExit(f"rung {name}: its rows are not a prefix of the longest rung's: label them separately")
+    args.dump_texts.mkdir(parents=True, exist_ok=True)
+    f = args.dump_texts / "rows.json.gz"
+    f.write_bytes(gzip.compress(json.dumps({"texts": longest, "prefixes": {k: len(v) for k, v in lists.items()}}).encode(), 6))
+    print(f"{f}: {len(longest):,} rows; prefixes {({k: len(v) for k, v in lists.items()})}", flush=True)
+
+
+def target_settings(rung: dict, mpnet_key: str | None):
+    from eibert.targets import TargetSettings
+
+    names = rung.get("targets", ())
+    if "mpnet" in names and mpnet_key is None:
+        raise SystemExit(f"rung {rung['variant']}: the target teacher is missing (scripts/get-teacher.sh mpnet)")
+    return TargetSettings(tuple(mpnet_key if n == "mpnet" else n for n in names)) if names else None
+
+
+def target_teacher_row(cache_dir: Path, mpnet_key: str | None) -> dict | None:
+    """MPNet's row, from the report its targets carry (its weights need not be on this machine)."""
+    if mpnet_key is None:
+        return None
+    for entry in sorted((cache_dir / "targets").glob("*/entry.json")):
+        t = json.loads(entry.read_text()).get("report", {}).get("teacher") or {}
+        if t.get("key") == mpnet_key:
+            return {"variant": "mpnet teacher", "lever": f"all-mpnet-base-v2 fine-tuned {TEACHER_HP['epochs']:g} epochs ({t.get('device')})",
+                    "stage": "teacher", "seed": 0, "size_bytes": 437_971_872, "dev_accuracy": t["dev_accuracy"], "dev_n": 872,
+                    "dev_ci95": wilson(t["dev_accuracy"], 872), "selection_accuracy": t["selection_accuracy"], "teacher": "all-mpnet-base-v2",
+                    "teacher_dev_accuracy": t["dev_accuracy"], "wall_s": t.get("train_s", 0), "key": mpnet_key, "predictions": {}}
+    return None
+
+
+def artifact_row(rung: dict, seed: int, res: dict, old: dict, wall_s: float, teacher, mrow: dict | None, t_report: dict) -> dict:
+    art = Path(res["artifact_dir"])
+    stored = old.get(res["cache_key"], {})
+    names = rung.get("targets", ())
+    t_acc = {"mpnet": (mrow or {}).get("dev_accuracy"), "structural": teacher.dev_accuracy}
+    fit = res["stages"]["student"].get("fit") or {}
+    return {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed, "vocab_size": rung["vocab"],
+            "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"], "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
+            "selection_accuracy": res["selection_accuracy"], "float_dev_accuracy": res["float_dev_accuracy"],
+            "teacher": " + ".join({"mpnet": "all-mpnet-base-v2", "structural": "all-MiniLM-L6-v2"}[n] for n in names) or "all-MiniLM-L6-v2",
+            "teacher_dev_accuracy": max([t_acc[n] for n in names if t_acc.get(n) is not None], default=teacher.dev_accuracy),
+            "transfer_rows": fit.get("rows", 0) - fit.get("train_rows", 0), "transfer": t_report.get("sources", {}),
+            "base": rung.get("base"), "wall_s": stored["wall_s"] if res["cache_hit"] and stored else wall_s,
+            "key": res["cache_key"], "artifact_dir": res["artifact_dir"], "parts": res["parts"],
+            "predictions": json.loads((art / "predictions.json").read_text()), "fit": fit,
+            "artifact_sha256": json.loads((art / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]}
