@@ -129,6 +129,9 @@ def cmd_measure(args) -> int:
               f"({m['count']} runs)  {_memory_text(m.get('memory') or {}, rec['peak_rss_bytes'])}  accuracy {rec['accuracy']:.4f} on {rec['n']} rows  "
               f"max logit drift vs host onnxruntime {m['max_logit_drift']:.2e} ({m['predictions_agree']}/{rec['n']} predictions agree)  "
               f"{rec['verdict']}{': ' + rec['verdict_reason'] if rec['verdict_reason'] else ''}")
+        if e := m.get("end_to_end"):
+            print(f"end to end (text -> label, {e['tokenizer']}): p50 {e['p50_ms']:.3f} ms  p90 {e['p90_ms']:.3f} ms  "
+                  f"({e['count']} sentences; labels agree with the model pass on {e['predictions_agree']}/{e['n']})")
         print(f"stored as run {run_id} in {args.db}")
     return 0
 

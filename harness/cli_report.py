@@ -48,7 +48,8 @@ def cmd_report(args) -> int:
         so = signoff(store, args.run, args.deploy, budget)
     paths = write_report(store, args.run, reports, compare=compare, signoff_rows=so, budget=budget)
     for s in so or []:
-        checks = "  ".join(f"{k} {c['measured']:.4g} vs {c['budget']:.4g} (margin {c['margin']:+.4g})" if c["measured"] is not None
+        checks = "  ".join(f"{k} {c['measured']:.4g} vs {c['budget']:.4g} (margin {c['margin']:+.4g}"
+                           f"{', ' + c['basis'] if c.get('basis') else ''})" if c["measured"] is not None
                            else f"{k} not measured" for k, c in s["checks"].items())
         print(f"{s['verdict']}  {s['device']:14s} {s['runtime']:12s} {checks}" + (f"  failed: {', '.join(s['failed'])}" if s["failed"] else ""))
     for c in compare or []:

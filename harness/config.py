@@ -217,6 +217,7 @@ class MeasureConfig(_Section):
     rows: Annotated[int, Field(ge=1)] | None = None  # dev rows run on the device for accuracy (None: all)
     trials: Annotated[int, Field(ge=0, le=100_000)] = 0  # MetaSchedule tuning trials for TVM builds (0: untuned)
     reuse: bool = True  # reuse a stored measurement of the same artifact, device and rules (nightly runs set false)
+    end_to_end: bool = True  # also time text -> label per sentence on the device, tokeniser included
     teacher: bool = True  # measure the teacher too (onnxruntime, fp32) on every device: the reports' reference
 
     @model_validator(mode="after")

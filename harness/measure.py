@@ -22,6 +22,7 @@ from devices.errors import MissingRuntimeError
 from devices.inventory import DeviceSpec
 from devices.stats import summarize
 from eibutil import UserError, sha256_file
+from harness.endtoend import e2e_inputs, e2e_metrics
 
 MAX_P90_OVER_P50 = 1.5  # more spread than this and the percentiles are not trusted
 THROTTLE_FREQ_SHARE = 0.9
@@ -40,6 +41,7 @@ class MeasureSettings:
     int8_compute: bool = True  # TVM: INT8 dense layers with integer dot products where the target has them (VNNI)
     build_timeout_s: float = 1800.0
     null_floor: bool = True  # also time the null model on the device (the harness's own floor)
+    end_to_end: bool = True  # also time text -> label per sentence, tokeniser included (harness.endtoend)
 
 
 def _verified(model_dir) -> None:
@@ -167,6 +169,8 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     else:
         files = {"model.onnx": onnx, "inputs.npz": inputs}
         model_name = "model.onnx"
+    e2e_files, e2e_opts = e2e_inputs(model_dir, split, settings, cache_dir)
+    files.update(e2e_files)
     own = agent is None
     agent = agent or Agent(device, spec)
     try:
@@ -175,7 +179,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
             raise MissingRuntimeError(device, f"runtime {runtime!r} is not installed on the device ({spec.python})")
         res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
                               min_count=settings.min_count, min_duration_s=settings.min_duration_s,
-                              max_duration_s=settings.max_duration_s, threads=spec.threads)
+                              max_duration_s=settings.max_duration_s, threads=spec.threads, **e2e_opts)
         floor = None
         if settings.null_floor and "onnxruntime" in facts.get("runtimes", []):
             floor = null_floor(agent, settings, cache_dir, spec.threads)
@@ -204,7 +208,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
                                         "int8_path", "int8_reason", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
-        "settings": asdict(settings), "null": floor,
+        "settings": asdict(settings), "null": floor, "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
     }
     return {
         "device": device, "runtime": runtime, "target": spec.target if runtime == "tvm" else None,

@@ -64,7 +64,8 @@ def _devices(rows: list[dict], host: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["variant_id", "subject", "variant", "device", "runtime", "accuracy", "n", "acc_lo", "acc_hi",
                                      "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes", "model_memory_bytes",
                                      "null_p50_ms", "null_p90_ms", "emulated", "verdict", "verdict_reason", "samples",
-                                     "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy", "int8_note"])
+                                     "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy", "int8_note",
+                                     "e2e_p50_ms", "e2e_p90_ms", "e2e_tokenizer", "latency_ms", "latency_basis"])
     ci = [_interval(a, n) for a, n in zip(df["accuracy"], df["n"])]
     df["acc_lo"], df["acc_hi"] = [c[0] for c in ci], [c[1] for c in ci]
     host_n = {(r.variant_id, r.subject): r.n for r in host.itertuples()}
@@ -129,7 +130,7 @@ def _floors(devices: pd.DataFrame) -> pd.DataFrame:
                          "measurements": g["null_p50_ms"].count(), "min_p50_ms": g["p50_ms"].min()}).reset_index()
 
 
-BUDGET_COLUMNS = {"size": "size_bytes", "memory": "model_memory_bytes", "latency_ms": "p90_ms", "accuracy": "host_accuracy"}
+BUDGET_COLUMNS = {"size": "size_bytes", "memory": "model_memory_bytes", "latency_ms": "latency_ms", "accuracy": "host_accuracy"}
 
 
 def within(row, budget: dict | None) -> bool:
