@@ -232,7 +232,7 @@ def _child(job: dict) -> dict:
             ms.tune.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=db_dir, max_trials_global=max(job["trials"], len(tasks)),
                 # every task gets a first round before any gets a second: keep rounds small when trials are few
-                num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))), builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=60),
+                num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))), builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=300),  # a loaded CI machine compiles slowly
                 runner=ms.runner.LocalRunner(timeout_sec=30), database=db)
         info["tune_s"] = round(time.perf_counter() - t1, 2)
         with target:
