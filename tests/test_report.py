@@ -303,3 +303,34 @@ def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):
 
     with pytest.raises(UserError, match=r"nothing compared: a and b share 0 variant x device x runtime rows .*different configs"):
         cr.cmd_report(args)
+
+
+def test_a_nightly_with_nothing_to_compare_exits_2_and_failed_stages_exit_1(monkeypatch, tmp_path, capsys):
+    import argparse
+
+    import harness.cli_report as cr
+    import harness.nightly as nightly
+    import harness.pipeline as pipeline
+    import harness.report_data as rd
+    from eibutil import UserError
+
+    (tmp_path / "inv.yaml").write_text("devices:\n  local: {transport: local}\n")
+    (tmp_path / "c.yaml").write_text(f"name: nightly-t\ninventory: inv.yaml\nresults: {{database: {tmp_path / 'db.sqlite'}}}\n")
+    store = Store(str(tmp_path / "db.sqlite"))
+    earlier = store.create_run("nightly-t", {})
+    store.finish_run(earlier, "done", {})
+    rows = {earlier: [{"variant_id": "old", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}]}
+
+    def fake_run(cfg, path, raw, **kw):
+        rid = store.create_run("nightly-t", {})
+        rows[rid] = [{"variant_id": "new", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}]
+        store.finish_run(rid, "done", {})
+        return rid
+
+    monkeypatch.setattr(pipeline, "run_experiment", fake_run)
+    monkeypatch.setattr(nightly, "flat_rows", lambda s, r: rows[r])
+    monkeypatch.setattr(rd, "flat_rows", lambda s, r: rows[r])
+    args = argparse.Namespace(config=str(tmp_path / "c.yaml"), baseline=None, last=5, floor=0.05, min_change_ms=0.25, quiet=True,
+                              executor="inline", address=None)
+    with pytest.raises(UserError, match="nothing compared: .* share 0 variant x device x runtime rows .*no variant id in common"):
+        cr.cmd_nightly(args)
