@@ -305,7 +305,7 @@ def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):
         cr.cmd_report(args)
 
 
-def test_a_nightly_with_nothing_to_compare_exits_2_and_failed_stages_exit_1(monkeypatch, tmp_path, capsys):
+def test_a_nightly_with_nothing_to_compare_exits_2(monkeypatch, tmp_path, capsys):
     import argparse
 
     import harness.cli_report as cr
