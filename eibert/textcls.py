@@ -64,7 +64,12 @@ def batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, p
 
 
 def model_device(model) -> torch.device:
-    return next(model.parameters()).device
+    """Where the model's tensors are (a deployed model may hold buffers only); the CPU when it has none."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("cpu")
 
 
 def _autocast(dev: torch.device):
