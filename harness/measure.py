@@ -44,6 +44,23 @@ class MeasureSettings:
     end_to_end: bool = True  # also time text -> label per sentence, tokeniser included (harness.endtoend)
 
 
+def check_device_flags(device: str, build: dict, facts: dict) -> dict:
+    """The build's integer path against the device's own CPU flags (its probe): a VNNI library on a CPU without
+    VNNI would die on an illegal instruction, so it is refused; a float build for a CPU that has VNNI says so."""
+    from devices.cpufeatures import int8_path, llvm_features
+
+    flags = facts.get("cpu_flags")
+    if flags is None or facts.get("machine") not in ("x86_64", "aarch64"):
+        return {}
+    have = int8_path(llvm_features(flags, facts["machine"]), facts["machine"])[0]
+    if build.get("int8_path") == "vnni" and have != "vnni":
+        raise UserError(f"{device}: the TVM library uses VNNI (target {build.get('target_dict', {}).get('mcpu', '?')}), "
+                        "but the device's CPU flags have no avx512_vnni: give the device a target without it")
+    if build.get("int8_path") == "float" and have == "vnni" and "int8_reason" in build:
+        return {"int8_reason": build["int8_reason"] + "; the device's CPU has avx512_vnni: a target with +avx512vnni would use it"}
+    return {}
+
+
 def _verified(model_dir) -> None:
     """An artifact (a folder with a manifest) is checked file by file before it is built, uploaded or scored."""
     if (Path(model_dir) / "manifest.json").exists() or (Path(model_dir) / "manifest.json").is_symlink():
@@ -177,6 +194,8 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         facts = agent.probe()
         if runtime not in facts.get("runtimes", []):
             raise MissingRuntimeError(device, f"runtime {runtime!r} is not installed on the device ({spec.python})")
+        if runtime == "tvm":
+            build = {**build, **check_device_flags(device, build, facts)}
         res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
                               min_count=settings.min_count, min_duration_s=settings.min_duration_s,
                               max_duration_s=settings.max_duration_s, threads=spec.threads, **e2e_opts)

@@ -56,3 +56,17 @@ def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path
     tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu", "host").tvm_target(host_cpu="cascadelake", features=("+avx2",))
     _, info = integer_dense(mod, tdict, "x86_64", True)
     assert info["int8_path"] == "float" and info["int8_layers"] == [] and "+avx512vnni" in info["int8_reason"]
+
+
+def test_a_remote_devices_flags_are_checked_against_the_builds_integer_path():
+    from eibutil import UserError
+    from harness.measure import check_device_flags
+
+    vnni = {"machine": "x86_64", "cpu_flags": sorted(parse_flags(ROCKETLAKE))}
+    plain = {"machine": "x86_64", "cpu_flags": ["avx2", "fma"]}
+    with pytest.raises(UserError, match="no avx512_vnni"):
+        check_device_flags("box", {"int8_path": "vnni", "target_dict": {"mcpu": "icelake-server"}}, plain)
+    note = check_device_flags("box", {"int8_path": "float", "int8_reason": "target lacks +avx512vnni"}, vnni)
+    assert "the device's CPU has avx512_vnni" in note["int8_reason"]
+    assert check_device_flags("box", {"int8_path": "vnni"}, vnni) == {}
+    assert check_device_flags("old", {"int8_path": "vnni"}, {"machine": "x86_64"}) == {}  # a probe without flags: nothing to check
