@@ -11,12 +11,9 @@ such a row with a dead pid marks it failed (resumable with `eib run --resume`) a
 import contextlib
 import os
 import signal
-import socket
 import threading
 
-
-def driver_id() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+from harness.store import driver_id
 
 
 def _alive(pid: int) -> bool:

@@ -106,6 +106,14 @@ provenance = sa.Table(
 )
 
 
+def driver_id() -> dict:
+    """The process that drives a run: a running run row names it (harness.driver reaps the run if it dies)."""
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def _url(db: str) -> str:
     if not db.strip():
         raise UserError("results database: empty (give a file path or an SQLAlchemy URL)")
@@ -248,8 +256,6 @@ class Store:
             yield Tx(conn)
 
     def create_run(self, name: str, config: dict, config_path: str | None = None, run_id: str | None = None) -> str:
-        from harness.driver import driver_id
-
         run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with self.transaction() as tx:  # a running run names its driver (harness.driver reaps it if that dies)
             tx.conn.execute(runs.insert().values(run_id=run_id, name=name, config_path=config_path, config_json=_j(config),
@@ -257,8 +263,6 @@ class Store:
         return run_id
 
     def reopen_run(self, run_id: str) -> None:
-        from harness.driver import driver_id
-
         with self.transaction() as tx:
             tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(status="running", finished_at=None,
                                                                                 summary_json=_j({"driver": driver_id()})))
