@@ -13,6 +13,7 @@ from pathlib import Path
 from eibutil import UserError
 from harness.cliargs import float_in, int_in
 from harness.config import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, MeasureConfig
+from harness.devicepool import USER_KINDS
 from harness.health import probe_device
 
 MEASURE_DEFAULTS = MeasureConfig()  # `eib measure` runs by the same rules as a config that sets none
@@ -101,7 +102,7 @@ def cmd_measure(args) -> int:
         rec = measure_on_device(args.artifact, args.device, spec, args.runtime, split, settings, args.cache_dir)
     except DeviceError as e:
         print(f"eib: {args.device}: {e.kind}: {e.message}", file=sys.stderr)
-        return 3
+        return 2 if e.kind in USER_KINDS else 3  # a wrong key or workdir in the inventory is the user's, not the device's
     except BuildError as e:
         print(f"eib: build for {spec.target} failed ({e.kind}): {e}", file=sys.stderr)
         return 3

@@ -69,3 +69,14 @@ def test_seq_len_beyond_the_artifacts_positions_in_eib_measure(tmp_path, capsys)
     assert main(["measure", str(ROOT / "models/sst2-2mb"), "--device", "local", "--inventory", str(ROOT / "inventory.yaml"),
                  "--seq-len", "128", "--cache-dir", str(tmp_path / "c"), "--db", str(tmp_path / "db.sqlite")]) == 2
     _one_line(capsys, "seq_len 128 exceeds the 64 positions of")
+
+
+def test_an_auth_failure_in_eib_measure_is_the_users_mistake(tmp_path, capsys):
+    import yaml
+
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(yaml.safe_dump({"devices": {"keyless": {"transport": "fake", "workdir": str(tmp_path / "w"), "runtimes": ["onnxruntime"],
+                                                            "faults": [{"on": "probe", "error": "auth", "times": 9}]}}}))
+    assert main(["measure", str(ROOT / "models/sst2-2mb"), "--device", "keyless", "--inventory", str(inv), "--rows", "4",
+                 "--cache-dir", str(tmp_path / "c"), "--db", str(tmp_path / "db.sqlite")]) == 2
+    _one_line(capsys, "keyless: auth: injected auth at probe")
