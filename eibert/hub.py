@@ -9,12 +9,12 @@ folder with the hub switched off, so nothing is downloaded. A Hugging Face id is
 `transformers` unchanged (online users, or a warm cache).
 """
 
-import functools
 import hashlib
 import os
 from pathlib import Path
 
-from eibutil import UserError, sha256_file
+from eibutil import UserError
+from eibutil.files import sha256_file_memo
 
 BUNDLED = "bundled"
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -63,14 +63,8 @@ def model_fingerprint(ref: str) -> str:
     for name in _WEIGHT_FILES:
         f = p / name
         if f.is_file():
-            st = f.stat()
-            h.update(f"{name}:{_file_sha(str(f.resolve()), st.st_size, st.st_mtime_ns)};".encode())
+            h.update(f"{name}:{sha256_file_memo(f)};".encode())
     return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=256)
-def _file_sha(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
 
 
 def load_tokenizer(ref: str):

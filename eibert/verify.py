@@ -8,11 +8,11 @@ swapped for a symlink to a host file, or grown to gigabytes is refused before it
 length, uploaded to a device or scored. Hashes are memoised per (file, size, mtime).
 """
 
-import functools
 import json
 from pathlib import Path
 
-from eibutil import UserError, sha256_file
+from eibutil import UserError
+from eibutil.files import sha256_file_memo
 
 
 class ArtifactError(UserError):
@@ -34,22 +34,16 @@ def verify_artifact(artifact_dir: str | Path) -> dict:
         raise ArtifactError(f"{mpath}: no file sizes and checksums ({type(e).__name__}); re-export it with `eib compress`") from None
     if "model.onnx" not in checks:
         raise ArtifactError(f"{mpath}: names no model.onnx")
-    stats = {}
     for name, (size, _) in checks.items():  # every size before any hash: a huge stand-in is never read
         p = folder / name
         if "/" in name or name in ("", ".", "..") or p.is_symlink() or not p.is_file():
             why = "a symlink" if p.is_symlink() else "not a plain file name" if "/" in name or name in ("", ".", "..") else "missing"
             raise ArtifactError(f"{p}: {why} (artifacts hold plain files only)")
-        stats[name] = st = p.stat()
+        st = p.stat()
         if st.st_size != size:
             raise ArtifactError(f"{p}: {st.st_size:,} bytes, the manifest says {size:,}: not the exported file")
     for name, (_, sha) in checks.items():
-        p, st = folder / name, stats[name]
-        if _sha_cached(str(p.resolve()), st.st_size, st.st_mtime_ns) != sha:
+        p = folder / name
+        if sha256_file_memo(p) != sha:
             raise ArtifactError(f"{p}: sha256 differs from the manifest's: the file was changed after export")
     return manifest
-
-
-@functools.lru_cache(maxsize=256)
-def _sha_cached(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)

@@ -1,5 +1,6 @@
 """Hashing and atomic file writes: a crash leaves either the old file or the new one, never half."""
 
+import functools
 import hashlib
 import json
 import os
@@ -84,3 +85,15 @@ def check_ray_resource(name: str) -> str:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.-]{0,127}", name):
         raise ValueError(f"{name!r} is not a custom resource name (letters, digits, _ - ., starting with a letter)")
     return name
+
+
+@functools.lru_cache(maxsize=256)
+def _sha_memo(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def sha256_file_memo(path) -> str:
+    """sha256_file, memoised per (resolved path, size, mtime): a sweep hashes an unchanged file once."""
+    p = Path(path)
+    st = p.stat()
+    return _sha_memo(str(p.resolve()), st.st_size, st.st_mtime_ns)

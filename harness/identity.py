@@ -10,25 +10,18 @@ planned from two copies of the repository gets the same ids, and a nightly run f
 compares against the runs before it.
 """
 
-import functools
 from pathlib import Path
 
-from eibutil import sha256_file
+from eibutil.files import sha256_file_memo
 
 NOT_CONTENT = ("cache_dir", "inventory", "results")  # where things go, not what is computed
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
 
 
 def file_digest(path) -> str | None:
     p = Path(path)
     if not p.is_file():
         return None
-    st = p.stat()
-    return "sha256:" + _file_digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    return "sha256:" + sha256_file_memo(p)
 
 
 def teacher_ref(model: str) -> str:

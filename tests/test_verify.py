@@ -37,7 +37,7 @@ def test_a_huge_stand_in_is_refused_by_size_without_hashing(art, monkeypatch):
 
     with open(art / "vocab.txt", "ab") as f:  # 10 M lines appended
         f.write(b"tok\n" * 10_000_000)
-    monkeypatch.setattr(v, "_sha_cached", lambda *a: pytest.fail("hashed a file whose size already differs"))
+    monkeypatch.setattr(v, "sha256_file_memo", lambda *a: pytest.fail("hashed a file whose size already differs"))
     with pytest.raises(ArtifactError, match=r"vocab.txt: 40,034,846 bytes, the manifest says 34,846"):
         verify_artifact(art)
 
