@@ -123,7 +123,7 @@ def add_commands(sub) -> None:
     p.add_argument("run")
     p.add_argument("--against", metavar="RUN2", help="compare latencies with another run")
     p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
-    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the p90): the headline's "
+    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the end-to-end p90 where measured, else the model p90): the headline's "
                    "best variant per device is chosen within it; with --deploy, that variant is signed off against it")
     p.add_argument("--floor", type=float_in(0), default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
     p.add_argument("--min-change-ms", type=float_in(0), default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
