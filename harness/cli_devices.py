@@ -15,6 +15,7 @@ from harness.cliargs import float_in, int_in
 from harness.config import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, MeasureConfig
 from harness.devicepool import USER_KINDS
 from harness.health import probe_device
+from harness.profile import profile_text
 
 MEASURE_DEFAULTS = MeasureConfig()  # `eib measure` runs by the same rules as a config that sets none
 
@@ -97,7 +98,8 @@ def cmd_measure(args) -> int:
         raise UserError(f"{args.artifact}: not a folder (pass an artifact folder written by `eib compress`, or a model folder)")
     split = load_eval_file(args.data)[0] if args.data else load_task().dev
     settings = MeasureSettings(seq_len=args.seq_len, rows=args.rows, warmup=args.warmup, min_count=args.min_count,
-                               min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s, trials=args.trials)
+                               min_duration_s=args.min_duration_s, max_duration_s=args.max_duration_s, trials=args.trials,
+                               profile=args.profile)
     try:
         rec = measure_on_device(args.artifact, args.device, spec, args.runtime, split, settings, args.cache_dir)
     except DeviceError as e:
@@ -133,6 +135,8 @@ def cmd_measure(args) -> int:
         if e := m.get("end_to_end"):
             print(f"end to end (text -> label, {e['tokenizer']}): p50 {e['p50_ms']:.3f} ms  p90 {e['p90_ms']:.3f} ms  "
                   f"({e['count']} sentences; labels agree with the model pass on {e['predictions_agree']}/{e['n']})")
+        if p := m.get("profile"):
+            print(profile_text(p))
         print(f"stored as run {run_id} in {args.db}")
     return 0
 
@@ -163,5 +167,6 @@ def add_commands(sub) -> None:
     p.add_argument("--trials", type=int_in(0), default=MEASURE_DEFAULTS.trials, help="MetaSchedule tuning trials for TVM (0: untuned)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     p.add_argument("--db", default=DEFAULT_DATABASE, help="results database file or SQLAlchemy URL")
+    p.add_argument("--profile", action="store_true", help="also record the time per operator (after the timed pass; stored and printed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_measure)

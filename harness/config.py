@@ -218,6 +218,7 @@ class MeasureConfig(_Section):
     trials: Annotated[int, Field(ge=0, le=100_000)] = 0  # MetaSchedule tuning trials for TVM builds (0: untuned)
     reuse: bool = True  # reuse a stored measurement of the same artifact, device and rules (nightly runs set false)
     end_to_end: bool = True  # also time text -> label per sentence on the device, tokeniser included
+    profile: bool = False  # also record the time per operator (after the timed pass; `eib measure --profile`)
     teacher: bool = True  # measure the teacher too (onnxruntime, fp32) on every device: the reports' reference
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@
 
 The on-device runner (devices/remote/eib_device.py) times, after the model-only pass and with the same
 warm-up and run rules, one sentence per call: tokenise (with `tokenizers` when the device has it, else the
-pure-Python WordPiece staged beside it, devices/remote/wordpiece.py), pad to the model's length, run,
+pure-Python WordPiece staged beside it, devices/remote/textpass.py and wordpiece.py), pad to the model's length, run,
 argmax. Its labels must equal the model pass's on the same rows (`predictions_agree`).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from eibutil import atomic_write_text
 from devices.stats import summarize
 
-WORDPIECE = Path(__file__).resolve().parents[1] / "devices" / "remote" / "wordpiece.py"
+REMOTE = Path(__file__).resolve().parents[1] / "devices" / "remote"
 
 
 def e2e_inputs(model_dir, split, settings, cache_dir: Path) -> tuple[dict, dict]:
@@ -31,7 +31,8 @@ def e2e_inputs(model_dir, split, settings, cache_dir: Path) -> tuple[dict, dict]
     path = Path(cache_dir) / "e2e" / f"{split._fingerprint}-{n}.json"
     if not path.exists():
         atomic_write_text(path, json.dumps(texts))
-    return {"texts.json": path, "vocab.txt": vocab, "wordpiece.py": WORDPIECE}, {"texts": "texts.json", "vocab": "vocab.txt", "pad_id": pad}
+    return {"texts.json": path, "vocab.txt": vocab, "textpass.py": REMOTE / "textpass.py",
+            "wordpiece.py": REMOTE / "wordpiece.py"}, {"texts": "texts.json", "vocab": "vocab.txt", "pad_id": pad}
 
 
 def e2e_metrics(e2e: dict | None, model_predictions) -> dict | None:

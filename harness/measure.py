@@ -23,6 +23,7 @@ from devices.inventory import DeviceSpec
 from devices.stats import summarize
 from eibutil import UserError, sha256_file
 from harness.endtoend import e2e_inputs, e2e_metrics
+from harness.profile import profile_inputs, summarize_profile
 
 MAX_P90_OVER_P50 = 1.5  # more spread than this and the percentiles are not trusted
 THROTTLE_FREQ_SHARE = 0.9
@@ -42,6 +43,8 @@ class MeasureSettings:
     build_timeout_s: float = 1800.0
     null_floor: bool = True  # also time the null model on the device (the harness's own floor)
     end_to_end: bool = True  # also time text -> label per sentence, tokeniser included (harness.endtoend)
+    profile: bool = False  # also time each operator, after the timed pass (harness.profile)
+    profile_runs: int = 200  # inferences the profile averages over
 
 
 def check_device_flags(device: str, build: dict, facts: dict) -> dict:
@@ -187,7 +190,8 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         files = {"model.onnx": onnx, "inputs.npz": inputs}
         model_name = "model.onnx"
     e2e_files, e2e_opts = e2e_inputs(model_dir, split, settings, cache_dir)
-    files.update(e2e_files)
+    prof_files, prof_opts = profile_inputs(settings)
+    files.update(e2e_files, **prof_files)
     own = agent is None
     agent = agent or Agent(device, spec)
     try:
@@ -198,7 +202,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
             build = {**build, **check_device_flags(device, build, facts)}
         res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
                               min_count=settings.min_count, min_duration_s=settings.min_duration_s,
-                              max_duration_s=settings.max_duration_s, threads=spec.threads, **e2e_opts)
+                              max_duration_s=settings.max_duration_s, threads=spec.threads, **e2e_opts, **prof_opts)
         floor = None
         if settings.null_floor and "onnxruntime" in facts.get("runtimes", []):
             floor = null_floor(agent, settings, cache_dir, spec.threads)
@@ -212,9 +216,10 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     labels = np.load(inputs)["labels"]
     preds, ref_preds = logits.argmax(1), ref.argmax(1)
     v, reason = verdict(summary, res, facts, spec)
-    size = None
+    size, model_spec = None, {}
     if (Path(model_dir) / "manifest.json").exists():
-        size = json.loads((Path(model_dir) / "manifest.json").read_text())["size_bytes"]
+        manifest = json.loads((Path(model_dir) / "manifest.json").read_text())
+        size, model_spec = manifest["size_bytes"], manifest.get("spec", {})
     metrics = {
         **{k: summary[k] for k in summary if k not in ("p50_ms", "p90_ms", "p99_ms")},
         "max_logit_drift": float(np.abs(logits - ref).max()) if len(ref) else None,
@@ -228,6 +233,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
                                         "int8_path", "int8_reason", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor, "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
+        "profile": summarize_profile(res.pop("profile", None), summary.get("p50_ms"), model_spec),
     }
     return {
         "device": device, "runtime": runtime, "target": spec.target if runtime == "tvm" else None,

@@ -105,13 +105,14 @@ def render_csv(model) -> str:
 def write_report(store: Store, run_id: str, reports_dir: Path, compare=None, signoff_rows=None, budget=None) -> dict[str, Path]:
     from harness.report_figures import figures
     from harness.report_model import build_model
+    from harness.report_profile import profile_figures, with_profiles
     from harness.report_tables import tables
 
     if store.run(run_id) is None:
         raise UserError(f"no run {run_id!r} in {store.url} (see `eib runs`)")
     out = writable_dir(Path(reports_dir) / run_id)
     model = build_model(store, run_id, compare, signoff_rows, budget)
-    tabs, figs = tables(model), figures(model, out / "figures")
+    tabs, figs = with_profiles(tables(model), model), figures(model, out / "figures") + profile_figures(model, out / "figures")
     return {"html": atomic_write_text(out / "index.html", render_html(model, tabs, figs)),
             "md": atomic_write_text(out / "summary.md", render_markdown(model, tabs, figs)),
             "csv": atomic_write_text(out / "results.csv", render_csv(model))}

@@ -3,13 +3,14 @@
     rows = flat_rows(store, run_id)      # list of dicts; `results.csv` is exactly these
 """
 
+from harness.profile import KINDS
 from harness.rstats import median_ci
 from harness.store import Store
 
 COLUMNS = [
     "run_id", "variant_id", "subject", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
     "host_accuracy", "n", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "count", "e2e_p50_ms", "e2e_p90_ms",
-    "e2e_tokenizer", "latency_ms", "latency_basis", "peak_rss_bytes",
+    "e2e_tokenizer", "latency_ms", "latency_basis", *(f"profile_{k.replace('-', '_')}_ms" for k in KINDS), "profile_sum_ms", "peak_rss_bytes",
     "model_memory_bytes", "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
     "artifact_manifest_sha256", "data_sha256", "tuning_db_sha256", "seeds", "created_at",
 ]
@@ -46,6 +47,7 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
             "null_p50_ms": (met.get("null") or {}).get("p50_ms"), "null_p90_ms": (met.get("null") or {}).get("p90_ms"),
             "model_bytes": met.get("model_bytes"), "model_memory_bytes": (met.get("memory") or {}).get("model_peak_bytes"), "samples": m["samples"],
             "int8_note": _int8_note(build, met.get("settings") or {}), **_latency(m, met.get("end_to_end") or {}),
+            **_profile(met.get("profile")),
         })
     return out
 
@@ -63,3 +65,10 @@ def _latency(m: dict, e2e: dict) -> dict:
     e90 = e2e.get("p90_ms")
     return {"e2e_p50_ms": e2e.get("p50_ms"), "e2e_p90_ms": e90, "e2e_tokenizer": e2e.get("tokenizer"),
             "latency_ms": e90 if e90 is not None else m["p90_ms"], "latency_basis": "end-to-end p90" if e90 is not None else "model p90"}
+
+
+def _profile(p: dict | None) -> dict:
+    """The stored profile (the reports' bars and top-operator table) and its milliseconds per kind (CSV columns)."""
+    ok = bool(p) and not p.get("error")
+    kinds = {f"profile_{k.replace('-', '_')}_ms": p["by_kind_ms"].get(k) if ok else None for k in KINDS}
+    return {"profile": p, **kinds, "profile_sum_ms": p["sum_ms"] if ok else None}

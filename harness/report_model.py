@@ -65,7 +65,7 @@ def _devices(rows: list[dict], host: pd.DataFrame) -> pd.DataFrame:
                                      "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes", "model_memory_bytes",
                                      "null_p50_ms", "null_p90_ms", "emulated", "verdict", "verdict_reason", "samples",
                                      "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy", "int8_note",
-                                     "e2e_p50_ms", "e2e_p90_ms", "e2e_tokenizer", "latency_ms", "latency_basis"])
+                                     "e2e_p50_ms", "e2e_p90_ms", "e2e_tokenizer", "latency_ms", "latency_basis", "profile"])
     ci = [_interval(a, n) for a, n in zip(df["accuracy"], df["n"])]
     df["acc_lo"], df["acc_hi"] = [c[0] for c in ci], [c[1] for c in ci]
     host_n = {(r.variant_id, r.subject): r.n for r in host.itertuples()}

@@ -56,4 +56,4 @@ def measure_settings(cfg):
     m = cfg.measure
     return MeasureSettings(seq_len=m.seq_len, rows=m.rows, warmup=m.warmup, min_count=m.min_count,
                            min_duration_s=m.min_duration_s, max_duration_s=m.max_duration_s, trials=m.trials,
-                           end_to_end=m.end_to_end)
+                           end_to_end=m.end_to_end, profile=m.profile)

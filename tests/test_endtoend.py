@@ -27,11 +27,11 @@ def test_a_local_measurement_stores_both_latencies_and_the_same_labels(tmp_path)
 
 
 def test_the_runner_tokenises_in_pure_python_where_tokenizers_is_missing(monkeypatch):
-    spec = importlib.util.spec_from_file_location("eib_device_under_test", ROOT / "devices/remote/eib_device.py")
+    spec = importlib.util.spec_from_file_location("textpass_under_test", ROOT / "devices/remote/textpass.py")
     runner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runner)
     monkeypatch.setitem(sys.modules, "tokenizers", None)  # a device without the compiled package
-    encode, how = runner._tokenizer(str(MODEL / "vocab.txt"), 64)
+    encode, how = runner.tokenizer(str(MODEL / "vocab.txt"), 64)
     assert how == "pure-python wordpiece"
     monkeypatch.delitem(sys.modules, "tokenizers")
     from tokenizers import Tokenizer

@@ -331,63 +331,37 @@ def cmd_run(args):
         samples.append(time.perf_counter_ns() - t)
     duration_s = time.perf_counter() - start
     logits = [infer(i)[0].tolist() for i in range(n)]
-    e2e = _end_to_end(o, np, infer_arrays, ids.shape[1], min_count, min_s, max_s) if o.get("texts") else None
+    e2e = _helper("textpass").end_to_end(o, np, infer_arrays, ids.shape[1], min_count, min_s, max_s) if o.get("texts") else None
+    profile = _profile(o, runtime, threads, ids, mask, machine if runtime == "tvm" else None) if o.get("profile") else None
     print(json.dumps({
         "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
         "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": _rss("VmHWM"),
         "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
         "min_met": len(samples) >= min_count and duration_s >= min_s,
-        "logits": logits, **({"end_to_end": e2e} if e2e else {}),
+        "logits": logits, **({"end_to_end": e2e} if e2e else {}), **({"profile": profile} if profile else {}),
     }))
 
 
-def _tokenizer(vocab, seq_len):
-    """(encode(text) -> ids, what tokenised): `tokenizers` when the device has it, else the pure-Python WordPiece
-    staged beside this script (the same ids; tests/test_wordpiece.py)."""
-    try:
-        import tokenizers
-        from tokenizers import BertWordPieceTokenizer
-
-        tok = BertWordPieceTokenizer(vocab, lowercase=True)
-        tok.enable_truncation(seq_len)
-        return (lambda t: tok.encode(t).ids), "tokenizers " + tokenizers.__version__
-    except ImportError:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from wordpiece import WordPiece
-
-        wp = WordPiece.from_vocab(vocab)
-        return (lambda t: wp.encode(t, max_length=seq_len)), "pure-python wordpiece"
+def _helper(name):
+    """A module staged beside this script in the run folder (textpass, wordpiece, opprofile)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return __import__(name)
 
 
-def _end_to_end(o, np, infer_arrays, seq_len, min_count, min_s, max_s):
-    """Text in, label out, one sentence per call: tokenise, pad to the model's length, run, argmax; timed with
-    the model pass's warm-up and run rules (the model-only numbers above stay as they were)."""
-    with open(o["texts"], encoding="utf-8") as f:
-        texts = json.load(f)
-    encode, how = _tokenizer(o["vocab"], seq_len)
-    pad = int(o.get("pad_id", "0"))
+def _profile(o, runtime, threads, ids, mask, machine):
+    """Per-operator times of one inference on the first input row, after the timed pass (devices/remote/opprofile.py)."""
+    prof = _helper("opprofile")
+    runs = int(o["profile"])
+    if runtime == "tvm":
+        import tvm
 
-    def label(text):
-        got = encode(text)
-        a = np.full((1, seq_len), pad, dtype=np.int64)
-        m = np.zeros((1, seq_len), dtype=np.int64)
-        a[0, : len(got)] = got
-        m[0, : len(got)] = 1
-        return int(infer_arrays(a, m)[0].argmax())
+        dev = tvm.cpu()
+        return prof.profile_tvm(tvm, machine, (tvm.runtime.tensor(ids[:1], dev), tvm.runtime.tensor(mask[:1], dev)), runs)
+    import onnxruntime as ort
 
-    n = len(texts)
-    for k in range(int(o.get("warmup", "10"))):
-        label(texts[k % n])
-    samples, start = [], time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - start
-        if (len(samples) >= min_count and elapsed >= min_s) or elapsed >= max_s:
-            break
-        t = time.perf_counter_ns()
-        label(texts[len(samples) % n])
-        samples.append(time.perf_counter_ns() - t)
-    return {"latencies_ns": samples, "duration_s": time.perf_counter() - start, "tokenizer": how,
-            "predictions": [label(t) for t in texts]}
+    return prof.profile_onnxruntime(ort, o["model"], threads, {"input_ids": ids[:1], "attention_mask": mask[:1]}, runs)
 
 
 COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "adopt": cmd_adopt, "link": cmd_link, "cleanup": cmd_cleanup, "run": cmd_run}

@@ -1,0 +1,96 @@
+"""Per-operator time on the device, staged beside eib_device.py (stdlib only; the runtime is passed in).
+
+    calls = profile_onnxruntime(ort, model_path, threads, feeds, runs)    # onnxruntime's session profiling
+    calls = profile_tvm(tvm, machine, main_args, runs)                    # the Relax VM's call instrument
+
+Both return one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
+argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
+times, for the overhead) and `overhead_us_per_call` (what the profiler adds to each call, estimated as the cheapest call's time and
+already subtracted from `us`). The profiled pass runs after the timed pass,
+so the model's latency numbers never include the profiler.
+"""
+
+import json
+import os
+import time
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+
+
+def profile_onnxruntime(ort, model, threads, feeds, runs):
+    """A second session with profiling on; per-node `_kernel_time` events summed per node over `runs`."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.enable_profiling = True
+    so.profile_file_prefix = os.path.join(os.getcwd(), "ort-profile")
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    for _ in range(5):
+        sess.run(["logits"], feeds)
+    trace = sess.end_profiling()  # warm-up events go to the first file; a new session starts a clean trace
+    os.unlink(trace)
+    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        sess.run(["logits"], feeds)
+    trace = sess.end_profiling()
+    with open(trace) as f:
+        events = json.load(f)
+    os.unlink(trace)
+    calls, spans, wall = {}, {}, []
+    for e in events:
+        if e.get("cat") == "Session" and e.get("name") == "model_run":
+            wall.append(e["dur"] / 1000.0)
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        name, args = e["name"][: -len("_kernel_time")], e.get("args", {})
+        if name not in calls:
+            calls[name] = {"name": name, "op": args.get("op_name", ""),
+                           "shapes": [list(s.values())[0] for s in args.get("input_type_shape", [])]}
+        spans.setdefault(name, []).append(e["dur"])
+    # The profiler records each node in whole microseconds and adds its own cost to each: the cheapest node's
+    # typical time (a Gather of one scalar, really well under a microsecond) is taken as that cost.
+    overhead = min((_median(v) for v in spans.values()), default=0)
+    for name, c in calls.items():
+        c["us"] = max(0.0, sum(spans[name]) / len(spans[name]) - overhead)
+    return {"tool": "onnxruntime session profiling", "runs": len(wall), "calls": list(calls.values()),
+            "wall_ms": _median(wall), "overhead_us_per_call": float(overhead)}
+
+
+def profile_tvm(tvm, machine, args, runs):
+    """The VM calls a Python function before and after every call (kernel or builtin); the time between is the
+    call's. The cheapest call of an inference (a builtin that does nothing) is taken as the instrument's own
+    cost per call and subtracted from every call."""
+    named, spans, stack = [], [], []
+
+    def instrument(func, symbol, before, ret, *call_args):
+        if not before:
+            spans.append(time.perf_counter_ns() - stack.pop())
+        elif naming:
+            named.append((symbol, [list(a.shape) for a in call_args if hasattr(a, "shape")]))
+        if before:
+            stack.append(time.perf_counter_ns())
+        return 0
+
+    naming = True
+    machine.set_instrument(instrument)
+    main = machine["main"]
+    main(*args)  # the first instrumented inference names the calls (their shapes read once, outside the timed runs)
+    naming = False
+    per_run = len(named)
+    spans.clear()
+    wall = []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        main(*args)
+        wall.append((time.perf_counter_ns() - t) / 1e6)
+    if not per_run or len(spans) != per_run * runs:
+        return {"tool": "tvm relax vm instrument", "error": "the calls of an inference changed between runs"}
+    overhead_ns = min(min(spans[i::per_run]) for i in range(per_run))
+    calls = [{"name": sym, "op": sym, "shapes": shp, "us": max(0.0, sum(spans[i::per_run]) / runs - overhead_ns) / 1000.0}
+             for i, (sym, shp) in enumerate(named)]
+    return {"tool": "tvm relax vm instrument", "runs": runs, "calls": calls, "wall_ms": _median(wall),
+            "overhead_us_per_call": overhead_ns / 1000.0}

@@ -1,0 +1,83 @@
+"""The reports' per-operator view: per device, a stacked bar per variant and runtime (milliseconds per inference
+by kind of operator) and a table of the top operators, from the profiles measurements stored
+(`measure.profile: true`, `eib measure --profile`; harness/profile.py).
+
+    tabs = with_profiles(tables(model), model)         # an "ops-<device>" table after each profiled device's table
+    figs = figures(model, out) + profile_figures(model, out)
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.profile import KINDS
+from harness.report_figures import Figure, _slug, plt, save_figure  # plt with the Agg backend set there
+from harness.report_model import ReportModel
+from harness.report_tables import Table, _frame, ms
+
+TOP_SHOWN = 5
+COLOURS = {"embedding": "#8250df", "attention": "#1f6feb", "feed-forward": "#2da44e", "norms": "#bf8700", "head": "#cf222e",
+           "other": "#8c959f"}
+
+
+def _profiled(m: ReportModel, dev: str) -> list:
+    if m.devices.empty or "profile" not in m.devices:
+        return []
+    d = m.devices[m.devices["device"] == dev]
+    return [r for r in d.itertuples() if isinstance(r.profile, dict) and not r.profile.get("error")]
+
+
+def _label(r) -> str:
+    return f"{r.variant} ({r.runtime})"
+
+
+def profile_table(m: ReportModel, dev: str) -> Table | None:
+    rows = []
+    for r in _profiled(m, dev):
+        p = r.profile
+        for o in p["top"][:TOP_SHOWN]:
+            rows.append([_label(r), o["op"], o["kind"], o["calls"], ms(o["ms"]), f"{100 * (o['share'] or 0):.0f}%"])
+        rows.append([_label(r), "(all operators)", "", p["calls"], ms(p["sum_ms"]),
+                     f"{p['sum_over_p50']:.2f} x p50" if p.get("sum_over_p50") else "-"])
+    if not rows:
+        return None
+    note = ("Time per inference by operator, from a profiled pass after the timed one (onnxruntime: session profiling, by operator "
+            "type; TVM: the VM's call instrument, by kernel). Each profiler's own cost per call, estimated as its cheapest call, is "
+            "subtracted; the last row of each model compares the profile's sum with the unprofiled p50. onnxruntime's profiler "
+            "also serialises its thread pool, so at 2 threads its sum can exceed the p50.")
+    return Table(f"ops-{dev}", f"Top operators on {dev}", note, _frame(rows, ["model", "operator", "kind", "calls", "ms per inference", "share"]))
+
+
+def with_profiles(tables: list[Table], m: ReportModel) -> list[Table]:
+    out = []
+    for t in tables:
+        out.append(t)
+        if t.id.startswith("device-") and (extra := profile_table(m, t.id[len("device-"):])) is not None:
+            out.append(extra)
+    return out
+
+
+def profile_figure(m: ReportModel, dev: str, out_dir: Path) -> Figure | None:
+    rows = _profiled(m, dev)
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 2.2 + 0.45 * len(rows)))
+    ys = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for kind in KINDS:
+        vals = np.array([r.profile["by_kind_ms"].get(kind, 0.0) for r in rows])
+        ax.barh(ys, vals, left=left, color=COLOURS[kind], label=kind)
+        left += vals
+    ax.scatter([r.p50_ms for r in rows], ys, marker="|", s=300, c="black", label="unprofiled p50", zorder=3)
+    ax.set_yticks(ys, [_label(r) for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms per inference (profiled, by kind of operator)")
+    ax.set_xlim(0, 1.5 * max(max(left), *(r.p50_ms or 0 for r in rows)))  # room on the right for the legend
+    ax.legend(fontsize=7, ncol=1, loc="center right")
+    ax.grid(alpha=0.3, axis="x")
+    return save_figure(fig, _slug("profile", dev), f"{dev}: where the time goes, per operator kind", out_dir, f"ops-{dev}")
+
+
+def profile_figures(m: ReportModel, out_dir: Path) -> list[Figure]:
+    devs = dict.fromkeys(m.devices["device"]) if not m.devices.empty else {}
+    return [f for d in devs if (f := profile_figure(m, d, out_dir)) is not None]
