@@ -39,7 +39,7 @@ class DeviceSpec(BaseModel):
     accept_unknown_host: bool = False  # explicit opt-in; unknown host keys are refused otherwise
     arch: Literal["x86_64", "aarch64"] = "x86_64"
     target: Literal[tuple(TARGETS)] = "x86-64"  # type: ignore[valid-type]
-    runtimes: Annotated[list[Literal["onnxruntime", "tvm"]], Field(min_length=1)] = ["onnxruntime", "tvm"]
+    runtimes: Annotated[list[Literal["onnxruntime", "tvm", "openvino"]], Field(min_length=1)] = ["onnxruntime", "tvm"]
     python: str = "python3"
     workdir: str = "/tmp/eib"
     tags: list[str] = []

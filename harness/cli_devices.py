@@ -155,7 +155,7 @@ def add_commands(sub) -> None:
     p = sub.add_parser("measure", help="build if needed, deploy, run and store one measurement of a model on a device")
     p.add_argument("artifact", help="artifact folder (or a Hugging Face model folder)")
     p.add_argument("--device", required=True)
-    p.add_argument("--runtime", choices=["tvm", "onnxruntime"], default="onnxruntime")
+    p.add_argument("--runtime", choices=["tvm", "onnxruntime", "openvino"], default="onnxruntime")
     p.add_argument("--inventory", default=DEFAULT_INVENTORY)
     p.add_argument("--data", help="labelled dev file (default: the embedded SST-2 dev set)")
     p.add_argument("--seq-len", type=int_in(8, 512), default=MEASURE_DEFAULTS.seq_len)

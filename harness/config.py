@@ -208,7 +208,7 @@ class CompressConfig(_Section):
 class MeasureConfig(_Section):
     """Run rules for on-device measurement (MLPerf SingleStream style)."""
 
-    runtimes: Annotated[list[Literal["onnxruntime", "tvm"]], Field(min_length=1)] = ["onnxruntime"]
+    runtimes: Annotated[list[Literal["onnxruntime", "tvm", "openvino"]], Field(min_length=1)] = ["onnxruntime"]
     seq_len: Annotated[int, Field(ge=8, le=512)] = 64
     warmup: Annotated[int, Field(ge=0, le=10_000)] = 10
     min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 100

@@ -168,8 +168,9 @@ def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple
 
 
 def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, split, settings: MeasureSettings,
-                      cache_dir: str | Path, agent: Agent | None = None, build: dict | None = None, log=None) -> dict:
-    """One measurement record (the store's `measurements` columns plus `metrics`)."""
+                      cache_dir: str | Path, agent: Agent | None = None, build: dict | None = None, log=None, calib=None) -> dict:
+    """One measurement record (the store's `measurements` columns plus `metrics`). `calib`: training rows the QDQ
+    model's activation steps are calibrated on for OpenVINO (default: the embedded SST-2 training rows)."""
     from eibert.deploy import onnx_model, reference_logits
 
     cache_dir = Path(cache_dir)
@@ -186,6 +187,16 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         build = build or build_for(model_dir, spec.target, settings, cache_dir)
         files = {"model.so": Path(build["lib"]), "inputs.npz": inputs}
         model_name = "model.so"
+    elif runtime == "openvino":  # OpenVINO's integer path reads QDQ, not MatMulInteger (eibert/qdq.py)
+        from eibert.data import load_task
+        from eibert.qdq import qdq_model
+
+        if not (Path(model_dir) / "manifest.json").exists():
+            files = {"model.onnx": onnx, "inputs.npz": inputs}  # a float model (the teacher): as it is
+        else:
+            files = {"model.onnx": qdq_model(model_dir, cache_dir, calib if calib is not None else load_task().train, settings.seq_len),
+                     "inputs.npz": inputs}
+        model_name = "model.onnx"
     else:
         files = {"model.onnx": onnx, "inputs.npz": inputs}
         model_name = "model.onnx"
@@ -232,7 +243,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
                                         "int8_path", "int8_reason", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
-        "settings": asdict(settings), "null": floor, "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
+        "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"), "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
         "profile": summarize_profile(res.pop("profile", None), summary.get("p50_ms"), model_spec),
     }
     return {

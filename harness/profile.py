@@ -21,7 +21,7 @@ TOP = 10
 _LAYER = re.compile(r"/layers?[._](\d+)/")
 _RESIDUAL = re.compile(r"/layers?[._]\d+/Add_\d+$")
 _NAMED = (  # onnxruntime node names (our students and Hugging Face exports); the first match wins
-    ("norms", ("layernorm", "layer_norm", "/norm/", "_norm/", "/layernorm")),
+    ("norms", ("layernorm", "layer_norm", "/norm/", "_norm/", " mvn")),
     ("attention", ("/query/", "/key/", "/value/", "/attn_out/", "/attention/", "softmax")),
     ("feed-forward", ("/ffn_in/", "/ffn_out/", "/intermediate/", "/output/", "gelu")),
     ("embedding", ("/embeddings/",)),

@@ -143,7 +143,7 @@ def within(row, budget: dict | None) -> bool:
 
 def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) -> pd.DataFrame:
     cols = ["device", "runtime", "variant", "within_budget", "candidates", "size_bytes", "x_smaller", "p50_ms", "x_faster",
-            "peak_rss_bytes", "teacher_peak_rss_bytes", "model_memory_bytes", "teacher_model_memory_bytes", "accuracy", "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated"]
+            "peak_rss_bytes", "teacher_peak_rss_bytes", "model_memory_bytes", "teacher_model_memory_bytes", "accuracy", "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated", "fastest"]
     if devices.empty:
         return pd.DataFrame(columns=cols)
     teacher_host = host[host["subject"] == "teacher"]
@@ -172,6 +172,9 @@ def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) ->
                     "teacher_model_memory_bytes": t["model_memory_bytes"] if t is not None else None,
                     "accuracy": best["host_accuracy"], "teacher_accuracy": t_acc, "d_acc": d[0], "d_acc_lo": d[1], "d_acc_hi": d[2],
                     "emulated": bool(best["emulated"])})
+    for o in out:  # the runtime with the lowest p50 on each device (each runtime's own best variant)
+        rivals = [x["p50_ms"] for x in out if x["device"] == o["device"] and x["p50_ms"] is not None]
+        o["fastest"] = o["p50_ms"] is not None and len(rivals) > 1 and o["p50_ms"] == min(rivals)
     return pd.DataFrame(out, columns=cols)
 
 

@@ -68,7 +68,7 @@ def headline(m: ReportModel) -> Table:
     rows = []
     for r in m.headline.itertuples():
         noise = m.noise.get(r.device)
-        rows.append([r.device + (" (emulated)" if r.emulated else ""), r.runtime, r.variant,
+        rows.append([r.device + (" (emulated)" if r.emulated else ""), r.runtime + (" (fastest here)" if r.fastest else ""), r.variant,
                      "-" if r.within_budget is None else ("yes" if r.within_budget else "none fits: best shown"),
                      human_bytes(r.size_bytes), times(r.x_smaller), ms(r.p50_ms), times(r.x_faster),
                      f"{mib(r.model_memory_bytes)} vs {mib(r.teacher_model_memory_bytes)}",
@@ -78,7 +78,7 @@ def headline(m: ReportModel) -> Table:
     note = (f"The best variant on each device {'within the budget (' + budget + ')' if budget else '(highest dev accuracy; no budget given)'}, "
             "against the teacher measured by the same runner on the same device. Accuracy is on the full dev set (host); its change "
             "against the teacher is paired on the same rows, with a 95% interval. Run-to-run noise: the largest p50 change between "
-            "earlier runs of this config on that device.")
+            "earlier runs of this config on that device. Where a device ran several runtimes, the one with the lowest p50 is marked 'fastest here'.")
     return Table("headline", "Headline", note, _frame(rows, [
         "device", "runtime", "best variant", "within budget", "size", "x smaller", "p50 ms", "x faster", "model memory (vs teacher)",
         "process peak (vs teacher)",

@@ -157,7 +157,7 @@ def cmd_probe(_args):
     versions = {}
     try:
         from importlib import metadata
-        for dist in ("numpy", "onnxruntime", "apache-tvm", "apache-tvm-ffi"):
+        for dist in ("numpy", "onnxruntime", "apache-tvm", "apache-tvm-ffi", "openvino"):
             try:
                 versions[dist] = metadata.version(dist)
             except metadata.PackageNotFoundError:
@@ -165,7 +165,7 @@ def cmd_probe(_args):
     except ImportError:
         pass
     facts["versions"] = versions
-    facts["runtimes"] = [r for r, d in (("onnxruntime", "onnxruntime"), ("tvm", "apache-tvm")) if versions.get(d)]
+    facts["runtimes"] = [r for r, d in (("onnxruntime", "onnxruntime"), ("tvm", "apache-tvm"), ("openvino", "openvino")) if versions.get(d)]
     facts["time_v"] = os.path.exists("/usr/bin/time")
     print(json.dumps(facts))
 
@@ -278,6 +278,10 @@ def cmd_run(args):
         from tvm.runtime import vm as tvm_vm
 
         version = tvm.__version__
+    elif runtime == "openvino":
+        import openvino as ov
+
+        version = ov.__version__
     else:
         import onnxruntime as ort
 
@@ -297,6 +301,15 @@ def cmd_run(args):
             if not hasattr(out, "numpy"):
                 out = out[0]
             return out.numpy()
+
+        def infer(i):
+            return infer_arrays(ids[i : i + 1], mask[i : i + 1])
+    elif runtime == "openvino":
+        compiled = ov.Core().compile_model(o["model"], "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+        request, out0 = compiled.create_infer_request(), compiled.output(0)
+
+        def infer_arrays(a, m):
+            return request.infer([a, m])[out0].copy()
 
         def infer(i):
             return infer_arrays(ids[i : i + 1], mask[i : i + 1])
@@ -333,13 +346,30 @@ def cmd_run(args):
     logits = [infer(i)[0].tolist() for i in range(n)]
     e2e = _helper("textpass").end_to_end(o, np, infer_arrays, ids.shape[1], min_count, min_s, max_s) if o.get("texts") else None
     profile = _profile(o, runtime, threads, ids, mask, machine if runtime == "tvm" else None) if o.get("profile") else None
+    chosen = _openvino_precisions(compiled) if runtime == "openvino" else None
     print(json.dumps({
-        "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
+        **({"openvino": chosen} if chosen else {}), "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
         "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": _rss("VmHWM"),
         "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
         "min_met": len(samples) >= min_count and duration_s >= min_s,
         "logits": logits, **({"end_to_end": e2e} if e2e else {}), **({"profile": profile} if profile else {}),
     }))
+
+
+def _openvino_precisions(compiled):
+    """What OpenVINO's CPU plugin chose: the inference precision, threads, and the precision each kind of layer
+    runs in (from the compiled model's runtime graph: `u8`/`i8` on the matrix products is the integer path)."""
+    kinds = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        prec = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
+        if layer in ("FullyConnected", "MatMul", "Convolution", "Softmax", "Eltwise", "Subgraph"):
+            kinds.setdefault(layer, {}).setdefault(prec, 0)
+            kinds[layer][prec] += 1
+    return {"inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")), "hint": str(compiled.get_property("PERFORMANCE_HINT")),
+            "layers": kinds}
 
 
 def _helper(name):
@@ -359,6 +389,10 @@ def _profile(o, runtime, threads, ids, mask, machine):
 
         dev = tvm.cpu()
         return prof.profile_tvm(tvm, machine, (tvm.runtime.tensor(ids[:1], dev), tvm.runtime.tensor(mask[:1], dev)), runs)
+    if runtime == "openvino":
+        import openvino as ov
+
+        return prof.profile_openvino(ov, o["model"], threads, [ids[:1], mask[:1]], runs)
     import onnxruntime as ort
 
     return prof.profile_onnxruntime(ort, o["model"], threads, {"input_ids": ids[:1], "attention_mask": mask[:1]}, runs)

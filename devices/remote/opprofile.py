@@ -2,6 +2,7 @@
 
     calls = profile_onnxruntime(ort, model_path, threads, feeds, runs)    # onnxruntime's session profiling
     calls = profile_tvm(tvm, machine, main_args, runs)                    # the Relax VM's call instrument
+    calls = profile_openvino(ov, model_path, threads, feeds, runs)        # OpenVINO's per-node perf counters
 
 Both return one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
 argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
@@ -49,7 +50,7 @@ def profile_onnxruntime(ort, model, threads, feeds, runs):
         name, args = e["name"][: -len("_kernel_time")], e.get("args", {})
         if name not in calls:
             calls[name] = {"name": name, "op": args.get("op_name", ""),
-                           "shapes": [list(s.values())[0] for s in args.get("input_type_shape", [])]}
+                           "shapes": [next(iter(s.values())) for s in args.get("input_type_shape", [])]}
         spans.setdefault(name, []).append(e["dur"])
     # The profiler records each node in whole microseconds and adds its own cost to each: the cheapest node's
     # typical time (a Gather of one scalar, really well under a microsecond) is taken as that cost.
@@ -94,3 +95,27 @@ def profile_tvm(tvm, machine, args, runs):
              for i, (sym, shp) in enumerate(named)]
     return {"tool": "tvm relax vm instrument", "runs": runs, "calls": calls, "wall_ms": _median(wall),
             "overhead_us_per_call": overhead_ns / 1000.0}
+
+
+def profile_openvino(ov, model, threads, feeds, runs):
+    """A second compiled model with PERF_COUNT on; each executed node's real time summed over `runs` (OpenVINO
+    names nodes after the ONNX nodes they came from; `op` is the kernel it ran, e.g. brgemm_avx512_I8)."""
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY",
+                                                      "PERF_COUNT": "YES"})
+    request = compiled.create_infer_request()
+    for _ in range(5):
+        request.infer(feeds)
+    calls, spans, wall = {}, {}, []
+    for _ in range(runs):
+        t = time.perf_counter_ns()
+        request.infer(feeds)
+        wall.append((time.perf_counter_ns() - t) / 1e6)
+        for p in request.profiling_info:
+            if str(p.status).endswith("EXECUTED") and not str(p.status).endswith("NOT_RUN"):
+                calls.setdefault(p.node_name, {"name": p.node_name, "op": f"{p.node_type} ({p.exec_type})", "shapes": []})
+                spans.setdefault(p.node_name, []).append(p.real_time.total_seconds() * 1e6)
+    overhead = min((_median(v) for v in spans.values()), default=0)  # as for onnxruntime: the cheapest node's time
+    for name, c in calls.items():
+        c["us"] = max(0.0, sum(spans[name]) / runs - overhead)
+    return {"tool": "openvino perf counters", "runs": runs, "calls": list(calls.values()), "wall_ms": _median(wall),
+            "overhead_us_per_call": float(overhead)}
