@@ -65,6 +65,23 @@ def dev_accuracy(folder: Path, data_file: Path) -> float:
     return evaluate(str(folder), data_file)["accuracy"]  # what `eib evaluate` prints: one row per call
 
 
+def openvino_accuracy(model: Path, folder: Path, data_file: Path, threads: int) -> float:
+    """Dev accuracy of `model` run by OpenVINO on the host, one row per call, tokenised as `eib evaluate` does."""
+    import numpy as np
+    import openvino as ov
+
+    from eibert.data import load_eval_file
+    from eibert.deploy import prepare_inputs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare_inputs(folder, load_eval_file(data_file)[0], 64, Path(tmp) / "dev.npz")
+        d = np.load(Path(tmp) / "dev.npz")
+    compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+    req = compiled.create_infer_request()
+    preds = [int(req.infer([d["input_ids"][i : i + 1], d["attention_mask"][i : i + 1]])[compiled.output(0)].argmax()) for i in range(len(d["labels"]))]
+    return float((np.array(preds) == d["labels"]).mean())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", default=str(ROOT / "models/sst2-2mb"), help="artifact folder (default: the shipped model)")
@@ -74,6 +91,8 @@ def main() -> int:
     ap.add_argument("--dev-file", type=Path, default=ROOT.parent / "shared/datasets/sst2/validation.tsv")
     ap.add_argument("--tvm-trials", type=int, nargs="*", default=[0, 64], help="TVM builds to add (MetaSchedule trials; none: no TVM)")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/eibert/bench-int8", help="TVM builds and tuning records")
+    ap.add_argument("--openvino", action=argparse.BooleanOptionalAction, default=True,
+                    help="add the QDQ export (onnxruntime, OpenVINO) and OpenVINO on the fp32 student")
     args = ap.parse_args()
     if not args.student:
         sys.exit("no student artifact: run bench/quality.py first or pass --student ARTIFACT_DIR")
@@ -86,6 +105,20 @@ def main() -> int:
                        "dev_accuracy": dev_accuracy(f, args.dev_file), "rounds": []} for name, f in folders.items()}
         st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
         jobs = [(name, f, "onnxruntime", None) for name, f in folders.items()]
+        if args.openvino:  # the QDQ export through onnxruntime and OpenVINO; OpenVINO on the fp32 student as its own reference
+            from eibert.qdq import qdq_model
+
+            qdq = Path(tmp) / "qdq"
+            shutil.copytree(args.student, qdq)
+            shutil.copy2(qdq_model(args.student, args.cache_dir, load_task().train, 64), qdq / "model.onnx")
+            rows["QDQ export"] = {"model": "QDQ export", "runtime": "onnxruntime", "file_bytes": (qdq / "model.onnx").stat().st_size,
+                                  "dev_accuracy": dev_accuracy(qdq, args.dev_file), "rounds": []}
+            jobs.append(("QDQ export", qdq, "onnxruntime", None))
+            for name, f, src in (("QDQ export, OpenVINO", Path(args.student), qdq), ("same student fp32, OpenVINO", folders["same student, fp32"],
+                                                                                    folders["same student, fp32"])):
+                rows[name] = {"model": name, "runtime": "openvino", "file_bytes": (src / "model.onnx").stat().st_size,
+                              "dev_accuracy": openvino_accuracy(src / "model.onnx", f, args.dev_file, args.threads), "rounds": []}
+                jobs.append((name, f, "openvino", None))
         for trials in args.tvm_trials:  # built before the first round: no build shares the CPU with a measurement
             b = build_for(args.student, spec.target, replace(st, trials=trials), args.cache_dir)
             name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
@@ -119,7 +152,8 @@ def main() -> int:
              f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
              f"the runtime is imported. Accuracy: onnxruntime rows, `eib evaluate` on {args.dev_file.name} (all rows, one row "
              f"per call); TVM rows, on the device over the measured rows (it runs the dequantized float graph: INT8 is a storage "
-             f"format there). File bytes: model.onnx, or TVM's model.so.", "",
+             f"format there). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on the host by OpenVINO, one "
+             f"row per call; the QDQ export's activation steps are calibrated on 200 embedded training rows.", "",
              "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out:

@@ -148,7 +148,7 @@ def export_qdq(artifact_dir, out_path, ids: np.ndarray, mask: np.ndarray) -> tup
     ranges = calibrate(model, blocks, ids, mask)
     qdq = rewrite(model, blocks, ranges)
     out = atomic_write_bytes(Path(out_path), qdq.SerializeToString())
-    return out, {"layers": [b["name"] for b in blocks], "calibration_rows": int(len(ids)),
+    return out, {"layers": [b["name"] for b in blocks], "calibration_rows": len(ids),
                  "ranges": {k: [round(lo, 6), round(hi, 6)] for k, (lo, hi) in ranges.items()}, "bytes": out.stat().st_size}
 
 
@@ -156,11 +156,17 @@ CALIBRATION_ROWS = 200
 QDQ_VERSION = 1  # bump when the rewrite changes: cached QDQ models are keyed by it
 
 
-def qdq_model(model_dir, cache_dir, calib_split, seq_len: int) -> Path:
+def qdq_model(model_dir, cache_dir, calib_split, seq_len: int) -> Path | None:
     """The QDQ model of an artifact for one sequence length, cached by the artifact's manifest and the calibration
-    rows (the first CALIBRATION_ROWS of `calib_split`: training rows, never the rows it is scored on)."""
+    rows (the first CALIBRATION_ROWS of `calib_split`: training rows, never the rows it is scored on). None for a
+    model.onnx without integer layers (a float model runs as it is)."""
     import hashlib
     import json
+
+    import onnx
+
+    if not any(n.op_type == "MatMulInteger" for n in onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False).graph.node):
+        return None
 
     from eibert.deploy import prepare_inputs
     from eibutil import atomic_write_json, sha256_file

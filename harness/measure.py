@@ -191,11 +191,9 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         from eibert.data import load_task
         from eibert.qdq import qdq_model
 
-        if not (Path(model_dir) / "manifest.json").exists():
-            files = {"model.onnx": onnx, "inputs.npz": inputs}  # a float model (the teacher): as it is
-        else:
-            files = {"model.onnx": qdq_model(model_dir, cache_dir, calib if calib is not None else load_task().train, settings.seq_len),
-                     "inputs.npz": inputs}
+        qdq = qdq_model(model_dir, cache_dir, calib if calib is not None else load_task().train, settings.seq_len) \
+            if (Path(model_dir) / "manifest.json").exists() else None
+        files = {"model.onnx": qdq or onnx, "inputs.npz": inputs}  # a float model (the teacher) runs as it is
         model_name = "model.onnx"
     else:
         files = {"model.onnx": onnx, "inputs.npz": inputs}

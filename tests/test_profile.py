@@ -11,7 +11,7 @@ MODEL = ROOT / "models/sst2-2mb"
 SPEC = {"layers": 2, "hidden": 256, "embedding_size": 128, "heads": 8}
 
 
-@pytest.mark.parametrize("runtime", ["onnxruntime", "tvm"])
+@pytest.mark.parametrize("runtime", ["onnxruntime", "tvm", "openvino"])
 def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     """The profile's operators, their profiler's cost per call taken off, add up to the unprofiled p50 within 20%
     (one thread: onnxruntime's profiler serialises its thread pool, so at two its sum runs above the p50)."""
@@ -21,7 +21,8 @@ def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
 
     st = MeasureSettings(seq_len=64, rows=16, warmup=20, min_count=300, min_duration_s=1.0, null_floor=False, end_to_end=False,
                          profile=True, profile_runs=300)
-    spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "dev"), threads=1)
+    spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "dev"), threads=1,
+                      runtimes=["onnxruntime", "tvm", "openvino"])
     out = measure_on_device(MODEL, "local", spec, runtime, load_task().dev, st, tmp_path / "cache")
     p = out["metrics"]["profile"]
     assert p and not p.get("error") and p["runs"] == 300 and set(p["by_kind_ms"]) == set(KINDS)
