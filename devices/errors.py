@@ -17,10 +17,6 @@ class DeviceError(RuntimeError):
         self.stdout = stdout
         self.stderr = stderr
 
-    def record(self) -> dict:
-        return {"kind": self.kind, "infrastructure": self.infrastructure, "device": self.device, "message": self.message,
-                "exit_status": self.exit_status, "stderr_tail": self.stderr[-2000:]}
-
 
 class UnreachableError(DeviceError):
     """No connection, or the connection died (link cut, sshd gone, device powered off)."""

@@ -17,7 +17,6 @@ from eibutil import UserError
 from eibutil.files import sha256_file_memo
 
 BUNDLED = "bundled"
-BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
 
 

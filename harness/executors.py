@@ -44,9 +44,6 @@ class InlineExecutor:
         done, self._done = self._done, []
         return done
 
-    def busy(self) -> int:
-        return 0
-
     def close(self):
         pass
 

@@ -36,7 +36,7 @@ def _measurement_row(node, res) -> dict | None:
     return row(node, res.output) if row else None
 
 
-UNTIL = {"teacher": ORDER[:1], "compress": COMPRESS, "measure": ORDER}
+UNTIL = {"compress": COMPRESS, "measure": ORDER}
 
 
 def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict[str, dict], set[str]]:

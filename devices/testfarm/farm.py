@@ -261,10 +261,6 @@ class Farm:
         if rate:
             run(["tc", "qdisc", "add", "dev", veth, "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"])
 
-    def restart(self, name: str) -> None:
-        self.kill_all(name)
-        self.start(name)
-
     def workdir_entries(self, name: str) -> dict[str, list[str]]:
         """What is in the device's work directory: {'runs': [...], 'blobs': [...], 'other': [...]}."""
         root = self.devices[name].host_workdir
