@@ -14,7 +14,8 @@ SPEC = {"layers": 2, "hidden": 256, "embedding_size": 128, "heads": 8}
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tvm", "openvino"])
 def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     """The profile's operators, their profiler's cost per call taken off, add up to the unprofiled p50 within 20%
-    (one thread: onnxruntime's profiler serialises its thread pool, so at two its sum runs above the p50)."""
+    for onnxruntime and TVM (one thread: onnxruntime's profiler serialises its thread pool, so at two its sum runs
+    above the p50); OpenVINO's counters cover at least half of it."""
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
     from harness.measure import MeasureSettings, measure_on_device
@@ -26,7 +27,9 @@ def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     out = measure_on_device(MODEL, "local", spec, runtime, load_task().dev, st, tmp_path / "cache")
     p = out["metrics"]["profile"]
     assert p and not p.get("error") and p["runs"] == 300 and set(p["by_kind_ms"]) == set(KINDS)
-    assert 0.8 <= p["sum_ms"] / out["p50_ms"] <= 1.2, (p["sum_ms"], out["p50_ms"], p["by_kind_ms"])
+    # OpenVINO's per-node counters leave out its scheduling between nodes: measured 0.61-0.72 x the p50 here
+    low = 0.5 if runtime == "openvino" else 0.8
+    assert low <= p["sum_ms"] / out["p50_ms"] <= 1.2, (p["sum_ms"], out["p50_ms"], p["by_kind_ms"])
     assert p["by_kind_ms"]["attention"] > 0 and p["by_kind_ms"]["feed-forward"] > 0 and p["by_kind_ms"]["norms"] > 0
     assert set(p["by_layer_ms"]) == {"0", "1"}  # both layers found, by name (onnxruntime) or by the norms' order (TVM)
     assert p["overhead"] is not None and p["top"][0]["ms"] >= p["top"][-1]["ms"]
