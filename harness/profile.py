@@ -97,8 +97,8 @@ def summarize_profile(prof: dict | None, p50_ms: float | None, spec: dict | None
         return None
     if prof.get("error"):
         return {"error": prof["error"], "tool": prof.get("tool")}
-    calls, spec = prof["calls"], spec or {}
-    if prof["tool"].startswith("tvm"):
+    calls, spec, tvm = prof["calls"], spec or {}, prof["tool"].startswith("tvm")
+    if tvm:
         kinds, layer_of = _tvm_kinds(calls, spec)
     else:
         kinds, layer_of = zip(*[_ort_kind(c) for c in calls]) if calls else ((), ())
@@ -110,7 +110,7 @@ def summarize_profile(prof: dict | None, p50_ms: float | None, spec: dict | None
         by_kind[kind] += ms
         if layer is not None:
             by_layer[str(layer)] = by_layer.get(str(layer), 0.0) + ms
-        name = c["name"] if prof["tool"].startswith("tvm") else c["op"]  # TVM: the kernel; onnxruntime: the operator type
+        name = c["name"] if tvm else c["op"]  # TVM: the kernel; onnxruntime, OpenVINO: the operator type (and kernel)
         op = ops.setdefault((name, kind), {"op": name, "kind": kind, "ms": 0.0, "calls": 0})
         op["ms"] += ms
         op["calls"] += 1

@@ -4,7 +4,7 @@
     calls = profile_tvm(tvm, machine, main_args, runs)                    # the Relax VM's call instrument
     calls = profile_openvino(ov, model_path, threads, feeds, runs)        # OpenVINO's per-node perf counters
 
-Both return one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
+Each returns one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
 argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
 times, for the overhead) and `overhead_us_per_call` (what the profiler adds to each call, estimated as the cheapest call's time and
 already subtracted from `us`). The profiled pass runs after the timed pass,
@@ -19,6 +19,16 @@ import time
 def _median(xs):
     xs = sorted(xs)
     return xs[len(xs) // 2] if xs else None
+
+
+def _less_cheapest(calls, spans, per):
+    """Each node's mean time per inference (its summed spans over `per`) less the profiler's own cost per call: a
+    profiler that records whole microseconds and adds its cost to each node shows the cheapest node's typical time
+    (a Gather of one scalar, really well under a microsecond) as that cost. Returns the cost."""
+    overhead = min((_median(v) for v in spans.values()), default=0)
+    for name, c in calls.items():
+        c["us"] = max(0.0, sum(spans[name]) / per - overhead)
+    return float(overhead)
 
 
 def profile_onnxruntime(ort, model, threads, feeds, runs):
@@ -52,13 +62,9 @@ def profile_onnxruntime(ort, model, threads, feeds, runs):
             calls[name] = {"name": name, "op": args.get("op_name", ""),
                            "shapes": [next(iter(s.values())) for s in args.get("input_type_shape", [])]}
         spans.setdefault(name, []).append(e["dur"])
-    # The profiler records each node in whole microseconds and adds its own cost to each: the cheapest node's
-    # typical time (a Gather of one scalar, really well under a microsecond) is taken as that cost.
-    overhead = min((_median(v) for v in spans.values()), default=0)
-    for name, c in calls.items():
-        c["us"] = max(0.0, sum(spans[name]) / len(spans[name]) - overhead)
+    overhead = _less_cheapest(calls, spans, max(1, len(wall)))
     return {"tool": "onnxruntime session profiling", "runs": len(wall), "calls": list(calls.values()),
-            "wall_ms": _median(wall), "overhead_us_per_call": float(overhead)}
+            "wall_ms": _median(wall), "overhead_us_per_call": overhead}
 
 
 def profile_tvm(tvm, machine, args, runs):
@@ -111,11 +117,9 @@ def profile_openvino(ov, model, threads, feeds, runs):
         request.infer(feeds)
         wall.append((time.perf_counter_ns() - t) / 1e6)
         for p in request.profiling_info:
-            if str(p.status).endswith("EXECUTED") and not str(p.status).endswith("NOT_RUN"):
+            if str(p.status).endswith("EXECUTED"):
                 calls.setdefault(p.node_name, {"name": p.node_name, "op": f"{p.node_type} ({p.exec_type})", "shapes": []})
                 spans.setdefault(p.node_name, []).append(p.real_time.total_seconds() * 1e6)
-    overhead = min((_median(v) for v in spans.values()), default=0)  # as for onnxruntime: the cheapest node's time
-    for name, c in calls.items():
-        c["us"] = max(0.0, sum(spans[name]) / runs - overhead)
+    overhead = _less_cheapest(calls, spans, runs)
     return {"tool": "openvino perf counters", "runs": runs, "calls": list(calls.values()), "wall_ms": _median(wall),
-            "overhead_us_per_call": float(overhead)}
+            "overhead_us_per_call": overhead}
