@@ -59,9 +59,10 @@ def measure(node, inputs: dict, ctx: dict) -> MeasureRecord:
     if cfg.measure.reuse and path.exists():
         return MeasureRecord.from_json({**json.loads(path.read_text()), "cache_hit": True, "cache_key": key})
     b = inputs.get("build")
-    try:
+    data = _data(node, ctx)
+    try:  # OpenVINO's QDQ model is calibrated on the task's own training rows
         rec = measure_on_device(getattr(subject, "artifact_dir", None) or subject.model_dir, device, spec, node.payload["runtime"],
-                                _data(node, ctx).dev, measure_settings(cfg), cfg.cache_dir, build=b.to_json() if b else None)
+                                data.dev, measure_settings(cfg), cfg.cache_dir, build=b.to_json() if b else None, calib=data.train)
     except DeviceError as e:
         raise StageError(f"{e.kind}: {e.message}", "infrastructure" if e.infrastructure else "device", e.kind) from e
     rec["requested_device"] = node.payload["device"]
