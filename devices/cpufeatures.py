@@ -4,6 +4,7 @@
     flags = host_flags()                       # {"avx512_vnni", "avx2", ...} from /proc/cpuinfo
     llvm_features(flags, "x86_64")             # ("+avx512bw", "+avx512f", "+avx512vnni", ...): LLVM -mattr
     int8_path(("+avx512vnni",), "x86_64")      # ("vnni", "target has +avx512vnni")
+    int8_path(("+dotprod", "+neon"), "aarch64")  # ("sdot", "target has +dotprod")
 
 A kernel is chosen by what the target can execute: the `mattr` of its TVM target, which for the local
 device is filled from this CPU's flags (`/proc/cpuinfo`) and for a remote device comes from its named
@@ -45,14 +46,25 @@ def llvm_features(flags, arch: str) -> tuple[str, ...]:
     return tuple(sorted({table[f] for f in flags if f in table}))
 
 
+# int8 path -> the CPU flag (/proc/cpuinfo) its instructions need, and the instruction its kernels are built on
+PATH_FLAG = {"vnni": "avx512_vnni", "sdot": "asimddp", "neon": "asimd"}
+PATH_INSTRUCTION = {"vnni": "vpdpbusd", "sdot": "sdot", "neon": "smull"}
+
+
 def int8_path(mattr, arch: str) -> tuple[str, str]:
-    """(path, why) for the INT8 dense layers of a TVM build: "vnni" (vpdpbusd kernels) or "float"
-    (the dequantized graph)."""
+    """(path, why) for the INT8 dense layers of a TVM build: "vnni" (x86 vpdpbusd kernels), "sdot" (aarch64
+    dot product kernels), "neon" (aarch64 smull/saddlp widening multiply-accumulate kernels) or "float" (the
+    dequantized graph)."""
     have = set(mattr or ())
     if arch == "x86_64":
         if "+avx512vnni" in have:
             return "vnni", "target has +avx512vnni"
         return "float", "target lacks +avx512vnni (no VNNI int8 dot product kernel for it)"
     if arch == "aarch64":
-        return "float", "no int8 kernel for aarch64 targets yet: INT8 weights are dequantized to float"
+        if "+dotprod" in have:
+            return "sdot", "target has +dotprod"
+        if "+neon" in have:
+            return "neon", "target has +neon but not +dotprod: smull/saddlp widening multiply-accumulate"
+        return "float", "target lacks +neon: INT8 weights are dequantized to float"
     return "float", f"no int8 kernel for {arch}"
+

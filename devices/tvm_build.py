@@ -25,11 +25,12 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from devices.cpufeatures import host_flags, int8_path, llvm_features
+from devices.cpufeatures import PATH_INSTRUCTION, host_flags, int8_path, llvm_features
+from devices.disasm import kernels_verified
 from devices.targets import TARGETS
 from eibutil import atomic_write_json, sha256_file
 
-BUILD_VERSION = 3  # bump when the build recipe changes (3: integer path chosen by CPU feature flags)
+BUILD_VERSION = 4  # bump when the build recipe changes (3: integer path chosen by CPU feature flags; 4: ARM sdot/smull kernels)
 
 
 class BuildError(RuntimeError):
@@ -113,6 +114,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
         last = [ln for ln in text.strip().splitlines() if ln.strip()][-1:] or [f"exit {p.returncode}"]
         raise BuildError(f"TVM build for {target} failed: {last[0][:300]}", log=text)
     child = json.loads(p.stdout.strip().splitlines()[-1])
+    if child.get("int8_path") in PATH_INSTRUCTION:  # the kernels really execute their path's instruction
+        child["int8_verified"] = kernels_verified(str(tmp / "model.so"), child["int8_layers"], PATH_INSTRUCTION[child["int8_path"]], spec.arch)
     rec = {**child, "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
            "lib_bytes": (tmp / "model.so").stat().st_size, "lib_sha256": sha256_file(tmp / "model.so"),
            "db_sha256": db_digest(db_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -177,16 +180,17 @@ def _persistent_builder_pool():
 
 
 def integer_dense(mod, tdict: dict, arch: str, requested: bool):
-    """(module, {int8_path, int8_reason, int8_layers}): the INT8 dense layers on vpdpbusd kernels when the
-    target's features (`mattr`, from CPU flags) have +avx512vnni, else the dequantized float graph."""
+    """(module, {int8_path, int8_reason, int8_layers}): the INT8 dense layers on the integer kernels the target's
+    features (`mattr`, from CPU flags) allow (devices.cpufeatures.int8_path: vpdpbusd, sdot, smull), else the
+    dequantized float graph."""
     if not requested:
         return mod, {"int8_path": "float", "int8_reason": "integer compute not requested (measure.int8_compute: false)", "int8_layers": []}
     path, why = int8_path(tdict.get("mattr", ()), arch)
     layers: list = []
-    if path == "vnni":
+    if path != "float":
         from devices.tvm_int8 import rewrite_int8_dense
 
-        mod, layers = rewrite_int8_dense(mod)
+        mod, layers = rewrite_int8_dense(mod, path)
     return mod, {"int8_path": path, "int8_reason": why, "int8_layers": layers}
 
 

@@ -48,19 +48,21 @@ class MeasureSettings:
 
 
 def check_device_flags(device: str, build: dict, facts: dict) -> dict:
-    """The build's integer path against the device's own CPU flags (its probe): a VNNI library on a CPU without
-    VNNI would die on an illegal instruction, so it is refused; a float build for a CPU that has VNNI says so."""
-    from devices.cpufeatures import int8_path, llvm_features
+    """The build's integer path against the device's own CPU flags (its probe): a library with VNNI or `sdot`
+    instructions on a CPU without them would die on an illegal instruction, so it is refused; a build on a slower
+    path than the CPU allows says so."""
+    from devices.cpufeatures import PATH_FLAG, int8_path, llvm_features
 
-    flags = facts.get("cpu_flags")
-    if flags is None or facts.get("machine") not in ("x86_64", "aarch64"):
+    flags, machine = facts.get("cpu_flags"), facts.get("machine")
+    if flags is None or machine not in ("x86_64", "aarch64"):
         return {}
-    have = int8_path(llvm_features(flags, facts["machine"]), facts["machine"])[0]
-    if build.get("int8_path") == "vnni" and have != "vnni":
-        raise UserError(f"{device}: the TVM library uses VNNI (target {build.get('target_dict', {}).get('mcpu', '?')}), "
-                        "but the device's CPU flags have no avx512_vnni: give the device a target without it")
-    if build.get("int8_path") == "float" and have == "vnni" and "int8_reason" in build:
-        return {"int8_reason": build["int8_reason"] + "; the device's CPU has avx512_vnni: a target with +avx512vnni would use it"}
+    have = int8_path(llvm_features(flags, machine), machine)[0]
+    built = build.get("int8_path")
+    if built in PATH_FLAG and built != have and not (built == "neon" and have == "sdot"):
+        raise UserError(f"{device}: the TVM library uses {built} kernels (target {build.get('target_dict', {}).get('mcpu', '?')}), "
+                        f"but the device's CPU flags have no {PATH_FLAG[built]}: give the device a target without it")
+    if "int8_reason" in build and have != built and (built == "float" or (built, have) == ("neon", "sdot")):
+        return {"int8_reason": build["int8_reason"] + f"; the device's CPU has {PATH_FLAG[have]}: a target with it would use {have} kernels"}
     return {}
 
 
@@ -240,7 +242,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
-                                        "int8_path", "int8_reason", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
+                                        "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"), "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
         "profile": summarize_profile(res.pop("profile", None), summary.get("p50_ms"), model_spec),
     }

@@ -6,7 +6,7 @@
 # under CI=true a skipped test fails the run, see tests/conftest.py).
 set -euo pipefail
 PKGS=(openssh-server openssh-client time iproute2 procps nftables qemu-user-static binfmt-support debootstrap
-      gcc-aarch64-linux-gnu libc6-dev-arm64-cross zstd postgresql chromium fonts-dejavu-core binutils util-linux)
+      gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross zstd postgresql chromium fonts-dejavu-core binutils util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -25,7 +25,10 @@ def test_features_come_from_flags():
     plain = llvm_features(parse_flags(ROCKETLAKE.replace(" avx512_vnni", "")), "x86_64")
     path, why = int8_path(plain, "x86_64")
     assert path == "float" and "+avx512vnni" in why
-    assert "+dotprod" in llvm_features(parse_flags(ARM_A76), "aarch64")
+    a76 = llvm_features(parse_flags(ARM_A76), "aarch64")
+    assert "+dotprod" in a76 and int8_path(a76, "aarch64") == ("sdot", "target has +dotprod")
+    a72 = llvm_features(parse_flags(ARM_A76.replace(" asimddp", "")), "aarch64")
+    assert int8_path(a72, "aarch64")[0] == "neon" and int8_path((), "aarch64")[0] == "float"
     assert parse_flags("processor\t: 0\n") == set()
 
 
@@ -70,3 +73,10 @@ def test_a_remote_devices_flags_are_checked_against_the_builds_integer_path():
     assert "the device's CPU has avx512_vnni" in note["int8_reason"]
     assert check_device_flags("box", {"int8_path": "vnni"}, vnni) == {}
     assert check_device_flags("old", {"int8_path": "vnni"}, {"machine": "x86_64"}) == {}  # a probe without flags: nothing to check
+    a76 = {"machine": "aarch64", "cpu_flags": sorted(parse_flags(ARM_A76))}
+    a72 = {"machine": "aarch64", "cpu_flags": sorted(parse_flags(ARM_A76.replace(" asimddp", "")))}
+    with pytest.raises(UserError, match="no asimddp"):  # an sdot library on a Cortex-A72 would die on SIGILL
+        check_device_flags("pi4", {"int8_path": "sdot", "target_dict": {"mcpu": "cortex-a76"}}, a72)
+    assert check_device_flags("pi4", {"int8_path": "neon"}, a72) == {}
+    note = check_device_flags("pi5", {"int8_path": "neon", "int8_reason": "target has +neon but not +dotprod"}, a76)
+    assert "asimddp" in note["int8_reason"] and "sdot" in note["int8_reason"]

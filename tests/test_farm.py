@@ -76,9 +76,10 @@ def fresh(farm):
     farm.remove(name)
 
 
-# The host reference is onnxruntime on the artifact's integer kernels (activations quantized per call). TVM runs the
-# dequantized float graph (torch.export of deploy.pt), and onnxruntime on another architecture runs other integer
-# kernels (aarch64's round differently): both differ from the host by that rounding, never in their predictions.
+# The host reference is onnxruntime on the artifact's integer kernels (activations quantized per call). TVM on the
+# x86 farm device (an x86-64-v3 target, no VNNI) runs the dequantized float graph, TVM on aarch64 the sdot kernels,
+# and onnxruntime on another architecture runs other integer kernels (aarch64's round differently): each differs
+# from the host by its rounding, never in its predictions.
 DRIFT_TOL = {("onnxruntime", "x86_64"): 1e-4, ("onnxruntime", "aarch64"): 3e-2, ("tvm", "x86_64"): 1e-2, ("tvm", "aarch64"): 1e-2}
 
 
@@ -111,8 +112,33 @@ def test_emulated_aarch64_device_runs_the_cross_compiled_artifact(farm, arm, tin
     assert rec["verdict"] == "INVALID" and "emulated" in rec["verdict_reason"]
     if runtime == "tvm":
         assert rec["metrics"]["build"]["target_dict"]["mtriple"] == "aarch64-linux-gnu"
+        assert rec["metrics"]["build"]["int8_path"] == "sdot"  # the farm's ARM target is a Cortex-A76 (+dotprod)
         sha = rec["metrics"]["build"]["lib_sha256"]  # the library that was built is the one that reached the device
         assert sha and (farm.devices[arm].host_workdir / "blobs" / f"{sha}.so").is_file()
+
+
+@pytest.mark.parametrize("target,path,instruction", [("arm64-cortex-a76", "sdot", "sdot"), ("arm64-cortex-a72", "neon", "smull")])
+def test_arm_builds_run_the_shipped_models_dense_layers_on_integer_kernels(farm, arm, tmp_path, target, path, instruction):
+    """The shipped model built for a `+dotprod` core computes its dense layers with `sdot`, for a NEON-only core with
+    `smull`/`saddlp` (the kernels named in the build record contain the instruction in aarch64-linux-gnu-objdump's
+    disassembly), and on the emulated ARM device (qemu runs both) its predictions equal onnxruntime's on the host."""
+    from devices.disasm import functions_using
+    from eibert.data import load_task
+    from harness.measure import build_for
+
+    model = Path(__file__).resolve().parents[1] / "models/sst2-2mb"
+    st = MeasureSettings(seq_len=64, rows=24, warmup=1, min_count=3, min_duration_s=0.1, null_floor=False, end_to_end=False)
+    rec = build_for(model, target, st, tmp_path / "cache")
+    assert rec["int8_path"] == path and len(rec["int8_layers"]) == 13, rec.get("int8_reason")
+    kernels = {layer["kernel"] for layer in rec["int8_layers"]}
+    with_it = functions_using(rec["lib"], instruction, "aarch64")
+    assert all(any(f.startswith(k) for f in with_it) for k in kernels), (kernels, with_it)
+    assert rec["int8_verified"] == {"instruction": instruction, "kernels": len(kernels), "kernels_with": len(kernels),
+                                    "tool": "aarch64-linux-gnu-objdump"}
+    out = measure_on_device(model, arm, _spec(farm, arm, target=target), "tvm", load_task().dev, st, tmp_path / "cache", build=rec)
+    assert out["metrics"]["device_facts"]["machine"] == "aarch64"
+    assert out["metrics"]["predictions_agree"] == out["n"] == 24
+    assert out["metrics"]["max_logit_drift"] < 2e-2, out["metrics"]["max_logit_drift"]
 
 
 def test_local_device_works_without_ssh(tiny_artifact, tmp_path):

@@ -62,9 +62,8 @@ def test_the_shipped_model_runs_integer_kernels():
 def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     """TVM keeps the shipped model's dense weights int8 and runs them through `vpdpbusd` (the kernels named by the
     build record), and the on-device runner's logits match onnxruntime's integer graph on the same rows."""
-    import subprocess
-
     from devices.cpufeatures import host_flags
+    from devices.disasm import functions_using
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
     from harness.measure import MeasureSettings, build_for, measure_on_device
@@ -78,14 +77,8 @@ def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     assert rec["int8_path"] == "vnni", rec.get("int8_reason")
     kernels = {layer["kernel"] for layer in rec["int8_layers"]}
     assert len(rec["int8_layers"]) == 13 and kernels  # embedding projection + 6 per layer; pooler and classifier (one row) stay float
-    dis = subprocess.run(["objdump", "-d", "--no-show-raw-insn", rec["lib"]], capture_output=True, text=True, check=True).stdout
-    with_vnni, current = set(), None
-    for line in dis.splitlines():
-        if line.endswith(">:"):
-            current = line.split("<", 1)[1][:-2]
-        elif "vpdpbusd" in line and current:
-            with_vnni.add(current)
-    assert all(any(f.startswith(k) for f in with_vnni) for k in kernels), (kernels, with_vnni)
+    assert all(any(f.startswith(k) for f in functions_using(rec["lib"], "vpdpbusd", "x86_64")) for k in kernels), kernels
+    assert rec["int8_verified"]["kernels_with"] == rec["int8_verified"]["kernels"] == len(kernels)
     spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "dev"), threads=2)
     out = measure_on_device(model, "local", spec, "tvm", load_task().dev, st, tmp_path / "cache", build=rec)
     assert out["metrics"]["predictions_agree"] == out["n"] == 24
