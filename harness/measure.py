@@ -147,7 +147,8 @@ def model_memory(res: dict, model_dir) -> dict:
         parts = json.loads((Path(model_dir) / "manifest.json").read_text()).get("parts", {})
     weights = sum(parts.get(k, 0) for k in ("embeddings", "encoder", "head")) or None
     sub = lambda v: None if v is None or base is None else max(0, v - base)  # noqa: E731
-    return {"baseline_bytes": base, "loaded_bytes": loaded, "warm_bytes": warm, "peak_bytes": peak,
+    # peak_end_bytes: the process's peak after the end-to-end and profiled passes (a tokenizer, a profiling session)
+    return {"baseline_bytes": base, "loaded_bytes": loaded, "warm_bytes": warm, "peak_bytes": peak, "peak_end_bytes": res.get("peak_rss_end_bytes"),
             "model_resident_bytes": sub(warm if warm is not None else loaded), "model_peak_bytes": sub(peak), "weight_bytes": weights}
 
 
