@@ -18,6 +18,7 @@ install-test:
 	bash scripts/install-system-deps.sh
 	$(PIP) -e '.[test]'
 
-# Installs what the tests need and runs them (.ci/run calls exactly this).
+# Installs what the tests need, lints (ruff, configured in pyproject.toml) and runs them (.ci/run calls exactly this).
 test: install-test
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q

@@ -84,7 +84,8 @@ def nncf_int8(fp32: Path, tmp: Path, seq_len: int) -> Path:
     shutil.copytree(fp32, out)
     prepare_inputs(fp32, load_task().train, seq_len, tmp / "nncf-calibration.npz", limit=CALIBRATION_ROWS)
     d = np.load(tmp / "nncf-calibration.npz")
-    items = [{"input_ids": d["input_ids"][i : i + 1], "attention_mask": d["attention_mask"][i : i + 1]} for i in range(len(d["input_ids"]))]
+    items = [{"input_ids": d["input_ids"][i : i + 1], "attention_mask": d["attention_mask"][i : i + 1]}
+             for i in range(len(d["input_ids"]))]
     q = nncf.quantize(onnx.load(str(fp32 / "model.onnx")), nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
                       subset_size=len(items))
     onnx.save(q, str(out / "model.onnx"))
@@ -111,26 +112,31 @@ def openvino_accuracy(model: Path, folder: Path, data_file: Path, threads: int) 
         d = np.load(Path(tmp) / "dev.npz")
     compiled = ov.Core().compile_model(str(model), "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
     req = compiled.create_infer_request()
-    preds = [int(req.infer([d["input_ids"][i : i + 1], d["attention_mask"][i : i + 1]])[compiled.output(0)].argmax()) for i in range(len(d["labels"]))]
+    preds = [int(req.infer([d["input_ids"][i : i + 1], d["attention_mask"][i : i + 1]])[compiled.output(0)].argmax())
+             for i in range(len(d["labels"]))]
     return float((np.array(preds) == d["labels"]).mean())
 
 
 def targets(out: list[dict]) -> list[dict]:
     """The benchmark's targets, judged on this run's medians (only those whose rows were measured)."""
     by = {r["model"]: r for r in out}
-    nncf, qdq, art = by.get("NNCF INT8 of the fp32 student, OpenVINO"), by.get("QDQ export, OpenVINO"), by.get("artifact (integer format)")
+    nncf, qdq = by.get("NNCF INT8 of the fp32 student, OpenVINO"), by.get("QDQ export, OpenVINO")
+    art = by.get("artifact (integer format)")
     tvm = min((r for r in out if r["runtime"] == "tvm"), key=lambda r: r["p50_ms"], default=None)
     res = []
     if nncf and qdq:
         ratio = qdq["p50_ms"] / nncf["p50_ms"]
-        res.append({"target": "OpenVINO on our QDQ export within 1.1x of OpenVINO's NNCF INT8 (p50)", "measured": f"{ratio:.2f}x", "met": ratio <= 1.1})
+        res.append({"target": "OpenVINO on our QDQ export within 1.1x of OpenVINO's NNCF INT8 (p50)",
+                    "measured": f"{ratio:.2f}x", "met": ratio <= 1.1})
     if qdq and art:
         d = 100 * (qdq["dev_accuracy"] - art["dev_accuracy"])
-        res.append({"target": "QDQ export on OpenVINO within 0.3 points of the artifact's dev accuracy", "measured": f"{d:+.2f} points",
+        res.append({"target": "QDQ export on OpenVINO within 0.3 points of the artifact's dev accuracy",
+                    "measured": f"{d:+.2f} points",
                     "met": abs(d) <= 0.3})
     if nncf and tvm:
         ratio = tvm["p50_ms"] / nncf["p50_ms"]
-        res.append({"target": f"TVM p50 <= OpenVINO NNCF INT8 p50 ({tvm['model']})", "measured": f"{tvm['p50_ms']:.3f} vs {nncf['p50_ms']:.3f} ms ({ratio:.2f}x)",
+        res.append({"target": f"TVM p50 <= OpenVINO NNCF INT8 p50 ({tvm['model']})",
+                    "measured": f"{tvm['p50_ms']:.3f} vs {nncf['p50_ms']:.3f} ms ({ratio:.2f}x)",
                     "met": ratio <= 1.0})
         mem = tvm["model_peak_bytes"] / nncf["model_peak_bytes"]
         res.append({"target": "TVM model memory <= 1/4 of OpenVINO NNCF INT8's", "measured": f"{mem:.2f}x", "met": mem <= 0.25})
@@ -144,8 +150,10 @@ def main() -> int:
     ap.add_argument("--min-duration-s", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--dev-file", type=Path, default=ROOT.parent / "shared/datasets/sst2/validation.tsv")
-    ap.add_argument("--tvm-trials", type=int, nargs="*", default=[0, 64], help="TVM builds to add (MetaSchedule trials; none: no TVM)")
-    ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/eibert/bench-int8", help="TVM builds and tuning records")
+    ap.add_argument("--tvm-trials", type=int, nargs="*", default=[0, 64],
+                    help="TVM builds to add (MetaSchedule trials; none: no TVM)")
+    ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache/eibert/bench-int8",
+                    help="TVM builds and tuning records")
     ap.add_argument("--openvino", action=argparse.BooleanOptionalAction, default=True,
                     help="add the QDQ export (onnxruntime, OpenVINO) and OpenVINO on the fp32 student")
     ap.add_argument("--nncf", action=argparse.BooleanOptionalAction, default=True,
@@ -170,10 +178,12 @@ def main() -> int:
             shutil.copytree(args.student, qdq)
             shutil.copy2(qdq_model(args.student, args.cache_dir, load_task().train, 64), qdq / "model.onnx")
             restamp(qdq)
-            rows["QDQ export"] = {"model": "QDQ export", "runtime": "onnxruntime", "file_bytes": (qdq / "model.onnx").stat().st_size,
+            rows["QDQ export"] = {"model": "QDQ export", "runtime": "onnxruntime",
+                                  "file_bytes": (qdq / "model.onnx").stat().st_size,
                                   "dev_accuracy": dev_accuracy(qdq, args.dev_file), "rounds": []}
             jobs.append(("QDQ export", qdq, "onnxruntime", None))
-            for name, f, src in (("QDQ export, OpenVINO", Path(args.student), qdq), ("same student fp32, OpenVINO", folders["same student, fp32"],
+            for name, f, src in (("QDQ export, OpenVINO", Path(args.student), qdq),
+                                 ("same student fp32, OpenVINO", folders["same student, fp32"],
                                                                                     folders["same student, fp32"])):
                 rows[name] = {"model": name, "runtime": "openvino", "file_bytes": (src / "model.onnx").stat().st_size,
                               "dev_accuracy": openvino_accuracy(src / "model.onnx", f, args.dev_file, args.threads), "rounds": []}
@@ -188,19 +198,24 @@ def main() -> int:
             b = build_for(args.student, spec.target, replace(st, trials=trials), args.cache_dir)
             name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
             rows[name] = {"model": name, "runtime": "tvm", "file_bytes": b["lib_bytes"], "dev_accuracy": None, "rounds": [],
-                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256", "int8_layers")}}
+                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256",
+                                                          "int8_layers")}}
             jobs.append((name, Path(args.student), "tvm", b))
         for k in range(args.rounds):
             for name, f, runtime, b in jobs:  # interleaved: each round measures every row
                 rec = measure_on_device(f, "local", spec, runtime, dev, st, Path(tmp) / "cache", build=b)
                 mem = rec["metrics"]["memory"]
-                rows[name]["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "model_peak_bytes": mem["model_peak_bytes"],
-                                             "model_resident_bytes": mem["model_resident_bytes"], "peak_rss_bytes": rec["peak_rss_bytes"],
-                                             "drift": rec["metrics"]["max_logit_drift"], "accuracy": rec["accuracy"], "n": rec["n"]})
-                print(f"round {k + 1} {name:28s} p50 {rec['p50_ms']:.3f} ms  model memory {mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
+                rows[name]["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"],
+                                             "model_peak_bytes": mem["model_peak_bytes"],
+                                             "model_resident_bytes": mem["model_resident_bytes"],
+                                             "peak_rss_bytes": rec["peak_rss_bytes"],
+                                             "drift": rec["metrics"]["max_logit_drift"], "accuracy": rec["accuracy"],
+                                             "n": rec["n"]})
+                print(f"round {k + 1} {name:28s} p50 {rec['p50_ms']:.3f} ms  model memory "
+                      f"{mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
     out = []
     for r in rows.values():
-        med = lambda key: statistics.median(x[key] for x in r["rounds"])  # noqa: E731
+        med = lambda key, r=r: statistics.median(x[key] for x in r["rounds"])
         out.append({**r, "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"), "model_peak_bytes": med("model_peak_bytes"),
                     "device_accuracy": r["rounds"][0]["accuracy"], "device_rows": r["rounds"][0]["n"],
                     "model_resident_bytes": med("model_resident_bytes"), "peak_rss_bytes": med("peak_rss_bytes")})
@@ -208,7 +223,8 @@ def main() -> int:
     for r in out:
         r["p50_vs_quantize_dynamic"] = r["p50_ms"] / ref["p50_ms"]
     doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-    doc["ort_reference"] = {"command": "python bench/int8.py " + shlex.join(sys.argv[1:]), "student": str(args.student), "rows": out,
+    doc["ort_reference"] = {"command": "python bench/int8.py " + shlex.join(sys.argv[1:]), "student": str(args.student),
+                            "rows": out,
                             "threads": args.threads, "wall_s": round(time.time() - t_start, 1), "targets": targets(out)}
     atomic_write_json(OUT, doc)
     lines = ["## INT8 against onnxruntime's references (local device, batch 1, seq 64)", "",
@@ -217,17 +233,21 @@ def main() -> int:
              f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
              f"the runtime is imported. Accuracy: onnxruntime rows, `eib evaluate` on {args.dev_file.name} (all rows, one row "
              f"per call); TVM rows, on the device over the measured rows (it runs the dequantized float graph: INT8 is a storage "
-             f"format there). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on the host by OpenVINO, one "
+             "format there). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on the host by "
+             "OpenVINO, one "
              f"row per call; the QDQ export's activation steps are calibrated on 200 embedded training rows.", "",
-             "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | process peak MiB | accuracy |",
+             "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | "
+             "process peak MiB | accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in out:
-        acc = f"{100 * r['dev_accuracy']:.2f}% (dev)" if r["dev_accuracy"] is not None else f"{100 * r['device_accuracy']:.2f}% ({r['device_rows']} rows)"
+        acc = (f"{100 * r['dev_accuracy']:.2f}% (dev)" if r["dev_accuracy"] is not None
+               else f"{100 * r['device_accuracy']:.2f}% ({r['device_rows']} rows)")
         lines.append(f"| {r['model']} | {r['runtime']} | {r['file_bytes']:,} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | "
-                     f"{r['p50_vs_quantize_dynamic']:.2f}x | {r['model_peak_bytes'] / 2**20:.1f} / {r['model_resident_bytes'] / 2**20:.1f} | "
-                     f"{r['peak_rss_bytes'] / 2**20:.1f} | {acc} |")
+                     f"{r['p50_vs_quantize_dynamic']:.2f}x | {r['model_peak_bytes'] / 2**20:.1f} / "
+                     f"{r['model_resident_bytes'] / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.1f} | {acc} |")
     lines += ["", "Targets (issue #24), judged in this run:", ""]
-    lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'not met'}**" for t in doc["ort_reference"]["targets"]] \
+    lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'not met'}**"
+              for t in doc["ort_reference"]["targets"]] \
         or ["- not judged: the run lacks the NNCF or TVM rows they compare"]
     replace_section(ROOT / "docs/results.md", "int8", "\n".join(lines))
     return 0

@@ -36,7 +36,8 @@ def read_texts(path: Path) -> tuple[list[str], dict[str, int]]:
 
 
 def publish_prefix(cache, teacher_key: str, texts: list[str], logits, n: int, report: dict) -> str:
-    """The targets entry of the first n rows, sliced from the labelled whole (the same logits: rows are labelled independently)."""
+    """The targets entry of the first n rows, sliced from the labelled whole (the same logits: rows are labelled
+    independently)."""
     import numpy as np
 
     from eibert.targets import targets_key
@@ -69,7 +70,8 @@ def main() -> None:
     t0 = time.perf_counter()
     hp = {**TEACHER_HP, "epochs": args.teacher_epochs}
     t = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=hp, max_seq_len=MAX_SEQ_LEN, device=args.device)
-    teacher = {"ref": args.teacher, "key": t.cache_key, "dev_accuracy": t.dev_accuracy, "selection_accuracy": t.selection_accuracy,
+    teacher = {"ref": args.teacher, "key": t.cache_key, "dev_accuracy": t.dev_accuracy,
+               "selection_accuracy": t.selection_accuracy,
                "dev_correct": t.dev_correct, "train_s": t.train_s, "device": t.device, "train_rows": t.train_rows}
     print(json.dumps({"teacher": teacher, "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
     cache = Cache(args.cache_dir)
@@ -80,12 +82,14 @@ def main() -> None:
     for f in args.texts:
         t1 = time.perf_counter()
         texts, prefixes = read_texts(f)
-        logits, rep = label_texts(model, tok, texts, cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN, teacher=teacher)
+        logits, rep = label_texts(model, tok, texts, cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN,
+                                  teacher=teacher)
         keys.append(rep["key"])
         print(json.dumps({"texts": str(f), "rows": rep["rows"], "key": rep["key"], "label_s": rep["label_s"],
                           "wall_s": round(time.perf_counter() - t1, 1)}), flush=True)
         for name, n in prefixes.items():
-            keys.append(publish_prefix(cache, t.cache_key, texts, logits, int(n), {k: v for k, v in rep.items() if k != "cache_hit"}))
+            keys.append(publish_prefix(cache, t.cache_key, texts, logits, int(n),
+                                       {k: v for k, v in rep.items() if k != "cache_hit"}))
             print(json.dumps({"prefix": name, "rows": n, "key": keys[-1]}), flush=True)
     if args.export:
         for k in keys:

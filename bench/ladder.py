@@ -24,7 +24,8 @@ def load_split(data_dir: Path, sentences: int = 600):
     from eibert.data import load_task
     from eibert.selection import SelectionSettings, carve_selection
 
-    data = load_task(source="files", train_file=data_dir / "train.tsv", dev_file=data_dir / "validation.tsv", text_fields=["sentence"])
+    data = load_task(source="files", train_file=data_dir / "train.tsv", dev_file=data_dir / "validation.tsv",
+                     text_fields=["sentence"])
     return carve_selection(data, SelectionSettings(sentences=sentences))
 
 
@@ -47,10 +48,12 @@ def ladder(args) -> list[dict]:
          **base, "vocab": 5000, "fold": True, "phases": inter},
         {"variant": "+augment", "lever": f"teacher-labelled augmentation, {args.aug_copies:g} copies per row",
          **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug},
-        {"variant": "+cross", "lever": f"cross-distillation final phase ({args.cross_epochs:g} epoch)", **base, "vocab": 5000, "fold": True,
+        {"variant": "+cross", "lever": f"cross-distillation final phase ({args.cross_epochs:g} epoch)", **base, "vocab": 5000,
+         "fold": True,
          "augment": A, "phases": aug + (P("cross", epochs=args.cross_epochs, lr=1e-4, patience=None),)},
         # target teachers: the student's structure stays MiniLM's; the logits it learns come from MPNet (or both)
-        {"variant": "+mpnet", "lever": "prediction targets from fine-tuned MPNet (rows and phases of +augment)", "base": "+augment",
+        {"variant": "+mpnet", "lever": "prediction targets from fine-tuned MPNet (rows and phases of +augment)",
+         "base": "+augment",
          **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",)},
         {"variant": "+ensemble", "lever": "prediction targets: mean of MPNet's and MiniLM's logits", "base": "+mpnet",
          **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet", "structural")},
@@ -108,7 +111,8 @@ def dump_texts(args, rungs, data, tdir: Path) -> None:
     counts as prefixes (each rung's rows extend the one before: train, augmented, then transfer sources in order)."""
     import gzip
 
-    lists = {r["variant"].lstrip("+"): rung_rows(r, data, tdir, args.cache_dir)[0] for r in rungs if "mpnet" in r.get("targets", ())}
+    lists = {r["variant"].lstrip("+"): rung_rows(r, data, tdir, args.cache_dir)[0] for r in rungs
+             if "mpnet" in r.get("targets", ())}
     longest = max(lists.values(), key=len)
     for name, texts in lists.items():
         if longest[: len(texts)] != texts:
@@ -135,9 +139,11 @@ def target_teacher_row(cache_dir: Path, mpnet_key: str | None) -> dict | None:
     for entry in sorted((cache_dir / "targets").glob("*/entry.json")):
         t = json.loads(entry.read_text()).get("report", {}).get("teacher") or {}
         if t.get("key") == mpnet_key:
-            return {"variant": "mpnet teacher", "lever": f"all-mpnet-base-v2 fine-tuned {TEACHER_HP['epochs']:g} epochs ({t.get('device')})",
+            return {"variant": "mpnet teacher",
+                    "lever": f"all-mpnet-base-v2 fine-tuned {TEACHER_HP['epochs']:g} epochs ({t.get('device')})",
                     "stage": "teacher", "seed": 0, "size_bytes": 437_971_872, "dev_accuracy": t["dev_accuracy"], "dev_n": 872,
-                    "dev_ci95": wilson(t["dev_accuracy"], 872), "selection_accuracy": t["selection_accuracy"], "teacher": "all-mpnet-base-v2",
+                    "dev_ci95": wilson(t["dev_accuracy"], 872), "selection_accuracy": t["selection_accuracy"],
+                    "teacher": "all-mpnet-base-v2",
                     "teacher_dev_accuracy": t["dev_accuracy"], "wall_s": t.get("train_s", 0), "key": mpnet_key, "predictions": {}}
     return None
 
@@ -148,10 +154,13 @@ def artifact_row(rung: dict, seed: int, res: dict, old: dict, wall_s: float, tea
     names = rung.get("targets", ())
     t_acc = {"mpnet": (mrow or {}).get("dev_accuracy"), "structural": teacher.dev_accuracy}
     fit = res["stages"]["student"].get("fit") or {}
-    return {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed, "vocab_size": rung["vocab"],
-            "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"], "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
+    return {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed,
+            "vocab_size": rung["vocab"],
+            "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"],
+            "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
             "selection_accuracy": res["selection_accuracy"], "float_dev_accuracy": res["float_dev_accuracy"],
-            "teacher": " + ".join({"mpnet": "all-mpnet-base-v2", "structural": "all-MiniLM-L6-v2"}[n] for n in names) or "all-MiniLM-L6-v2",
+            "teacher": " + ".join({"mpnet": "all-mpnet-base-v2", "structural": "all-MiniLM-L6-v2"}[n] for n in names)
+            or "all-MiniLM-L6-v2",
             "teacher_dev_accuracy": max([t_acc[n] for n in names if t_acc.get(n) is not None], default=teacher.dev_accuracy),
             "transfer_rows": fit.get("rows", 0) - fit.get("train_rows", 0), "transfer": t_report.get("sources", {}),
             "base": rung.get("base"), "wall_s": stored["wall_s"] if res["cache_hit"] and stored else wall_s,

@@ -63,23 +63,27 @@ def default_models() -> tuple[str, str | None]:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | runtime | seq | p50 ms | p90 ms | p99 ms | vs ORT teacher (p50) | peak RSS MiB | accuracy (rows) | build |",
+    lines = ["| model | runtime | seq | p50 ms | p90 ms | p99 ms | vs ORT teacher (p50) | peak RSS MiB | accuracy "
+             "(rows) | build |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         build = "-"
         if r["runtime"] == "tvm":
-            build = f"{r['build_s']:.0f} s" + (f", tuned {r['trials']} trials ({r['tune_s']:.0f} s, {r['new_tasks']} new tasks)" if r["tuned"] else ", untuned")
+            build = f"{r['build_s']:.0f} s" + (f", tuned {r['trials']} trials ({r['tune_s']:.0f} s, {r['new_tasks']} new tasks)"
+                                               if r["tuned"] else ", untuned")
             build += f", .so {r['lib_bytes'] / 1e6:.2f} MB"
         rt = r["runtime"] + (" tuned" if r["tuned"] else " untuned" if r["runtime"] == "tvm" else "")
         lines.append(f"| {r['model']} | {rt} | {r['seq_len']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['speedup_vs_ort_teacher']:.2f}x | {r['peak_rss_bytes'] / 2**20:.0f} | {r['accuracy']:.3f} ({r['n']}) | {build} |")
+                     f"{r['speedup_vs_ort_teacher']:.2f}x | {r['peak_rss_bytes'] / 2**20:.0f} | {r['accuracy']:.3f} "
+                     f"({r['n']}) | {build} |")
     return "\n".join(lines)
 
 
 def section(doc: dict, threads: int, min_count: int, min_duration_s: float) -> str:
     rows = doc["rows"]
     models = sorted({(r["model"], r["seq_len"], r["model_path"]) for r in rows}, key=lambda m: (m[1], m[0]))
-    which = "; ".join(f"{m} at {s}: `{Path(p).name}`" + (f" ({positions(p)} positions)" if positions(p) else "") for m, s, p in models)
+    which = "; ".join(f"{m} at {s}: `{Path(p).name}`" + (f" ({positions(p)} positions)" if positions(p) else "")
+                      for m, s, p in models)
     return ("## Latency on the local device (batch 1)\n\n"
             f"`{doc['command'].strip()}` on this machine (2 cores, {threads} runtime threads), "
             f"one run, {doc['wall_s']:.0f} s wall. Every number is a native measurement through the on-device runner "
@@ -134,7 +138,8 @@ def main() -> int:
                 if build:
                     row.update(build_s=build["build_s"], lib_bytes=build["lib_bytes"], tune_s=build.get("tune_s"),
                                tasks=build.get("tasks"), new_tasks=build.get("new_tasks"), build_cache_hit=build["cache_hit"])
-                ref = next((r for r in rows if r["model"] == "teacher" and r["runtime"] == "onnxruntime" and r["seq_len"] == seq), row)
+                ref = next((r for r in rows if r["model"] == "teacher" and r["runtime"] == "onnxruntime"
+                            and r["seq_len"] == seq), row)
                 row["speedup_vs_ort_teacher"] = ref["p50_ms"] / row["p50_ms"]
                 rows.append(row)
                 print(f"{model:8s} {runtime:12s} trials={trials:4d} seq={seq:4d} p50={row['p50_ms']:9.3f} ms  "

@@ -68,8 +68,8 @@ def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, ho
         f"Produced by `{command}` (`bench/results/quality.json`) on {host}. Every rung is an INT8 (per-channel LSQ)",
         "artifact scored under onnxruntime; size is model.onnx + vocab.txt. Selection: "
         f"{split.get('selection_sentences')} whole train sentences; {split.get('removed_rows'):,} train rows removed with them "
-        f"({split.get('removed_share', 0):.1%}), leaving {split.get('train_rows_after'):,}. p: exact McNemar against the row before "
-        "(dev / selection); p >= 0.05 is within noise.", "",
+        f"({split.get('removed_share', 0):.1%}), leaving {split.get('train_rows_after'):,}. p: exact McNemar against "
+        "the row before (dev / selection); p >= 0.05 is within noise.", "",
         "| variant | lever | seed | size bytes | dev accuracy [95% CI] | selection | p dev | p sel | wall s |",
         "|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
@@ -77,8 +77,9 @@ def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, ho
     for r in rows:
         lo, hi = r["dev_ci95"]
         sel = "-" if r.get("selection_accuracy") is None else f"{r['selection_accuracy']:.4f}"
-        lines.append(f"| {r['variant']} | {r['lever']} | {r['seed']} | {r['size_bytes']:,} | {r['dev_accuracy']:.4f} [{lo:.3f}, {hi:.3f}] | "
-                     f"{sel} | {fmt(r.get('p_dev_vs_prev'))} | {fmt(r.get('p_selection_vs_prev'))} | {r['wall_s']:.0f} |")
+        lines.append(f"| {r['variant']} | {r['lever']} | {r['seed']} | {r['size_bytes']:,} | {r['dev_accuracy']:.4f} [{lo:.3f}, "
+                     f"{hi:.3f}] | {sel} | {fmt(r.get('p_dev_vs_prev'))} | {fmt(r.get('p_selection_vs_prev'))} | "
+                     f"{r['wall_s']:.0f} |")
     lines += ["", headline(rows), "", "Wall time of each stage (as first computed; cache hits cost ~0):", "",
               "| stage | rows / steps | wall s |", "|---|---:|---:|"]
     seen: dict[str, dict] = {}
@@ -113,10 +114,11 @@ def headline(rows: list[dict]) -> str:
     name, rs = picked
     mean = sum(r["dev_accuracy"] for r in rs) / len(rs)
     each = ", ".join(f"seed {r['seed']}: {r['dev_accuracy']:.4f}" for r in rs)
-    verdict = "reached" if mean >= TARGET_ACC and len(rs) >= 2 else ("not reached" if mean < TARGET_ACC else "reached on one seed only")
+    verdict = "reached" if mean >= TARGET_ACC and len(rs) >= 2 else ("not reached" if mean < TARGET_ACC
+                                                                     else "reached on one seed only")
     return (f"Headline (chosen on mean selection accuracy among the variants run with every seed, <= {BUDGET_BYTES:,} bytes): "
-            f"**{name}**, {max(r['size_bytes'] for r in rs):,} bytes, dev accuracy {mean:.4f} mean over {len(rs)} seed(s) ({each}); "
-            f"target {TARGET_ACC:.1%} {verdict}.")
+            f"**{name}**, {max(r['size_bytes'] for r in rs):,} bytes, dev accuracy {mean:.4f} mean over {len(rs)} "
+            f"seed(s) ({each}); target {TARGET_ACC:.1%} {verdict}.")
 
 
 def parse_args():
@@ -124,13 +126,15 @@ def parse_args():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
     ap.add_argument("--teacher", default="bundled", help="the structural teacher")
     ap.add_argument("--teacher-epochs", type=float, default=TEACHER_HP["epochs"])
-    ap.add_argument("--target-teacher", type=Path, default=MPNET, help="the target teacher of the +mpnet rungs (scripts/get-teacher.sh mpnet)")
+    ap.add_argument("--target-teacher", type=Path, default=MPNET,
+                    help="the target teacher of the +mpnet rungs (scripts/get-teacher.sh mpnet)")
     ap.add_argument("--selection-sentences", type=int, default=600)
     ap.add_argument("--epochs", type=float, default=3.0, help="prediction-phase epochs")
     ap.add_argument("--inter-epochs", type=float, default=1.0, help="intermediate-phase epochs")
     ap.add_argument("--cross-epochs", type=float, default=0.25)
     ap.add_argument("--aug-copies", type=float, default=3.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the last rung (the headline); others use the first")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
+                    help="seeds of the last rung (the headline); others use the first")
     ap.add_argument("--rungs", nargs="+", help="only these variants (the stored rows of the others are kept)")
     ap.add_argument("--student", type=json.loads, default={}, help='JSON overrides of the 2x256 student, e.g. {"hidden": 128}')
     ap.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly at the first checkpoint after this long")
@@ -150,7 +154,8 @@ def main() -> None:
         stored = json.loads(args.out.read_text())
         ship(stored["rows"], args.ship, stored["command"], stored.get("commit"))
         atomic_write_json(args.out, stored)
-        replace_section(args.md, "quality", markdown(stored["rows"], stored["stages"], stored["command"], stored["split"], stored["host"]))
+        replace_section(args.md, "quality",
+                        markdown(stored["rows"], stored["stages"], stored["command"], stored["split"], stored["host"]))
         return
     command = " ".join(["python bench/quality.py", shlex.join(sys.argv[1:])]).strip()
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
@@ -178,7 +183,8 @@ def main() -> None:
     planned = {(r["variant"], s) for r, s in plan}
     # rows of rungs this run does not redo are kept (the ladder grows; one command need not redo it all)
     rows = [r for r in stored.get("rows", []) if r["stage"] != "teacher" and (r["variant"], r["seed"]) not in planned]
-    stages = [st for st in stored.get("stages", []) if not any(st["stage"].startswith(f"{v}:") or st["stage"].startswith(f"{v} seed {s}:")
+    stages = [st for st in stored.get("stages", [])
+              if not any(st["stage"].startswith(f"{v}:") or st["stage"].startswith(f"{v} seed {s}:")
                                                                for v, s in planned)]
     commit = _commit()
     order = {r["variant"]: i for i, r in enumerate(ladder(argparse.Namespace(**{**vars(args), "rungs": None})))}
@@ -186,60 +192,74 @@ def main() -> None:
     def flush() -> None:
         rows.sort(key=lambda r: (-1 if r["stage"] == "teacher" else order.get(r["variant"], 99), r["seed"]))
         add_paired_tests(rows, args.seeds[0], dev_labels, sel_labels)
-        atomic_write_json(args.out, {"command": command, "commit": commit, "host": host, "split": data.split_report, "rows": rows, "stages": stages})
+        atomic_write_json(args.out, {"command": command, "commit": commit, "host": host, "split": data.split_report,
+                                     "rows": rows, "stages": stages})
         replace_section(args.md, "quality", markdown(rows, stages, command, data.split_report, host))
 
     try:
         t0 = time.perf_counter()
-        teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp={**TEACHER_HP, "epochs": args.teacher_epochs},
+        teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir),
+                                   hp={**TEACHER_HP, "epochs": args.teacher_epochs},
                                    max_seq_len=MAX_SEQ_LEN, on_step=on_step)
         tdir = Path(teacher.model_dir)
         if args.dump_texts:
             return dump_texts(args, rungs, data, tdir)
         t_size = sum((tdir / f).stat().st_size for f in ("model.safetensors", "vocab.txt") if (tdir / f).is_file())
-        rows.insert(0, {"variant": "teacher", "lever": f"all-MiniLM-L6-v2 fine-tuned {args.teacher_epochs:g} epochs (length-grouped)",
-                        "stage": "teacher", "seed": 0, "size_bytes": t_size, "dev_accuracy": teacher.dev_accuracy, "teacher": "all-MiniLM-L6-v2",
+        rows.insert(0, {"variant": "teacher",
+                        "lever": f"all-MiniLM-L6-v2 fine-tuned {args.teacher_epochs:g} epochs (length-grouped)",
+                        "stage": "teacher", "seed": 0, "size_bytes": t_size, "dev_accuracy": teacher.dev_accuracy,
+                        "teacher": "all-MiniLM-L6-v2",
                         "dev_ci95": wilson(teacher.dev_accuracy, teacher.dev_n), "selection_accuracy": teacher.selection_accuracy,
-                        "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key, "predictions": {}})
+                        "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key,
+                        "predictions": {}})
         mpnet_key = target_key(args, data)
         if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
             rows.insert(1, mrow)
-        stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}] if st not in stages]
+        stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}]
+                      if st not in stages]
         flush()
-        print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
         student = {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512, "embedding_size": 128, "integrate": True, **args.student}
         quant = QuantSettings(granularity="per-channel", method="lsq", steps_per_block=200)
         for k, (rung, seed) in enumerate(plan):
-            print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
+            print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)",
+                  flush=True)
             t1 = time.perf_counter()
             targets = target_settings(rung, mpnet_key)
             transfer, t_report = transfer_texts(rung.get("transfer"), data)
             res = compress(str(tdir), data, student=student, vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
-                           distill=DistillSettings(mode="cross", seed=seed, phases=rung["phases"], ckpt_every=CKPT_EVERY), quant=quant,
-                           cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=rung["fold"], on_step=on_step,
+                           distill=DistillSettings(mode="cross", seed=seed, phases=rung["phases"], ckpt_every=CKPT_EVERY),
+                           quant=quant,
+                           cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=rung["fold"],
+                           on_step=on_step,
                            targets=targets, transfer=transfer)
             row = artifact_row(rung, seed, res, old, time.perf_counter() - t1, teacher, mrow, t_report)
             rows.append(row)
             stages.extend(stage_times(row, res))
             flush()
-            print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy", "wall_s")}), flush=True)
+            print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy",
+                                                     "wall_s")}), flush=True)
         ship(rows, args.ship, command, commit)
         flush()
     except BudgetReached:
         flush()
-        print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue", flush=True)
+        print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue",
+              flush=True)
 
 
 def stage_times(row: dict, res: dict) -> list[dict]:
     fit = res["stages"]["student"].get("fit") or {}
     out = []
     if "augment" in fit and fit["augment"].get("rows"):
-        out.append({"stage": f"{row['variant']}: augmentation", "rows": fit["augment"]["rows"], "wall_s": fit["augment"].get("augment_s", 0)})
+        out.append({"stage": f"{row['variant']}: augmentation", "rows": fit["augment"]["rows"],
+                    "wall_s": fit["augment"].get("augment_s", 0)})
     if "teacher_outputs" in fit:
         out.append({"stage": f"{row['variant']}: teacher outputs ({fit['teacher_outputs']['bytes'] / 2**20:.0f} MiB)",
                     "rows": fit["teacher_outputs"]["rows"], "wall_s": fit["teacher_outputs"]["label_s"]})
     for p in fit.get("phases", []):
-        out.append({"stage": f"{row['variant']} seed {row['seed']}: {p['kind']} phase", "rows": p.get("steps"), "wall_s": p.get("train_s", 0)})
+        out.append({"stage": f"{row['variant']} seed {row['seed']}: {p['kind']} phase", "rows": p.get("steps"),
+                    "wall_s": p.get("train_s", 0)})
     return out
 
 
@@ -263,7 +283,8 @@ def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) 
             os.replace(dest / f".{f.name}.tmp", dest / f.name)
     man = json.loads((src / "manifest.json").read_text())
     man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"],
-                         "commit": commit or _commit(), "dev_accuracy": head["dev_accuracy"], "selection_accuracy": head["selection_accuracy"]}
+                         "commit": commit or _commit(), "dev_accuracy": head["dev_accuracy"],
+                         "selection_accuracy": head["selection_accuracy"]}
     atomic_write_json(dest / "manifest.json", man)
 
 

@@ -94,10 +94,12 @@ def write(inline: dict, ray: dict, args) -> None:
               "speedup": round(speedup, 3), "overhead_share": round(overhead, 4), "speedup_target": 1.8, "overhead_target": 0.10}
     atomic_write_json(OUT, result)
     body = (f"## Sweep engine (bench/sweep.py)\n\n`{result['command'].strip()}`: {inline['students']} independent students "
-            f"(vocabulary {', '.join(map(str, args.vocab))}; 2x256 student, {args.epochs:g} epoch on the embedded sample) and their "
-            "INT8 artifacts, each stage on one CPU.\n\n"
-            "| executor | student+artifact phase s | sum of stage s | wall s | driver overhead s | executor start/stop s |\n|---|---:|---:|---:|---:|---:|\n"
-            + "".join(f"| {x['executor']} | {x['phase_s']} | {x['stage_s']} | {x['wall_s']} | {x['driver_overhead_s']} | {x['executor_setup_s']} |\n"
+            f"(vocabulary {', '.join(map(str, args.vocab))}; 2x256 student, {args.epochs:g} epoch on the embedded "
+            "sample) and their INT8 artifacts, each stage on one CPU.\n\n"
+            "| executor | student+artifact phase s | sum of stage s | wall s | driver overhead s | executor start/stop s "
+            "|\n|---|---:|---:|---:|---:|---:|\n"
+            + "".join(f"| {x['executor']} | {x['phase_s']} | {x['stage_s']} | {x['wall_s']} | {x['driver_overhead_s']} | "
+                      f"{x['executor_setup_s']} |\n"
                       for x in (inline, ray))
             + f"\nParallel speedup of the independent stages: **{speedup:.2f}x** on 2 CPUs (target 1.8x). Harness overhead "
             f"(driver + Ray start/stop) **{overhead:.1%}** of the Ray run's wall time (target at most 10%).")

@@ -18,15 +18,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.mdsection import replace_section  # noqa: E402
 from eibert.data import load_task  # noqa: E402
 from eibert.teacher import finetune_teacher  # noqa: E402
-from bench.mdsection import replace_section  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2", help="folder with train.tsv, validation.tsv")
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2",
+                    help="folder with train.tsv, validation.tsv")
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -38,7 +39,8 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    data = load_task(source="files", train_file=args.data / "train.tsv", dev_file=args.data / "validation.tsv", text_fields=["sentence"])
+    data = load_task(source="files", train_file=args.data / "train.tsv", dev_file=args.data / "validation.tsv",
+                     text_fields=["sentence"])
     hp = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed}
     res = finetune_teacher(args.model, data, cache_dir=str(args.cache_dir), hp=hp, max_seq_len=args.max_seq_len)
     import torch
@@ -69,8 +71,8 @@ def main() -> None:
             "## Teacher fine-tuning on SST-2 (full train set)", "",
             f"Produced by `{command.strip()}` (`bench/results/teacher.json`), on {row['host']['cpus']} CPU cores.", "",
             "| model | train rows | epochs | steps | dev accuracy (872) | train s | wall s |", "|---|---|---|---|---|---|---|",
-            f"| {row['model']} | {row['train_rows']:,} | {row['hp']['epochs']:g} | {row['steps']:,} | {row['dev_accuracy']:.4f} | "
-            f"{row['train_s']:.0f} | {row['wall_s']:.0f} |",
+            f"| {row['model']} | {row['train_rows']:,} | {row['hp']['epochs']:g} | {row['steps']:,} | "
+            f"{row['dev_accuracy']:.4f} | {row['train_s']:.0f} | {row['wall_s']:.0f} |",
         ]))
     print(json.dumps(row, indent=2))
 

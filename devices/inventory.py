@@ -57,7 +57,8 @@ class DeviceSpec(BaseModel):
     @classmethod
     def _resource(cls, v: str | None) -> str | None:
         return None if v is None else check_ray_resource(v)
-    faults: list[dict[str, str | int]] = []  # transport fake only: [{on: probe|prepare|put|run|cleanup, error: unreachable|timeout|killed|auth|failed, times: 1}]
+    # transport fake only: [{on: probe|prepare|put|run|cleanup, error: unreachable|timeout|killed|auth|failed, times: 1}]
+    faults: list[dict[str, str | int]] = []
 
     @property
     def lease_s(self) -> float:

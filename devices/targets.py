@@ -39,7 +39,10 @@ TARGETS: dict[str, TargetSpec] = {t.name: t for t in (
     TargetSpec("x86-64", "x86_64", "x86_64-linux-gnu", "x86-64-v3", note="AVX2-class x86 (Haswell and later)"),
     TargetSpec("x86-64-host", "x86_64", "x86_64-linux-gnu", "host", note="this machine's own CPU (local device)"),
     TargetSpec("arm64-generic", "aarch64", "aarch64-linux-gnu", None, ("+neon",), "aarch64-linux-gnu-gcc", "any ARMv8-A"),
-    TargetSpec("arm64-cortex-a53", "aarch64", "aarch64-linux-gnu", "cortex-a53", ("+neon",), "aarch64-linux-gnu-gcc", "Raspberry Pi 3, cheap boards"),
-    TargetSpec("arm64-cortex-a72", "aarch64", "aarch64-linux-gnu", "cortex-a72", ("+neon",), "aarch64-linux-gnu-gcc", "Raspberry Pi 4"),
-    TargetSpec("arm64-cortex-a76", "aarch64", "aarch64-linux-gnu", "cortex-a76", ("+neon", "+dotprod"), "aarch64-linux-gnu-gcc", "phone-class big core, Raspberry Pi 5"),
+    TargetSpec("arm64-cortex-a53", "aarch64", "aarch64-linux-gnu", "cortex-a53", ("+neon",), "aarch64-linux-gnu-gcc",
+               "Raspberry Pi 3, cheap boards"),
+    TargetSpec("arm64-cortex-a72", "aarch64", "aarch64-linux-gnu", "cortex-a72", ("+neon",), "aarch64-linux-gnu-gcc",
+               "Raspberry Pi 4"),
+    TargetSpec("arm64-cortex-a76", "aarch64", "aarch64-linux-gnu", "cortex-a76", ("+neon", "+dotprod"), "aarch64-linux-gnu-gcc",
+               "phone-class big core, Raspberry Pi 5"),
 )}

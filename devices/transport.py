@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from devices.errors import (AuthError, CommandError, DeviceError, DeviceTimeoutError, HostKeyError, KilledError,
-                            UnreachableError)
+from devices.errors import AuthError, CommandError, DeviceError, DeviceTimeoutError, HostKeyError, KilledError, UnreachableError
 from devices.inventory import DeviceSpec, looks_like_key_text
 
 
@@ -68,7 +67,8 @@ class LocalTransport:
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, 9)
             out, err = p.communicate()
-            raise DeviceTimeoutError(self.name, f"{argv[0]} ran past {timeout_s:g} s and was killed", stderr=err.decode(errors="replace")) from None
+            raise DeviceTimeoutError(self.name, f"{argv[0]} ran past {timeout_s:g} s and was killed",
+                                     stderr=err.decode(errors="replace")) from None
         status = p.returncode
         return _check_exit(self.name, -1 if status < 0 else status, out, err, argv)
 

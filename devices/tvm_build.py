@@ -95,7 +95,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     job = {"program": str(Path(program).resolve()), "target": target, "num_cores": num_cores, "trials": trials,
-           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc, "int8": int8,
+           "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc,
+           "int8": int8,
            "features": list(features)}
     env = {**os.environ, "TVM_NUM_THREADS": str(num_cores)}
     t0 = time.perf_counter()
@@ -115,7 +116,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
         raise BuildError(f"TVM build for {target} failed: {last[0][:300]}", log=text)
     child = json.loads(p.stdout.strip().splitlines()[-1])
     if child.get("int8_path") in PATH_INSTRUCTION:  # the kernels really execute their path's instruction
-        child["int8_verified"] = kernels_verified(str(tmp / "model.so"), child["int8_layers"], PATH_INSTRUCTION[child["int8_path"]], spec.arch)
+        child["int8_verified"] = kernels_verified(str(tmp / "model.so"), child["int8_layers"],
+                                                  PATH_INSTRUCTION[child["int8_path"]], spec.arch)
     rec = {**child, "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
            "lib_bytes": (tmp / "model.so").stat().st_size, "lib_sha256": sha256_file(tmp / "model.so"),
            "db_sha256": db_digest(db_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -184,7 +186,8 @@ def integer_dense(mod, tdict: dict, arch: str, requested: bool):
     features (`mattr`, from CPU flags) allow (devices.cpufeatures.int8_path: vpdpbusd, sdot, smull), else the
     dequantized float graph."""
     if not requested:
-        return mod, {"int8_path": "float", "int8_reason": "integer compute not requested (measure.int8_compute: false)", "int8_layers": []}
+        return mod, {"int8_path": "float", "int8_reason": "integer compute not requested (measure.int8_compute: false)",
+                     "int8_layers": []}
     path, why = int8_path(tdict.get("mattr", ()), arch)
     layers: list = []
     if path != "float":
@@ -202,7 +205,8 @@ def _child(job: dict) -> dict:
 
     spec = TARGETS[job["target"]]
     host_cpu = str(tvm.target.codegen.llvm_get_system_cpu()) if spec.mcpu == "host" else None
-    tdict = spec.tvm_target(job["num_cores"] if job["trials"] else None, host_cpu=host_cpu, features=tuple(job.get("features", ())))
+    tdict = spec.tvm_target(job["num_cores"] if job["trials"] else None, host_cpu=host_cpu,
+                            features=tuple(job.get("features", ())))
     target = tvm.target.Target(tdict)
     t0 = time.perf_counter()
     ep = torch.export.load(job["program"])
@@ -236,7 +240,9 @@ def _child(job: dict) -> dict:
             ms.tune.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=db_dir, max_trials_global=max(job["trials"], len(tasks)),
                 # every task gets a first round before any gets a second: keep rounds small when trials are few
-                num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))), builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=300),  # a loaded CI machine compiles slowly
+                num_trials_per_iter=max(4, min(16, job["trials"] // max(1, len(new)))),
+                # a loaded CI machine compiles slowly
+                builder=ms.builder.LocalBuilder(max_workers=job["num_cores"], timeout_sec=300),
                 runner=ms.runner.LocalRunner(timeout_sec=30), database=db)
         info["tune_s"] = round(time.perf_counter() - t1, 2)
         with target:

@@ -108,11 +108,14 @@ def dense_func(M: int, N: int, K: int, kern: Kernel = KERNELS["vnni"]):
     Q = te.placeholder((M, K), name="Q", dtype=kern.act)
     W = te.placeholder((N // L, K // 4, L, 4), name="W", dtype="int8")
     k = te.reduce_axis((0, K), name="k")
-    acc = te.compute((M, N), lambda i, j: te.sum(Q[i, k].astype("int32") * W[j // L, k // 4, j % L, k % 4].astype("int32"), axis=k),
+    acc = te.compute((M, N), lambda i,
+                     j: te.sum(Q[i, k].astype("int32") * W[j // L, k // 4, j % L, k % 4].astype("int32"), axis=k),
                      name="acc")
-    cs, ws, bias = (te.placeholder((N,), name=n, dtype=d) for n, d in (("colsum", "int32"), ("ws", "float32"), ("bias", "float32")))
+    cs, ws, bias = (te.placeholder((N,), name=n, dtype=d)
+                    for n, d in (("colsum", "int32"), ("ws", "float32"), ("bias", "float32")))
     P = te.placeholder((2,), name="P", dtype="float32")
-    out = te.compute((M, N), lambda i, j: (acc[i, j] + (kern.shift - P[1].astype("int32")) * cs[j]).astype("float32") * (P[0] * ws[j])
+    out = te.compute((M, N), lambda i,
+                     j: (acc[i, j] + (kern.shift - P[1].astype("int32")) * cs[j]).astype("float32") * (P[0] * ws[j])
                      + bias[j], name="out")
     sch = s_tir.Schedule(te.create_prim_func([Q, W, cs, ws, bias, P, out]))
     b, ep = sch.get_sblock("acc"), sch.get_sblock("out")
@@ -181,10 +184,12 @@ def rewrite_int8_dense(mod, path: str = "vnni"):
         gq, gd = funcs[(m, n, k)]
         q = relax.call_tir(gq, [matches[x]], [relax.TensorType((m, k), kern.act), relax.TensorType((2,), "float32")])
         steps = np.broadcast_to(st.reshape(-1).astype(np.float32), (n,)).copy()
-        consts = [relax.const(pack_weight(wt, kern.lanes)), relax.const(wt.astype(np.int32).sum(1).astype(np.int32)), relax.const(steps),
+        consts = [relax.const(pack_weight(wt, kern.lanes)), relax.const(wt.astype(np.int32).sum(1).astype(np.int32)),
+                  relax.const(steps),
                   relax.const(bt.astype(np.float32))]
         layers.append({"kernel": gd.name_hint, "m": m, "n": n, "k": k})
-        return relax.call_tir(gd, [relax.TupleGetItem(q, 0), *consts, relax.TupleGetItem(q, 1)], relax.TensorType((m, n), "float32"))
+        return relax.call_tir(gd, [relax.TupleGetItem(q, 0), *consts, relax.TupleGetItem(q, 1)],
+                              relax.TensorType((m, n), "float32"))
 
     mains = [(gv, f) for gv, f in mod.functions_items() if isinstance(f, relax.Function)]
     for _, func in mains:

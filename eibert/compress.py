@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from eibert import versions
 from eibert.cache import Cache
 from eibert.hub import load_tokenizer
-from eibert import versions
-from eibert.stages import (ArtifactRecord, StudentRecord, VocabSettings, importance, student as
-                           student_stage, vocab as vocab_stage)
+from eibert.stages import ArtifactRecord, StudentRecord, VocabSettings, importance
+from eibert.stages import student as student_stage
+from eibert.stages import vocab as vocab_stage
 from eibert.textcls import accuracy, collate, encode, predict_logits
 
 __all__ = ["VocabSettings", "ArtifactRecord", "artifact", "compress"]
@@ -48,9 +49,11 @@ def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int
     v = stu.vocab
     stages = {"vocab": {"key": v.key, "cache_hit": v.cache_hit, "wall_s": v.wall_s, "size": v.size, "coverage": v.coverage,
                         "unk_rate": v.unk_rate},
-              "student": {"key": stu.key, "cache_hit": stu.cache_hit, "wall_s": stu.wall_s, "torch_dev_accuracy": stu.torch_dev_accuracy,
+              "student": {"key": stu.key, "cache_hit": stu.cache_hit, "wall_s": stu.wall_s,
+                          "torch_dev_accuracy": stu.torch_dev_accuracy,
                           "steps": stu.steps, "torch_selection_accuracy": stu.torch_selection_accuracy, "fit": stu.fit,
-                          **({"teacher_dev_accuracy_after": stu.teacher_dev_accuracy_after} if stu.teacher_dev_accuracy_after is not None else {})},
+                          **({"teacher_dev_accuracy_after": stu.teacher_dev_accuracy_after}
+                             if stu.teacher_dev_accuracy_after is not None else {})},
               "artifact": {"key": key, "cache_hit": hit, "wall_s": time.perf_counter() - t0}}
     return ArtifactRecord(key, str(adir), manifest["size_bytes"], manifest["parts"], acc["dev_accuracy"], acc["n"],
                           acc["max_logit_diff_vs_torch"], stu.torch_dev_accuracy, acc.get("selection_accuracy"),
@@ -79,14 +82,17 @@ def _export(cache, key, stu, s_tok, data, dev_s, sel_s, quant, calib_rows, fold,
     else:
         qmodel = quantize(copy.deepcopy(model), quant)
         calib_src = encode(s_tok, data.train.select(range(min(calib_rows, len(data.train)))), max_seq_len)
-        calib = [collate(calib_src[i : i + quant.batch_size], s_tok.pad_token_id) for i in range(0, len(calib_src), quant.batch_size)]
+        calib = [collate(calib_src[i : i + quant.batch_size], s_tok.pad_token_id)
+                 for i in range(0, len(calib_src), quant.batch_size)]
         qreport = calibrate_modular(model, qmodel, calib, quant, progress=progress)
         deploy = to_deploy(qmodel, half_float=quant.mixed)
     v = stu.vocab
     with cache.publish("artifact", key) as tmp:
         manifest = export_artifact(deploy, spec.to_json(), Path(v.dir) / "tokenizer", tmp,
-                                   extra={"quant": qjson, "vocab": {**v.settings, "size": v.size, "coverage": v.coverage, "unk_rate": v.unk_rate},
-                                          "distill": stu.distill, "quant_report": qreport, "keys": {"student": stu.key, "vocab": v.key}})
+                                   extra={"quant": qjson,
+                                          "vocab": {**v.settings, "size": v.size, "coverage": v.coverage, "unk_rate": v.unk_rate},
+                                          "distill": stu.distill, "quant_report": qreport,
+                                          "keys": {"student": stu.key, "vocab": v.key}})
         ort = ort_logits(tmp, dev_s, pad_id=s_tok.pad_token_id)
         with torch.no_grad(), integer_graph():  # the same activation quantisation as the exported graph
             ref = predict_logits(deploy, dev_s, batch_size=1)
@@ -113,7 +119,8 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     voc = vocab_stage(teacher_dir, imp, data, vocab, cache_dir=cache_dir, max_seq_len=max_seq_len)
     stu = student_stage(teacher_dir, voc, data, student=student, distill=distill, cache_dir=cache_dir, augment=augment,
                         max_seq_len=max_seq_len, progress=progress, on_step=on_step, targets=targets, transfer=transfer)
-    art = artifact(stu, data, quant, cache_dir=cache_dir, calib_rows=calib_rows, fold=fold, max_seq_len=max_seq_len, progress=progress)
+    art = artifact(stu, data, quant, cache_dir=cache_dir, calib_rows=calib_rows, fold=fold, max_seq_len=max_seq_len,
+                   progress=progress)
     out = art.to_json()
     out["stages"] = {"importance": {"key": imp.key, "cache_hit": imp.cache_hit, "wall_s": imp.wall_s}, **out["stages"]}
     out.update(cache_hit=all(s["cache_hit"] for s in out["stages"].values()), cache_key=art.key, wall_s=time.perf_counter() - t0)

@@ -99,7 +99,8 @@ def normalise(ds, text_fields: list[str], label_field: str, where: str, label_na
         raise DataError(f"{where}: no column {', '.join(map(repr, missing))}; columns: {', '.join(ds.column_names)}")
     names = ["text_a", "text_b"][: len(text_fields)]
     ds = ds.select_columns([*text_fields, label_field])
-    ds = ds.rename_columns({**dict(zip(text_fields, names)), label_field: "label"} if label_field != "label" else dict(zip(text_fields, names)))
+    ds = ds.rename_columns({**dict(zip(text_fields, names)), label_field: "label"} if label_field != "label"
+                           else dict(zip(text_fields, names)))
     labels = ds["label"]
     if any(x is None for x in labels):
         raise DataError(f"{where}: empty label in column '{label_field}'")
@@ -155,7 +156,8 @@ def load_task(
             raw = datasets.load_dataset(hub_id, hub_config)
         except Exception as e:
             name = f"{hub_id}/{hub_config}" if hub_config else hub_id
-            raise DataError(f"hub dataset '{name}' could not be loaded (offline? use task.source: files): {str(e).splitlines()[0][:200]}") from e
+            raise DataError(f"hub dataset '{name}' could not be loaded (offline? use task.source: files): "
+                            f"{str(e).splitlines()[0][:200]}") from e
         splits = {"train": raw[train_split], "dev": raw[dev_split]}
         checksums = {k: f"hub:{hub_id}/{hub_config or ''}:{v._fingerprint}" for k, v in splits.items()}
         sources = {k: f"hub:{hub_id}/{hub_config or ''}:{s}" for k, s in (("train", train_split), ("dev", dev_split))}

@@ -68,7 +68,8 @@ def onnx_model(model_dir: str | Path, cache_dir: str | Path) -> Path:
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (ids, torch.ones_like(ids)), str(tmp), input_names=["input_ids", "attention_mask"],
                           output_names=["logits"], opset_version=OPSET, dynamo=False,
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "logits": {0: "batch"}})
+                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                                        "logits": {0: "batch"}})
     tmp.replace(out)
     return out
 

@@ -100,7 +100,7 @@ def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
     for idx in length_grouped([max(len(r[0]), len(r[1])) for r in rows], batch_size, seed):
         chunk = [rows[j] for j in idx]
         width = max(max(len(r[0]), len(r[1])) for r in chunk)
-        pad = lambda ids: ids + [pad_id] * (width - len(ids))  # noqa: E731
+        pad = lambda ids, width=width: ids + [pad_id] * (width - len(ids))
         sb = collate([(pad(r[0]), r[2]) for r in chunk], pad_id)
         tb = collate([(pad(r[1]), r[2]) for r in chunk], pad_id)
         sb["attention_mask"] = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in chunk])
@@ -125,7 +125,8 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     train_teacher = st.mode == "cross" and st.teacher_lr > 0
     L_t = teacher.config.num_hidden_layers if use_teacher else 0
     lmap = layer_map(L_t, student.spec.layers) if use_teacher else []
-    hproj = HiddenProjection(student.spec.hidden, teacher.config.hidden_size, dims) if use_teacher and st.alpha_hidden > 0 else None
+    hproj = HiddenProjection(student.spec.hidden, teacher.config.hidden_size,
+                             dims) if use_teacher and st.alpha_hidden > 0 else None
 
     steps_per_epoch = math.ceil(len(rows) / st.batch_size)
     total = st.max_steps or max(1, math.ceil(st.epochs * steps_per_epoch))
@@ -158,8 +159,10 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     def save() -> None:
         if ckpt is None:
             return
-        save_state(ckpt, {"student": student.state_dict(), "teacher": teacher.state_dict(), "hproj": hproj.state_dict() if hproj else None,
-                 "s_opt": s_opt.state_dict(), "s_sched": s_sched.state_dict(), "step": step, "stage": stage, "gate_hits": gate_hits, "rng": torch.get_rng_state(),
+        save_state(ckpt, {"student": student.state_dict(), "teacher": teacher.state_dict(),
+                          "hproj": hproj.state_dict() if hproj else None,
+                 "s_opt": s_opt.state_dict(), "s_sched": s_sched.state_dict(), "step": step, "stage": stage,
+                          "gate_hits": gate_hits, "rng": torch.get_rng_state(),
                  "t_opt": t_opt.state_dict() if t_opt else None, "t_sched": t_sched.state_dict() if t_sched else None})
 
     student.train()
@@ -204,7 +207,9 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
             s_opt.step()
             s_sched.step()
             if train_teacher:
-                t_loss = F.cross_entropy(t_out.logits, tb["labels"]) + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(), st.temperature)
+                t_loss = F.cross_entropy(t_out.logits,
+                                         tb["labels"]) + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(),
+                                                                               st.temperature)
                 t_opt.zero_grad(set_to_none=True)
                 t_loss.backward()
                 torch.nn.utils.clip_grad_norm_(t_params, 1.0)

@@ -20,9 +20,8 @@ from eibutil import UserError
 def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None = None, label_field: str | None = None,
              max_seq_len: int = 128, batch_size: int = 128) -> dict:
     """Accuracy of `model` on `data_file`; returns a JSON-ready dict (see module doc)."""
-    from eibert.textcls import accuracy, encode, predict_logits
-
     from eibert.export import is_artifact, ort_logits
+    from eibert.textcls import accuracy, encode, predict_logits
 
     t0 = time.perf_counter()
     ds, sha, _ = load_eval_file(data_file, text_fields, label_field)
@@ -34,7 +33,8 @@ def evaluate(model: str, data_file: str | Path, *, text_fields: list[str] | None
         try:
             positions = int(manifest["spec"]["max_positions"])
         except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise UserError(f"{Path(model) / 'manifest.json'}: not an artifact manifest ({type(e).__name__}: {str(e)[:80]})") from None
+            raise UserError(f"{Path(model) / 'manifest.json'}: not an artifact manifest ({type(e).__name__}: "
+                            f"{str(e)[:80]})") from None
         tok = load_tokenizer(model)
         rows = encode(tok, ds, min(max_seq_len, positions))  # the graph has that many positions
         try:

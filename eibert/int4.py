@@ -57,7 +57,8 @@ def matmul_nbits(x: str, y: str, prefix: str, q: np.ndarray, scales: np.ndarray,
     from onnx import helper, numpy_helper
 
     n, k = q.shape
-    inits = [numpy_helper.from_array(pack(q, block), prefix + ".w_int4"), numpy_helper.from_array(scales.reshape(-1), prefix + ".w_int4_step")]
+    inits = [numpy_helper.from_array(pack(q, block), prefix + ".w_int4"),
+             numpy_helper.from_array(scales.reshape(-1), prefix + ".w_int4_step")]
     node = helper.make_node("MatMulNBits", [x, prefix + ".w_int4", prefix + ".w_int4_step"], [y], name=f"/{prefix}/MatMulNBits",
                             domain="com.microsoft", K=k, N=n, bits=BITS, block_size=block, accuracy_level=accuracy_level)
     return node, inits

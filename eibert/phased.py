@@ -25,7 +25,8 @@ def cached_augmentation(cache, teacher, t_tok, data, st: AugmentSettings, teache
     """The augmented texts for `data.train` (cached by content); returns (texts, report)."""
     if st.copies <= 0:
         return [], {"rows": 0}
-    key = cache.key("augment", {"v": versions.AUGMENT, "teacher": teacher_fp, "train": data.checksums, "rows": len(data.train), "settings": st.to_json()})
+    key = cache.key("augment", {"v": versions.AUGMENT, "teacher": teacher_fp, "train": data.checksums, "rows": len(data.train),
+                                "settings": st.to_json()})
     if (hit := cache.get("augment", key)) is None:
         t0 = time.perf_counter()
         emb = teacher.get_input_embeddings().weight.detach().numpy()
@@ -64,10 +65,12 @@ def train_phased(model, teacher, data, t_tok, s_tok, old_ids: list[int], distill
     if targets is not None and targets.teachers:
         from eibert.targets import resolve_targets
 
-        outputs.logits, t_report = resolve_targets(targets, texts, outputs.logits, cache=cache, max_seq_len=max_seq_len, progress=progress)
+        outputs.logits, t_report = resolve_targets(targets, texts, outputs.logits, cache=cache, max_seq_len=max_seq_len,
+                                                   progress=progress)
     rows = slot_rows(s_tok, texts, labels, max_seq_len)
     needs_cross = any(p.kind == "cross" for p in distill.phases)
-    cross_rows = pair_rows(encode(s_tok, data.train, max_seq_len), encode(t_tok, data.train, max_seq_len), old_ids) if needs_cross else []
+    cross_rows = pair_rows(encode(s_tok, data.train, max_seq_len), encode(t_tok, data.train, max_seq_len),
+                           old_ids) if needs_cross else []
     selection = encode(s_tok, data.selection, max_seq_len) if data.selection is not None else []
     fit = run_phases(model, teacher, distill.phases, distill, rows=rows, outputs=outputs, cross_rows=cross_rows, dims=dims,
                      selection=selection, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step)

@@ -208,8 +208,10 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
             rep.pop("layer_map", None)
         else:
             use = rows if ph.augmented else [r for r in rows if r[2] >= 0]
-            rep = cached_phase(student, ph, st, rows=use, outputs=outputs, lmap=lmap, dims=dims, teacher_hidden=teacher.config.hidden_size,
-                               selection=selection, pad_id=pad_id, ckpt=ck, seed=st.seed + 1000 * k, progress=progress, on_step=on_step)
+            rep = cached_phase(student, ph, st, rows=use, outputs=outputs, lmap=lmap, dims=dims,
+                               teacher_hidden=teacher.config.hidden_size,
+                               selection=selection, pad_id=pad_id, ckpt=ck, seed=st.seed + 1000 * k, progress=progress,
+                               on_step=on_step)
         rep = {k2: v for k2, v in rep.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))}
         if done is not None:
             save_state(done, {"student": student.state_dict(), "report": rep})

@@ -37,13 +37,16 @@ def _blocks(graph) -> list[dict]:
     blocks = []
     for mm in (n for n in graph.node if n.op_type == "MatMulInteger"):
         dql, tr = prod.get(mm.input[0]), prod.get(mm.input[1])
-        if dql is None or dql.op_type != "DynamicQuantizeLinear" or tr is None or tr.op_type != "Transpose" or tr.input[0] not in inits:
-            raise UserError(f"MatMulInteger {mm.name}: not the exporter's pattern (DynamicQuantizeLinear input, transposed int8 weight)")
+        if (dql is None or dql.op_type != "DynamicQuantizeLinear" or tr is None or tr.op_type != "Transpose"
+                or tr.input[0] not in inits):
+            raise UserError(f"MatMulInteger {mm.name}: not the exporter's pattern (DynamicQuantizeLinear input, transposed "
+                            "int8 weight)")
         prefix = tr.input[0][: -len(".w_int8")]
         chain = cons[mm.output[0]][0]  # Cast -> Mul (by the steps) -> Add (bias)
         while chain.op_type != "Add":
             chain = cons[chain.output[0]][0]
-        blocks.append({"name": prefix, "path": mm.name.rsplit("/", 1)[0], "x": dql.input[0], "weight": tr.input[0], "scale": prefix + ".scale", "bias": chain.input[1],
+        blocks.append({"name": prefix, "path": mm.name.rsplit("/", 1)[0], "x": dql.input[0], "weight": tr.input[0],
+                       "scale": prefix + ".scale", "bias": chain.input[1],
                        "out": chain.output[0]})
     return blocks
 
@@ -90,8 +93,10 @@ def rewrite(model, blocks: list[dict], ranges: dict) -> object:
             scale, zero = _uint8_step(*ranges[x])
             new_inits += [numpy_helper.from_array(np.array(scale, np.float32), x + ".qdq_step"),
                           numpy_helper.from_array(np.array(zero, np.uint8), x + ".qdq_zero")]
-            new_nodes += [helper.make_node("QuantizeLinear", [x, x + ".qdq_step", x + ".qdq_zero"], [x + ".q"], name=path + "/input/QuantizeLinear"),
-                          helper.make_node("DequantizeLinear", [x + ".q", x + ".qdq_step", x + ".qdq_zero"], [x + ".dq"], name=path + "/input/DequantizeLinear")]
+            new_nodes += [helper.make_node("QuantizeLinear", [x, x + ".qdq_step", x + ".qdq_zero"], [x + ".q"],
+                                           name=path + "/input/QuantizeLinear"),
+                          helper.make_node("DequantizeLinear", [x + ".q", x + ".qdq_step", x + ".qdq_zero"], [x + ".dq"],
+                                           name=path + "/input/DequantizeLinear")]
             done.add(x)
         new_nodes += [helper.make_node("DequantizeLinear", [p + ".qdq_w", p + ".qdq_w_step", p + ".qdq_w_zero"], [p + ".w_dq"],
                                        name=path + "/weight/DequantizeLinear", axis=1),
@@ -174,7 +179,8 @@ def qdq_model(model_dir, cache_dir, calib_split, seq_len: int) -> Path | None:
     out = Path(cache_dir) / "qdq" / key / "model.qdq.onnx"
     if out.exists():  # a measurement repeats: the model is read and rewritten once
         return out
-    if not any(n.op_type == "MatMulInteger" for n in onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False).graph.node):
+    if not any(n.op_type == "MatMulInteger"
+               for n in onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False).graph.node):
         return None
     calib = prepare_inputs(model_dir, calib_split, seq_len, out.with_name("calibration.npz"), limit=CALIBRATION_ROWS)
     rows = np.load(out.with_name("calibration.npz"))

@@ -110,7 +110,8 @@ def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
     for parent, name, child in targets:
         qp = _qp(name, s)
         step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp))
-        setattr(parent, name, QuantLinear(child, step, qp, s.activations) if isinstance(child, nn.Linear) else QuantEmbedding(child, step, qp))
+        setattr(parent, name,
+                QuantLinear(child, step, qp, s.activations) if isinstance(child, nn.Linear) else QuantEmbedding(child, step, qp))
 
 
 def quantize(student: nn.Module, s: QuantSettings) -> nn.Module:
@@ -158,7 +159,8 @@ def _head(model, cls):
     return model.classifier(torch.tanh(model.pooler(cls)))
 
 
-def calibrate_modular(float_model: nn.Module, qmodel: nn.Module, calib: list[dict], s: QuantSettings, progress: bool = False) -> dict:
+def calibrate_modular(float_model: nn.Module, qmodel: nn.Module, calib: list[dict], s: QuantSettings,
+                      progress: bool = False) -> dict:
     """Learn the step sizes of `qmodel` module by module: each quantized module, fed the *quantized*
     model's input to it, is trained to reproduce the float module's output on the float input.
     `calib`: batches with input_ids and attention_mask. Returns the reconstruction error per module."""
@@ -192,7 +194,7 @@ def calibrate_modular(float_model: nn.Module, qmodel: nn.Module, calib: list[dic
         opt = torch.optim.Adam([{"params": [p], "lr": s.lr * float(p.detach().abs().mean())} for p in params])
         start = [p.detach().clone() for p in params]
 
-        def forward(inp):
+        def forward(inp, k=k, module=module):
             if k == 0:
                 return module(inp[0])
             if k < n_modules - 1:

@@ -22,11 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from eibert import versions  # noqa: E402  (every version constant; read at call time, so a bump moves every key)
 from eibert.cache import Cache
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint
 from eibutil.records import Record
-
-from eibert import versions  # noqa: E402  (every version constant; read at call time, so a bump moves every key)
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,10 @@ def importance(teacher_dir: str, data, settings: VocabSettings, *, cache_dir: st
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
     n = min(len(data.train), settings.importance_rows or len(data.train))
-    key = cache.key("importance", {"v": versions.STAGES, "teacher": model_fingerprint(teacher_dir), "train": data.checksums["train"],
-                                   "train_rows": len(data.train), "method": settings.method, "rows": n, "max_seq_len": max_seq_len})
+    key = cache.key("importance",
+                    {"v": versions.STAGES, "teacher": model_fingerprint(teacher_dir), "train": data.checksums["train"],
+                                   "train_rows": len(data.train), "method": settings.method, "rows": n,
+                     "max_seq_len": max_seq_len})
     hit = cache.get("importance", key) is not None
     if not hit:
         t_tok = load_tokenizer(teacher_dir)
@@ -146,7 +147,8 @@ def vocab(teacher_dir: str, imp: ImportanceRecord, data, settings: VocabSettings
     from eibert.vocab import build_pruned_tokenizer, coverage, select_tokens, unk_rate
 
     cache, t0 = Cache(cache_dir), time.perf_counter()
-    key = cache.key("vocab", {"v": versions.STAGES, "importance": imp.key, "size": settings.size, "alphabet": settings.keep_alphabet})
+    key = cache.key("vocab",
+                    {"v": versions.STAGES, "importance": imp.key, "size": settings.size, "alphabet": settings.keep_alphabet})
     hit = cache.get("vocab", key) is not None
     if not hit:
         t_tok = load_tokenizer(teacher_dir)
@@ -190,7 +192,8 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
                        progress, on_step, targets, transfer)
     sdir = cache.path("student", key)
     m = json.loads((sdir / "metrics.json").read_text())
-    return StudentRecord(key, str(sdir), voc, m["torch_dev_accuracy"], m["fit"]["steps"], m["fit"], m.get("torch_selection_accuracy"),
+    return StudentRecord(key, str(sdir), voc, m["torch_dev_accuracy"], m["fit"]["steps"], m["fit"],
+                         m.get("torch_selection_accuracy"),
                          m.get("teacher_dev_accuracy_after"), distill.to_json(), hit, time.perf_counter() - t0)
 
 
@@ -207,9 +210,11 @@ def check_finite(model) -> None:
                              "lower the loss weights or learning rates")
 
 
-def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill, data, max_seq_len: int, augment=None, targets=None,
+def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill, data, max_seq_len: int, augment=None,
+                targets=None,
                 transfer=()) -> tuple[str, dict]:
-    """(key, what it hashes): everything the trained student depends on, the versions of the code that made its inputs included."""
+    """(key, what it hashes): everything the trained student depends on, the versions of the code that made its
+    inputs included."""
     from eibert.teacher_outputs import hash_texts
 
     phased = bool(distill.phases)
@@ -217,7 +222,8 @@ def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill
                 "distill": distill.to_json(), "data": data.checksums, "train_rows": len(data.train), "max_seq_len": max_seq_len,
                 **({"teacher_outputs_v": versions.TEACHER_OUTPUTS} if phased else {}),
                 **({"augment": augment.to_json(), "augment_v": versions.AUGMENT} if augment and phased else {}),
-                **({"targets": targets.to_json(), "targets_v": versions.TARGETS} if targets is not None and targets.teachers and phased else {}),
+                **({"targets": targets.to_json(), "targets_v": versions.TARGETS} if targets is not None and targets.teachers
+                   and phased else {}),
                 **({"transfer": hash_texts(list(transfer)), "transfer_rows": len(transfer)} if transfer and phased else {})}
     return cache.key("student", stu_spec), stu_spec
 
@@ -241,7 +247,8 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
     dims = pick_hidden_dims(teacher_model, train_t, spec.hidden, t_tok.pad_token_id)
     init_report = init_from_teacher(model, teacher_model, old_ids, dims) if init == "teacher" else {"init": "random"}
     if progress:
-        print(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part {parameter_bytes(model, 8)}", flush=True)
+        print(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part "
+              f"{parameter_bytes(model, 8)}", flush=True)
     if distill.phases:
         fit = train_phased(model, teacher_model, data, t_tok, s_tok, old_ids, distill, augment, cache=cache, dims=dims,
                            max_seq_len=max_seq_len, teacher_fp=teacher_fp, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step,
@@ -249,11 +256,13 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
     else:
         train_s = encode(s_tok, data.train, max_seq_len)
         fit = train_student(model, teacher_model, pair_rows(train_s, train_t, old_ids), distill,
-                            dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir, progress=progress,
+                            dims=dims if init == "teacher" else None, pad_id=s_tok.pad_token_id, ckpt_dir=ckpt_dir,
+                            progress=progress,
                             on_step=on_step)
     model.eval()
     check_finite(model)
-    metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit, "init": init_report,
+    metrics = {"torch_dev_accuracy": accuracy(predict_logits(model, dev_s), [y for _, y in dev_s]), "fit": fit,
+               "init": init_report,
                "torch_selection_accuracy": accuracy(predict_logits(model, sel_s), [y for _, y in sel_s]) if sel_s else None}
     if distill.mode == "cross":
         metrics["teacher_dev_accuracy_after"] = accuracy(predict_logits(teacher_model, dev_t), [y for _, y in dev_t])

@@ -67,7 +67,8 @@ def label_texts(model, tok, texts: list[str], *, cache, teacher_key: str, max_se
         label_s += time.perf_counter() - t1
         if progress:
             print(f"targets: shard {s + 1}/{n_shards} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    logits = np.concatenate([np.load(work / f"shard-{s:05d}.npy") for s in range(n_shards)]) if n_shards else np.zeros((0, 2), np.float32)
+    logits = np.concatenate([np.load(work / f"shard-{s:05d}.npy")
+                             for s in range(n_shards)]) if n_shards else np.zeros((0, 2), np.float32)
     report = {"rows": len(texts), "shards": n_shards, "resumed_shards": resumed, "label_s": round(label_s, 2),
               "device": str(model_device(model)), "teacher_key": teacher_key, "teacher": teacher or {}}
     with cache.publish("targets", key, {"report": report}) as tmp:

@@ -91,7 +91,7 @@ def _shard(teacher, tokenizer, texts: list[str], layers: list[int], max_seq_len:
         out = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         logits[idx] = out.logits.float().numpy()
         n_slots = int(slots.max()) + 1
-        hs = torch.stack([slot_means(out.hidden_states[l + 1], slots, n_slots) for l in layers], 2)  # (B, S, L, H)
+        hs = torch.stack([slot_means(out.hidden_states[i + 1], slots, n_slots) for i in layers], 2)  # (B, S, L, H)
         for b, i in enumerate(idx):
             per_row[i] = hs[b, : int(slots[b].max()) + 1].half().numpy()
     offsets = np.cumsum([0] + [len(h) for h in per_row]).astype(np.int64)

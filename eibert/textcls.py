@@ -165,7 +165,8 @@ def finetune(
     bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, unit="step", mininterval=1.0)
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
-        for bi, batch in enumerate(batches(rows, batch_size, shuffle=True, seed=seed + epoch, pad_id=pad_id, grouped=length_grouped_batches)):
+        for bi, batch in enumerate(batches(rows, batch_size, shuffle=True, seed=seed + epoch, pad_id=pad_id,
+                                           grouped=length_grouped_batches)):
             if bi < skip:
                 continue
             with _autocast(dev):

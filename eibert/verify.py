@@ -31,13 +31,15 @@ def verify_artifact(artifact_dir: str | Path) -> dict:
         files = manifest["files"]
         checks = {name: (int(f["bytes"]), str(f["sha256"])) for name, f in files.items()}
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ArtifactError(f"{mpath}: no file sizes and checksums ({type(e).__name__}); re-export it with `eib compress`") from None
+        raise ArtifactError(f"{mpath}: no file sizes and checksums ({type(e).__name__}); re-export it with "
+                            "`eib compress`") from None
     if "model.onnx" not in checks:
         raise ArtifactError(f"{mpath}: names no model.onnx")
     for name, (size, _) in checks.items():  # every size before any hash: a huge stand-in is never read
         p = folder / name
         if "/" in name or name in ("", ".", "..") or p.is_symlink() or not p.is_file():
-            why = "a symlink" if p.is_symlink() else "not a plain file name" if "/" in name or name in ("", ".", "..") else "missing"
+            plain = "/" not in name and name not in ("", ".", "..")
+            why = "a symlink" if p.is_symlink() else "missing" if plain else "not a plain file name"
             raise ArtifactError(f"{p}: {why} (artifacts hold plain files only)")
         st = p.stat()
         if st.st_size != size:

@@ -98,12 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_plan)
 
     for name, until, text in (("run", "measure", "run the experiment: every stage, the results database, the report"),
-                              ("compress", "compress", "compress every variant to a deployable artifact (cached), scored with onnxruntime")):
+                              ("compress", "compress",
+                               "compress every variant to a deployable artifact (cached), scored with onnxruntime")):
         p = sub.add_parser(name, help=text)
         p.add_argument("config")
         p.add_argument("--quiet", action="store_true", help="no progress output")
-        p.add_argument("--executor", choices=["ray", "inline"], default="ray", help="Ray tasks (default) or this process, for debugging")
-        p.add_argument("--address", help="an existing Ray cluster (default: RAY_ADDRESS, else a local one with this machine's CPUs)")
+        p.add_argument("--executor", choices=["ray", "inline"], default="ray",
+                       help="Ray tasks (default) or this process, for debugging")
+        p.add_argument("--address",
+                       help="an existing Ray cluster (default: RAY_ADDRESS, else a local one with this machine's CPUs)")
         g = p.add_mutually_exclusive_group()
         g.add_argument("--resume", metavar="RUN", help="continue RUN: stages it completed are not run again")
         g.add_argument("--rerun-failed", metavar="RUN", help="continue RUN and run its failed stages again")

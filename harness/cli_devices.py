@@ -78,7 +78,8 @@ def cmd_check(args) -> int:
 def _memory_text(mem: dict, peak) -> str:
     mb = lambda v: "-" if v is None else f"{v / 2**20:.1f} MiB"  # noqa: E731
     return (f"model memory {mb(mem.get('model_peak_bytes'))} peak, {mb(mem.get('model_resident_bytes'))} resident "
-            f"(weights {mb(mem.get('weight_bytes'))})  process memory {mb(peak)} peak RSS (runtime baseline {mb(mem.get('baseline_bytes'))})")
+            f"(weights {mb(mem.get('weight_bytes'))})  process memory {mb(peak)} peak RSS (runtime baseline "
+            f"{mb(mem.get('baseline_bytes'))})")
 
 
 def cmd_measure(args) -> int:
@@ -93,7 +94,8 @@ def cmd_measure(args) -> int:
     inv = _inventory(args.inventory)
     spec = _device(inv, args.device, args.inventory)
     if args.runtime not in spec.runtimes:  # a mistake in the command, not a device failure: exit 2
-        raise UserError(f"{args.inventory}: device {args.device!r} lists runtimes {', '.join(spec.runtimes)}; not {args.runtime!r}")
+        raise UserError(f"{args.inventory}: device {args.device!r} lists runtimes {', '.join(spec.runtimes)}; not "
+                        f"{args.runtime!r}")
     if not Path(args.artifact).is_dir():
         raise UserError(f"{args.artifact}: not a folder (pass an artifact folder written by `eib compress`, or a model folder)")
     split = load_eval_file(args.data)[0] if args.data else load_task().dev
@@ -129,8 +131,9 @@ def cmd_measure(args) -> int:
         print(json.dumps({k: v for k, v in rec.items() if k not in ("samples", "predictions")} | {"run_id": run_id}, default=str))
     else:
         print(f"{args.device} {args.runtime}: p50 {rec['p50_ms']:.3f} ms  p90 {rec['p90_ms']:.3f} ms  p99 {rec['p99_ms']:.3f} ms "
-              f"({m['count']} runs)  {_memory_text(m.get('memory') or {}, rec['peak_rss_bytes'])}  accuracy {rec['accuracy']:.4f} on {rec['n']} rows  "
-              f"max logit drift vs host onnxruntime {m['max_logit_drift']:.2e} ({m['predictions_agree']}/{rec['n']} predictions agree)  "
+              f"({m['count']} runs)  {_memory_text(m.get('memory') or {}, rec['peak_rss_bytes'])}  accuracy "
+              f"{rec['accuracy']:.4f} on {rec['n']} rows  max logit drift vs host onnxruntime {m['max_logit_drift']:.2e} "
+              f"({m['predictions_agree']}/{rec['n']} predictions agree)  "
               f"{rec['verdict']}{': ' + rec['verdict_reason'] if rec['verdict_reason'] else ''}")
         if e := m.get("end_to_end"):
             print(f"end to end (text -> label, {e['tokenizer']}): p50 {e['p50_ms']:.3f} ms  p90 {e['p90_ms']:.3f} ms  "
@@ -144,12 +147,14 @@ def cmd_measure(args) -> int:
 def add_commands(sub) -> None:
     p = sub.add_parser("devices", help="the device inventory: list it, or probe every device")
     dsub = p.add_subparsers(dest="devices_command", required=True)
-    for name, fn, text in (("list", cmd_list, "print the inventory"), ("check", cmd_check, "probe every device; print a health table")):
+    for name, fn, text in (("list", cmd_list, "print the inventory"),
+                           ("check", cmd_check, "probe every device; print a health table")):
         q = dsub.add_parser(name, help=text)
         q.add_argument("--inventory", default=DEFAULT_INVENTORY, help="inventory file (default: inventory.yaml)")
         if name == "check":
             q.add_argument("--json", action="store_true")
-            q.add_argument("--null", action="store_true", help="also time the null model on each device: the harness's latency floor")
+            q.add_argument("--null", action="store_true",
+                           help="also time the null model on each device: the harness's latency floor")
         q.set_defaults(fn=fn)
 
     p = sub.add_parser("measure", help="build if needed, deploy, run and store one measurement of a model on a device")
@@ -164,9 +169,11 @@ def add_commands(sub) -> None:
     p.add_argument("--min-count", type=int_in(1), default=MEASURE_DEFAULTS.min_count)
     p.add_argument("--min-duration-s", type=float_in(0), default=MEASURE_DEFAULTS.min_duration_s)
     p.add_argument("--max-duration-s", type=float_in(0, strict=True), default=MEASURE_DEFAULTS.max_duration_s)
-    p.add_argument("--trials", type=int_in(0), default=MEASURE_DEFAULTS.trials, help="MetaSchedule tuning trials for TVM (0: untuned)")
+    p.add_argument("--trials", type=int_in(0), default=MEASURE_DEFAULTS.trials,
+                   help="MetaSchedule tuning trials for TVM (0: untuned)")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR)
     p.add_argument("--db", default=DEFAULT_DATABASE, help="results database file or SQLAlchemy URL")
-    p.add_argument("--profile", action="store_true", help="also record the time per operator (after the timed pass; stored and printed)")
+    p.add_argument("--profile", action="store_true",
+                   help="also record the time per operator (after the timed pass; stored and printed)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_measure)

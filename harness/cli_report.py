@@ -51,10 +51,12 @@ def cmd_report(args) -> int:
         checks = "  ".join(f"{k} {c['measured']:.4g} vs {c['budget']:.4g} (margin {c['margin']:+.4g}"
                            f"{', ' + c['basis'] if c.get('basis') else ''})" if c["measured"] is not None
                            else f"{k} not measured" for k, c in s["checks"].items())
-        print(f"{s['verdict']}  {s['device']:14s} {s['runtime']:12s} {checks}" + (f"  failed: {', '.join(s['failed'])}" if s["failed"] else ""))
+        print(f"{s['verdict']}  {s['device']:14s} {s['runtime']:12s} {checks}"
+              + (f"  failed: {', '.join(s['failed'])}" if s["failed"] else ""))
     for c in compare or []:
-        print(f"{c['flag']:12s} {c['variant'][:40]:40s} {c['device']:12s} {c['runtime']:12s} p50 {c['p50_ms']:.3f} vs {c['base_p50_ms']:.3f} ms "
-              f"({c['change']:+.1%}, 95% CI [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], threshold ±{c['threshold']:.1%})")
+        print(f"{c['flag']:12s} {c['variant'][:40]:40s} {c['device']:12s} {c['runtime']:12s} p50 {c['p50_ms']:.3f} vs "
+              f"{c['base_p50_ms']:.3f} ms ({c['change']:+.1%}, 95% CI [{c['ci_low']:+.1%}, {c['ci_high']:+.1%}], threshold "
+              f"±{c['threshold']:.1%})")
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return EXIT_SIGNOFF_FAIL if so and any(s["verdict"] == "FAIL" for s in so) else 0
 
@@ -71,12 +73,15 @@ def cmd_nightly(args) -> int:
     store = Store(cfg.results.database)
     if args.baseline and store.run(args.baseline) is None:
         raise UserError(f"--baseline: no run {args.baseline!r} in {store.url}")
-    earlier = [r["run_id"] for r in sorted(store.runs(cfg.name), key=lambda r: r["created_at"], reverse=True) if r["status"] == "done"]
+    earlier = [r["run_id"] for r in sorted(store.runs(cfg.name), key=lambda r: r["created_at"], reverse=True)
+               if r["status"] == "done"]
     run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, executor=args.executor, address=args.address)
     failed = [r for r in store.stage_results(run_id) if r["status"] == "failed"]
     if failed:
-        print(f"nightly {run_id}: {len(failed)} stage(s) failed: " + "; ".join(f"{r['stage']}: {(r['error'] or '')[:120]}" for r in failed[:5]))
-    baselines = [args.baseline] + [r for r in earlier if r != args.baseline][: args.last - 1] if args.baseline else earlier[: args.last]
+        print(f"nightly {run_id}: {len(failed)} stage(s) failed: "
+              + "; ".join(f"{r['stage']}: {(r['error'] or '')[:120]}" for r in failed[:5]))
+    baselines = [args.baseline] + [r for r in earlier
+                                   if r != args.baseline][: args.last - 1] if args.baseline else earlier[: args.last]
     if not baselines:
         print(f"nightly {run_id}: no earlier finished run of {cfg.name!r} in {store.url}: nothing compared; "
               + ("a run with failed stages is no baseline" if failed else "this run is the baseline"))
@@ -87,8 +92,9 @@ def cmd_nightly(args) -> int:
     write_report(store, run_id, Path(cfg.results.reports_dir), compare=flags)
     bad = regressions(flags)
     for f in flags:
-        print(f"{f['flag']:12s} {f['variant'][:40]:40s} {f['device']:12s} {f['runtime']:12s} p50 {f['p50_ms']:.3f} vs {f['base_p50_ms']:.3f} ms "
-              f"({f['change']:+.1%}, 95% CI [{f['ci_low']:+.1%}, {f['ci_high']:+.1%}], threshold ±{f['threshold']:.1%})")
+        print(f"{f['flag']:12s} {f['variant'][:40]:40s} {f['device']:12s} {f['runtime']:12s} p50 {f['p50_ms']:.3f} vs "
+              f"{f['base_p50_ms']:.3f} ms ({f['change']:+.1%}, 95% CI [{f['ci_low']:+.1%}, {f['ci_high']:+.1%}], threshold "
+              f"±{f['threshold']:.1%})")
     print(f"nightly {run_id} against {baselines[0]} ({len(baselines)} baseline run(s)): compared {len(flags)} variant x device x "
           f"runtime row(s); {len(bad)} regression(s), {sum(f['flag'] == 'improvement' for f in flags)} improvement(s)"
           + (f"; {len(failed)} failed stage(s)" if failed else ""))
@@ -113,20 +119,25 @@ def cmd_history(args) -> int:
     from harness.store import Store
 
     cfg = load_config_file(args.config)[0]
-    path, compared = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir), last=args.last)
+    path, compared = write_history(Store(cfg.results.database, readonly=True), cfg.name, Path(cfg.results.reports_dir),
+                                   last=args.last)
     print(f"{path} ({compared} variant x device x runtime row(s) compared with the runs before them)")
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("report", help="write reports/<run>/index.html, summary.md and results.csv; optional comparison and sign-off")
+    p = sub.add_parser("report",
+                       help="write reports/<run>/index.html, summary.md and results.csv; optional comparison and sign-off")
     p.add_argument("run")
     p.add_argument("--against", metavar="RUN2", help="compare latencies with another run")
     p.add_argument("--deploy", metavar="VARIANT", help="variant (name or id) to sign off for deployment")
-    p.add_argument("--budget", help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the end-to-end p90 where measured, else the model p90): the headline's "
-                   "best variant per device is chosen within it; with --deploy, that variant is signed off against it")
+    p.add_argument("--budget",
+                   help="e.g. size=2MB,memory=4MB,latency_ms=300,accuracy=0.88 (latency is the end-to-end p90 where measured, "
+                   "else the model p90): the headline's best variant per device is chosen within it; with --deploy, that variant "
+                   "is signed off against it")
     p.add_argument("--floor", type=float_in(0), default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
-    p.add_argument("--min-change-ms", type=float_in(0), default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
+    p.add_argument("--min-change-ms", type=float_in(0), default=0.25,
+                   help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--db", default=DEFAULT_DATABASE)
     g.add_argument("--config", help="take the database and reports folder from this config")
@@ -138,13 +149,15 @@ def add_commands(sub) -> None:
     p.add_argument("--baseline", metavar="RUN", help="compare with this run (default: the latest finished run of the config)")
     p.add_argument("--last", type=int, default=5, help="earlier runs whose spread sets each device's noise threshold")
     p.add_argument("--floor", type=float_in(0), default=0.05, help="smallest relative p50 change ever flagged (default 0.05)")
-    p.add_argument("--min-change-ms", type=float_in(0), default=0.25, help="smallest absolute p50 change ever flagged (default 0.25 ms)")
+    p.add_argument("--min-change-ms", type=float_in(0), default=0.25,
+                   help="smallest absolute p50 change ever flagged (default 0.25 ms)")
     p.add_argument("--executor", choices=["ray", "inline"], default="ray")
     p.add_argument("--address")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_nightly)
 
-    p = sub.add_parser("history", help="the history page of a config's runs: p50/p90 and accuracy over time, noise band, flagged points")
+    p = sub.add_parser("history",
+                       help="the history page of a config's runs: p50/p90 and accuracy over time, noise band, flagged points")
     p.add_argument("config")
     p.add_argument("--last", type=int_in(1, 1000), default=20, help="how many finished runs (default 20)")
     p.set_defaults(fn=cmd_history)

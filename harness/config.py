@@ -330,7 +330,8 @@ def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
     db = cfg.results.database
     if "://" not in db:
         db = str(absolute(Path(db), "database" in res_set))
-    results = cfg.results.model_copy(update={"database": db, "reports_dir": absolute(cfg.results.reports_dir, "reports_dir" in res_set)})
+    results = cfg.results.model_copy(update={"database": db,
+                                             "reports_dir": absolute(cfg.results.reports_dir, "reports_dir" in res_set)})
     return cfg.model_copy(
         update={
             "task": task,
@@ -346,7 +347,8 @@ def _check_files(cfg: ExperimentConfig, file: str) -> None:
     for key in ("train_file", "dev_file"):
         p = getattr(cfg.task, key)
         if p is not None and p.suffix.lower() not in (".tsv", ".csv", ".json", ".jsonl", ".parquet"):
-            raise ConfigError(file, f"task.{key}", f"unsupported format {p.suffix!r}; allowed: .tsv, .csv, .json, .jsonl, .parquet")
+            raise ConfigError(file, f"task.{key}",
+                              f"unsupported format {p.suffix!r}; allowed: .tsv, .csv, .json, .jsonl, .parquet")
         if p is not None and cfg.task.source == "files" and not p.is_file():
             raise ConfigError(file, f"task.{key}", f"file not found: {p}")
 

@@ -64,7 +64,8 @@ class DevicePool:
             held = tx.conn.execute(sa.select(sa.func.count()).select_from(leases).where(leases.c.device == name)).scalar()
             if held >= self.inventory[name].max_jobs:
                 return False
-            tx.conn.execute(leases.insert().values(device=name, holder=holder, run_id=self.run_id, expires_at=now + (self.lease_s or self.inventory[name].lease_s)))
+            tx.conn.execute(leases.insert().values(device=name, holder=holder, run_id=self.run_id,
+                                                   expires_at=now + (self.lease_s or self.inventory[name].lease_s)))
         return True
 
     def _healthy(self, name: str) -> bool:
@@ -117,5 +118,6 @@ class DevicePool:
         if self.failures[name] >= QUARANTINE_AFTER and name not in self.quarantined:
             self.quarantined[name] = reason
             with self.store.transaction() as tx:
-                tx.conn.execute(quarantine.insert().values(device=name, run_id=self.run_id, reason=reason, created_at=time.time()))
+                tx.conn.execute(quarantine.insert().values(device=name, run_id=self.run_id, reason=reason,
+                                                           created_at=time.time()))
             self.log(f"  device {name} quarantined after {self.failures[name]} infrastructure failures: {reason}")

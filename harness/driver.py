@@ -37,7 +37,8 @@ def reap_dead_drivers(store) -> list[str]:
         driver = (run.get("summary") or {}).get("driver") or {}
         if run["status"] != "running" or driver.get("host") != me["host"] or not driver.get("pid") or _alive(int(driver["pid"])):
             continue
-        store.finish_run(run["run_id"], "failed", {"error": f"its driver (pid {driver['pid']}) died; resume with eib run --resume",
+        store.finish_run(run["run_id"], "failed",
+                         {"error": f"its driver (pid {driver['pid']}) died; resume with eib run --resume",
                                                    "driver": driver})
         try:
             with store.transaction() as tx:

@@ -12,8 +12,8 @@ argmax. Its labels must equal the model pass's on the same rows (`predictions_ag
 import json
 from pathlib import Path
 
-from eibutil import atomic_write_text
 from devices.stats import summarize
+from eibutil import atomic_write_text
 
 REMOTE = Path(__file__).resolve().parents[1] / "devices" / "remote"
 

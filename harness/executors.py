@@ -13,7 +13,6 @@ names travel with its result through Ray's object store (harness/stages/travel.p
 import logging
 import os
 import time
-
 from dataclasses import replace
 from pathlib import Path
 
@@ -130,7 +129,8 @@ class RayExecutor:
             if not self.address:
                 raise
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(f"--address {self.address}: no Ray cluster to join ({first[:160]}); start one with `ray start --head`") from None
+            raise UserError(f"--address {self.address}: no Ray cluster to join ({first[:160]}); start one with `ray "
+                            "start --head`") from None
         self.ray = ray
         self.parallel = int(ray.cluster_resources().get("CPU", 1))
         alive = [n for n in ray.nodes() if n.get("Alive")]
@@ -148,7 +148,8 @@ class RayExecutor:
             who = f"device {node.payload['device']!r}" if node.payload.get("device") else f"stage {node.stage!r}"
             custom = sorted({r for have in self.node_resources for r in have} - {"CPU", "GPU", "memory", "object_store_memory"}
                             - {r for have in self.node_resources for r in have if r.startswith(("node:", "accelerator_type:"))})
-            raise UserError(f"{who} needs the Ray resource {missing[0]!r} (inventory ray_resource or cluster.resources), which no node "
+            raise UserError(f"{who} needs the Ray resource {missing[0]!r} (inventory ray_resource or cluster.resources), "
+                            "which no node "
                             f"of the cluster has (custom resources there: {', '.join(custom) or 'none'})")
 
     def _travelling(self, node, deps) -> list:
@@ -175,7 +176,8 @@ class RayExecutor:
         if resources:
             opts["resources"] = resources
         moving = self._travelling(node, deps) if self.travel else [None]
-        ref, blobs = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus), "travel": self.travel}, *moving)
+        ref, blobs = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus), "travel": self.travel},
+                                                       *moving)
         self._refs[ref] = (node, deps, ctx, num_cpus, resources, attempt, started or time.perf_counter(), blobs)
         return node.key
 
@@ -194,7 +196,8 @@ class RayExecutor:
                     self.submit(node, deps, ctx, num_cpus, resources, attempt + 1, t0)
                     continue
                 res = StageResult(node.stage, node.variant_id, "failed", {"node_key": node.key},
-                                  f"{type(e).__name__} (attempt {attempt}): {str(e)[:500]}", "infrastructure", time.perf_counter() - t0)
+                                  f"{type(e).__name__} (attempt {attempt}): {str(e)[:500]}", "infrastructure",
+                                  time.perf_counter() - t0)
             res.attempts = attempt
             out.append((node.key, res))
         return out

@@ -86,7 +86,8 @@ def build_graph(variants: list[Variant], inventory) -> list[Node]:
             targets = list(dict.fromkeys([*cj["targets"], *(inventory[d].target for d in cj["devices"])]))
             for target in targets:
                 # a build for devices that all sit behind one Ray node is made there (where it is uploaded from)
-                pins = {inventory[d].ray_resource for d in cj["devices"] if inventory[d].target == target and "tvm" in inventory[d].runtimes}
+                pins = {inventory[d].ray_resource for d in cj["devices"] if inventory[d].target == target
+                        and "tvm" in inventory[d].runtimes}
                 pin = pins.pop() if len(pins) == 1 else None
                 builds[target] = add("build", {"artifact": a, "target": target, "seq_len": m["seq_len"]}, v, [("artifact", a)],
                                      {"target": target, **({"pin": pin} if pin else {})})

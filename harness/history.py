@@ -40,7 +40,8 @@ def history_frame(store, name: str, last: int = 20, floor: float = 0.05, min_cha
             f = flags.get((r["variant_id"], r["device"], r["runtime"]), {})
             out.append({"index": i, "run_id": run["run_id"], "created_at": run["created_at"], "variant": r["variant"],
                         "device": r["device"], "runtime": r["runtime"], "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"],
-                        "accuracy": r["accuracy"], "emulated": r["emulated"], "flag": f.get("flag", "first run" if not baselines else "-"),
+                        "accuracy": r["accuracy"], "emulated": r["emulated"],
+                        "flag": f.get("flag", "first run" if not baselines else "-"),
                         "base_p50_ms": f.get("base_p50_ms"), "threshold": f.get("threshold"), "change": f.get("change")})
     return pd.DataFrame(out)
 
@@ -54,7 +55,8 @@ def _device_figure(df: pd.DataFrame, dev: str, out_dir: Path):
         ax.plot(g["index"], g["p50_ms"], "-o", c=c, ms=4, label=f"{variant} ({rt}) p50")
         ax.plot(g["index"], g["p90_ms"], ":", c=c, lw=1, label=f"{variant} ({rt}) p90")
         band = g[g["base_p50_ms"].notna()]
-        ax.fill_between(band["index"], band["base_p50_ms"] * (1 - band["threshold"]), band["base_p50_ms"] * (1 + band["threshold"]),
+        ax.fill_between(band["index"], band["base_p50_ms"] * (1 - band["threshold"]),
+                        band["base_p50_ms"] * (1 + band["threshold"]),
                         color=c, alpha=0.12, lw=0)
         bad = g[g["flag"] == "regression"]
         if len(bad):
@@ -74,7 +76,8 @@ def _device_figure(df: pd.DataFrame, dev: str, out_dir: Path):
     ax2.grid(alpha=0.3)
     runs = d.drop_duplicates("index")
     ax2.set_xticks(runs["index"], [r[-6:] for r in runs["run_id"]], fontsize=7)
-    return save_figure(fig, f"history-{dev}", f"{dev}: latency and accuracy over the last {runs['index'].nunique()} runs", out_dir, "")
+    return save_figure(fig, f"history-{dev}", f"{dev}: latency and accuracy over the last {runs['index'].nunique()} runs",
+                       out_dir, "")
 
 
 def write_history(store, name: str, reports_dir: Path, last: int = 20) -> tuple[Path, int]:
@@ -96,7 +99,8 @@ def write_history(store, name: str, reports_dir: Path, last: int = 20) -> tuple[
                                              "threshold", "flag"]))
     runs = df.drop_duplicates("run_id")
     run_table = Table("runs", "Runs", "", pd.DataFrame(
-        [[r.run_id, pd.Timestamp(r.created_at, unit="s").strftime("%Y-%m-%d %H:%M"), (df[df["run_id"] == r.run_id]["flag"] == "regression").sum(),
+        [[r.run_id, pd.Timestamp(r.created_at, unit="s").strftime("%Y-%m-%d %H:%M"),
+          (df[df["run_id"] == r.run_id]["flag"] == "regression").sum(),
           pct(df[df["run_id"] == r.run_id]["accuracy"].mean())] for r in runs.itertuples()],
         columns=["run", "started (UTC)", "regressions", "mean accuracy on device"]))
     page = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>History of {html.escape(name)}</title>"

@@ -59,10 +59,12 @@ def check_device_flags(device: str, build: dict, facts: dict) -> dict:
     have = int8_path(llvm_features(flags, machine), machine)[0]
     built = build.get("int8_path")
     if built in PATH_FLAG and built != have and not (built == "neon" and have == "sdot"):
-        raise UserError(f"{device}: the TVM library uses {built} kernels (target {build.get('target_dict', {}).get('mcpu', '?')}), "
-                        f"but the device's CPU flags have no {PATH_FLAG[built]}: give the device a target without it")
+        raise UserError(f"{device}: the TVM library uses {built} kernels (target "
+                        f"{build.get('target_dict', {}).get('mcpu', '?')}), but the device's CPU flags have no "
+                        f"{PATH_FLAG[built]}: give the device a target without it")
     if "int8_reason" in build and have != built and (built == "float" or (built, have) == ("neon", "sdot")):
-        return {"int8_reason": build["int8_reason"] + f"; the device's CPU has {PATH_FLAG[have]}: a target with it would use {have} kernels"}
+        return {"int8_reason": build["int8_reason"]
+                + f"; the device's CPU has {PATH_FLAG[have]}: a target with it would use {have} kernels"}
     return {}
 
 
@@ -96,7 +98,8 @@ def prepared(model_dir, split, settings: MeasureSettings, cache_dir: Path) -> tu
     """inputs.npz for this model, split and length (cached)."""
     from eibert.deploy import prepare_inputs
 
-    key = hashlib.sha256(json.dumps([_model_digest(model_dir), split._fingerprint, settings.seq_len, settings.rows]).encode()).hexdigest()[:24]
+    key = hashlib.sha256(json.dumps([_model_digest(model_dir), split._fingerprint, settings.seq_len,
+                                     settings.rows]).encode()).hexdigest()[:24]
     out = cache_dir / "inputs" / key / "inputs.npz"
     meta = out.with_name("inputs.json")
     if meta.exists() and out.exists():
@@ -148,8 +151,10 @@ def model_memory(res: dict, model_dir) -> dict:
     weights = sum(parts.get(k, 0) for k in ("embeddings", "encoder", "head")) or None
     sub = lambda v: None if v is None or base is None else max(0, v - base)  # noqa: E731
     # peak_end_bytes: the process's peak after the end-to-end and profiled passes (a tokenizer, a profiling session)
-    return {"baseline_bytes": base, "loaded_bytes": loaded, "warm_bytes": warm, "peak_bytes": peak, "peak_end_bytes": res.get("peak_rss_end_bytes"),
-            "model_resident_bytes": sub(warm if warm is not None else loaded), "model_peak_bytes": sub(peak), "weight_bytes": weights}
+    return {"baseline_bytes": base, "loaded_bytes": loaded, "warm_bytes": warm, "peak_bytes": peak,
+            "peak_end_bytes": res.get("peak_rss_end_bytes"),
+            "model_resident_bytes": sub(warm if warm is not None else loaded), "model_peak_bytes": sub(peak),
+            "weight_bytes": weights}
 
 
 def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple[str, str]:
@@ -166,7 +171,8 @@ def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple
     if gov and gov != "performance":
         why.append(f"CPU governor is {gov!r}, not 'performance'")
     if facts.get("freq_khz") and facts.get("max_freq_khz") and facts["freq_khz"] < THROTTLE_FREQ_SHARE * facts["max_freq_khz"]:
-        why.append(f"CPU at {facts['freq_khz'] / 1000:.0f} MHz of {facts['max_freq_khz'] / 1000:.0f} MHz: throttled or idle-clocked")
+        why.append(f"CPU at {facts['freq_khz'] / 1000:.0f} MHz of {facts['max_freq_khz'] / 1000:.0f} MHz: throttled or "
+                   "idle-clocked")
     return ("INVALID", "; ".join(why)) if why else ("VALID", "")
 
 
@@ -235,16 +241,20 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     metrics = {
         **{k: summary[k] for k in summary if k not in ("p50_ms", "p90_ms", "p99_ms")},
         "max_logit_drift": float(np.abs(logits - ref).max()) if len(ref) else None,
-        "predictions_agree": int((preds == ref_preds).sum()), "reference_accuracy": float((ref_preds == labels).mean()) if len(labels) else None,
+        "predictions_agree": int((preds == ref_preds).sum()),
+        "reference_accuracy": float((ref_preds == labels).mean()) if len(labels) else None,
         "rss_runtime_bytes": res.get("rss_runtime_bytes"), "rss_loaded_bytes": res.get("rss_loaded_bytes"),
         "memory": model_memory(res, model_dir),
         "runtime_version": res.get("runtime_version"), "threads": res.get("threads"), "load_s": res.get("load_s"),
         "import_s": res.get("import_s"), "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"),
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
-        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
-                                        "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict") if k in build} if runtime == "tvm" else None,
-        "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"), "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
+        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
+                                        "int8_layers",
+                                        "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict")
+                  if k in build} if runtime == "tvm" else None,
+        "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"),
+        "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
         "profile": summarize_profile(res.pop("profile", None), summary.get("p50_ms"), model_spec),
     }
     return {

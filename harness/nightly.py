@@ -6,10 +6,11 @@
 For each variant x device x runtime: the relative change of the p50 latency with a bootstrap interval
 (resampling the raw single-inference samples of both runs), and a threshold from the device's own
 repeat-to-repeat noise: twice the largest relative p50 change between consecutive baseline runs on that
-device (an assumed 25% until two baseline runs exist), never below `floor`. A change is a regression (or an improvement) only when its whole interval
-lies beyond the threshold and the p50 moved by at least `min_change_ms` (sub-millisecond models on a
-shared CPU were seen to move +82% between unchanged runs, 0.069 -> 0.127 ms: below a scheduler tick,
-a relative threshold alone cannot tell noise from a regression). Accuracy is compared too; emulated devices are never judged on latency.
+device (an assumed 25% until two baseline runs exist), never below `floor`. A change is a regression (or an
+improvement) only when its whole interval lies beyond the threshold and the p50 moved by at least
+`min_change_ms` (sub-millisecond models on a shared CPU were seen to move +82% between unchanged runs,
+0.069 -> 0.127 ms: below a scheduler tick, a relative threshold alone cannot tell noise from a regression).
+Accuracy is compared too; emulated devices are never judged on latency.
 """
 
 from harness.report_data import flat_rows
@@ -36,7 +37,8 @@ def device_noise(store, baselines: list[str]) -> dict[str, float]:
 MIN_CHANGE_MS = 0.25
 
 
-def compare_runs(store, run_id: str, baselines: list[str], floor: float = 0.05, min_change_ms: float = MIN_CHANGE_MS) -> list[dict]:
+def compare_runs(store, run_id: str, baselines: list[str], floor: float = 0.05,
+                 min_change_ms: float = MIN_CHANGE_MS) -> list[dict]:
     if not baselines:
         return []
     noise = device_noise(store, baselines)
@@ -66,7 +68,8 @@ def compare_runs(store, run_id: str, baselines: list[str], floor: float = 0.05, 
                 acc_flag = "accuracy regression"
         out.append({"variant": r["variant"], "variant_id": r["variant_id"], "device": r["device"], "runtime": r["runtime"],
                     "p50_ms": r["p50_ms"], "base_p50_ms": b["p50_ms"], "change": change, "ci_low": lo, "ci_high": hi,
-                    "threshold": threshold, "noise": noise.get(r["device"]), "accuracy": r["accuracy"], "base_accuracy": b["accuracy"],
+                    "threshold": threshold, "noise": noise.get(r["device"]), "accuracy": r["accuracy"],
+                    "base_accuracy": b["accuracy"],
                     "flag": acc_flag if acc_flag and flag == "ok" else flag, "baseline": baselines[0]})
     return out
 

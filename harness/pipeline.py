@@ -116,9 +116,9 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
     failed ones only with `rerun_failed`."""
     from devices.inventory import load_inventory
     from harness.devicepool import DevicePool
+    from harness.driver import driver_signals, reap_dead_drivers
     from harness.executors import make_executor
     from harness.graph import build_graph
-    from harness.driver import driver_signals, reap_dead_drivers
     from harness.scheduler import Scheduler, print_summary
 
     variants = expand(cfg, config_path, raw)
@@ -138,7 +138,8 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         raise
     pool = None
     try:
-        _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}", quiet)
+        _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}",
+             quiet)
         pool = DevicePool(store, run_id, inventory, log=lambda m: _say(m, quiet))
         if resume:
             pool.release_run(run_id)  # the leases of the driver that died
@@ -182,7 +183,8 @@ def _print_failures(store: Store, run_id: str, failed: list[dict]) -> None:
                   f"{(r['error'] or '').splitlines()[0][:300] if r['error'] else ''}", file=sys.stderr, flush=True)
     skipped = sum(r["status"] == "skipped" for r in failed)
     if skipped:
-        print(f"skipped: {skipped} stage(s) downstream of a failure (`eib report {run_id}` lists them)", file=sys.stderr, flush=True)
+        print(f"skipped: {skipped} stage(s) downstream of a failure (`eib report {run_id}` lists them)", file=sys.stderr,
+              flush=True)
 
 
 def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, variants) -> None:
@@ -193,7 +195,8 @@ def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, v
     checksums = {src: teacher["data_checksums"][k] for k, src in teacher["data_sources"].items()} if teacher else {}
     with store.transaction() as tx:
         tx.add_provenance(run_id, "", git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
-                          host=prov["host"], data=checksums, seeds={"teacher": cfg.teacher.seed, "distill": cfg.compress.distill.seed},
+                          host=prov["host"], data=checksums,
+                          seeds={"teacher": cfg.teacher.seed, "distill": cfg.compress.distill.seed},
                           extra={"config_path": str(config_path)})
         for v in variants:
             mine = [r for r in rows if r["variant_id"] == v.variant_id and r["status"] in ("ok", "cached")]
@@ -204,6 +207,8 @@ def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, v
             if art:
                 man = Path(art["artifact_dir"]) / "manifest.json"
                 artifact_sha = sha256_file(man) if man.exists() else None
-            tx.add_provenance(run_id, v.variant_id, git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
+            tx.add_provenance(run_id, v.variant_id, git_sha=prov["git_sha"], git_dirty=prov["git_dirty"],
+                              packages=prov["packages"],
                               data=checksums, seeds={"teacher": v.config.teacher.seed, "distill": v.config.compress.distill.seed},
-                              extra={"artifact_manifest_sha256": artifact_sha, "tuning_db_sha256": builds, "device_facts": devices})
+                              extra={"artifact_manifest_sha256": artifact_sha, "tuning_db_sha256": builds,
+                                     "device_facts": devices})

@@ -46,7 +46,8 @@ def signoff(store: Store, run_id: str, variant: str, budget: dict[str, float]) -
     rows = [r for r in flat_rows(store, run_id) if variant in (r["variant"], r["variant_id"])]
     if not rows:
         names = sorted({r["variant"] for r in flat_rows(store, run_id)})
-        raise UserError(f"--deploy {variant!r}: no on-device measurement of that variant in run {run_id}; variants: {', '.join(names)}")
+        raise UserError(f"--deploy {variant!r}: no on-device measurement of that variant in run {run_id}; variants: "
+                        f"{', '.join(names)}")
     out = []
     for r in rows:
         checks, failed = {}, []
@@ -61,10 +62,12 @@ def signoff(store: Store, run_id: str, variant: str, budget: dict[str, float]) -
                 failed.append(key)
         if r["verdict"] != "VALID" and "latency_ms" in budget:
             failed.append(f"latency not valid ({r['verdict_reason']})")
-        out.append({"device": r["device"], "runtime": r["runtime"], "variant": r["variant"], "verdict": "FAIL" if failed else "PASS",
+        out.append({"device": r["device"], "runtime": r["runtime"], "variant": r["variant"],
+                    "verdict": "FAIL" if failed else "PASS",
                     "failed": failed, "checks": checks, "size_bytes": r["size_bytes"], "peak_rss_bytes": r["peak_rss_bytes"],
                     "model_memory_bytes": r["model_memory_bytes"],
-                    "p90_ms": r["p90_ms"], "latency_ms": r["latency_ms"], "latency_basis": r["latency_basis"], "accuracy": r["accuracy"]})
+                    "p90_ms": r["p90_ms"], "latency_ms": r["latency_ms"], "latency_basis": r["latency_basis"],
+                    "accuracy": r["accuracy"]})
     return out
 
 

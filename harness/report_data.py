@@ -8,10 +8,13 @@ from harness.rstats import median_ci
 from harness.store import Store
 
 COLUMNS = [
-    "run_id", "variant_id", "subject", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes", "accuracy",
+    "run_id", "variant_id", "subject", "variant", "overrides", "device", "runtime", "target", "emulated", "size_bytes",
+    "accuracy",
     "host_accuracy", "n", "p50_ms", "p50_ci_low_ms", "p50_ci_high_ms", "p90_ms", "p99_ms", "count", "e2e_p50_ms", "e2e_p90_ms",
-    "e2e_tokenizer", "latency_ms", "latency_basis", *(f"profile_{k.replace('-', '_')}_ms" for k in KINDS), "profile_sum_ms", "peak_rss_bytes",
-    "model_memory_bytes", "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason", "device_machine", "device_cpu", "git_sha", "git_dirty",
+    "e2e_tokenizer", "latency_ms", "latency_basis", *(f"profile_{k.replace('-', '_')}_ms" for k in KINDS), "profile_sum_ms",
+    "peak_rss_bytes",
+    "model_memory_bytes", "model_bytes", "null_p50_ms", "null_p90_ms", "max_logit_drift", "verdict", "verdict_reason",
+    "device_machine", "device_cpu", "git_sha", "git_dirty",
     "artifact_manifest_sha256", "data_sha256", "tuning_db_sha256", "seeds", "created_at",
 ]
 
@@ -40,12 +43,14 @@ def flat_rows(store: Store, run_id: str) -> list[dict]:
             "p50_ci_low_ms": lo, "p50_ci_high_ms": hi, "p90_ms": m["p90_ms"], "p99_ms": m["p99_ms"], "count": met.get("count"),
             "peak_rss_bytes": m["peak_rss_bytes"], "max_logit_drift": met.get("max_logit_drift"), "verdict": m["verdict"],
             "verdict_reason": m["verdict_reason"], "device_machine": facts.get("machine"),
-            "device_cpu": facts.get("cpu_model") or facts.get("cpu_part"), "git_sha": p.get("git_sha"), "git_dirty": p.get("git_dirty"),
+            "device_cpu": facts.get("cpu_model") or facts.get("cpu_part"), "git_sha": p.get("git_sha"),
+            "git_dirty": p.get("git_dirty"),
             "artifact_manifest_sha256": (p.get("extra") or {}).get("artifact_manifest_sha256"),
             "data_sha256": ";".join(sorted(set((p.get("data") or {}).values()))) or None,
             "tuning_db_sha256": build.get("db_sha256"), "seeds": p.get("seeds"), "created_at": m["created_at"],
             "null_p50_ms": (met.get("null") or {}).get("p50_ms"), "null_p90_ms": (met.get("null") or {}).get("p90_ms"),
-            "model_bytes": met.get("model_bytes"), "model_memory_bytes": (met.get("memory") or {}).get("model_peak_bytes"), "samples": m["samples"],
+            "model_bytes": met.get("model_bytes"), "model_memory_bytes": (met.get("memory") or {}).get("model_peak_bytes"),
+            "samples": m["samples"],
             "int8_note": _int8_note(build, met.get("settings") or {}), **_latency(m, met.get("end_to_end") or {}),
             **_profile(met.get("profile")),
         })
@@ -64,7 +69,8 @@ def _latency(m: dict, e2e: dict) -> dict:
     judges: the end-to-end p90 where it was measured, else the model's p90 (the basis says which)."""
     e90 = e2e.get("p90_ms")
     return {"e2e_p50_ms": e2e.get("p50_ms"), "e2e_p90_ms": e90, "e2e_tokenizer": e2e.get("tokenizer"),
-            "latency_ms": e90 if e90 is not None else m["p90_ms"], "latency_basis": "end-to-end p90" if e90 is not None else "model p90"}
+            "latency_ms": e90 if e90 is not None else m["p90_ms"],
+            "latency_basis": "end-to-end p90" if e90 is not None else "model p90"}
 
 
 def _profile(p: dict | None) -> dict:

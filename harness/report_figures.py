@@ -84,7 +84,8 @@ def pareto_figure(m: ReportModel, dev: str, rt: str, out_dir: Path) -> Figure:
             ax.axhline(t_acc, ls=":", c=TEACHER, lw=1.2, label=f"teacher {100 * t_acc:.1f}%")
             tcol = "model_bytes" if col == "size_bytes" else col
             if len(t) and not np.isnan(float(t[tcol].iloc[0] or np.nan)):
-                ax.scatter([float(t[tcol].iloc[0])], [t_acc], marker="*", s=140, c=TEACHER, zorder=4, label="teacher on this device")
+                ax.scatter([float(t[tcol].iloc[0])], [t_acc], marker="*", s=140, c=TEACHER, zorder=4,
+                           label="teacher on this device")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("dev accuracy")
         _pct_axis(ax)

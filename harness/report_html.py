@@ -25,7 +25,8 @@ def table_html(t) -> str:
     note = f'<p class="note">{_e(t.note)}</p>' if t.note else ""
     empty = "<p>None.</p>" if t.frame.empty else ""
     return (f'<section id="{_e(t.id)}"><h2>{_e(t.title)}</h2>{note}'
-            + (empty or f'<table data-table="{_e(t.id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>') + "</section>")
+            + (empty or f'<table data-table="{_e(t.id)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+            + "</section>")
 
 
 def figure_html(f) -> str:
@@ -54,7 +55,8 @@ def render_html(model, tables: list, figures: list) -> str:
     if p:
         pk = ", ".join(f"{k} {v}" for k, v in (p["packages"] or {}).items() if v)
         parts.append(f"<section id=provenance><h2>Provenance</h2><ul><li>git <code>{_e(p['git_sha'])}</code>"
-                     f"{' (dirty)' if p['git_dirty'] else ''}</li><li>packages: {_e(pk)}</li><li>host: {_e(json.dumps(p['host']))}</li>"
-                     f"<li>data: {_e(json.dumps(p['data']))}</li><li>seeds: {_e(json.dumps(p['seeds']))}</li></ul></section>")
+                     f"{' (dirty)' if p['git_dirty'] else ''}</li><li>packages: {_e(pk)}</li><li>host: "
+                     f"{_e(json.dumps(p['host']))}</li><li>data: {_e(json.dumps(p['data']))}</li><li>seeds: "
+                     f"{_e(json.dumps(p['seeds']))}</li></ul></section>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -51,10 +51,13 @@ def _host(store: Store, run_id: str, names: dict) -> pd.DataFrame:
         if m["device"] != "host":
             continue
         lo, hi = _interval(m["accuracy"], m["n"])
-        rows.append({"variant_id": m["variant_id"], "variant": "(teacher)" if m["subject"] == "teacher" else names.get(m["variant_id"], m["variant_id"]),
-                     "subject": m["subject"], "runtime": m["runtime"], "accuracy": m["accuracy"], "acc_lo": lo, "acc_hi": hi, "n": m["n"],
+        rows.append({"variant_id": m["variant_id"],
+                     "variant": "(teacher)" if m["subject"] == "teacher" else names.get(m["variant_id"], m["variant_id"]),
+                     "subject": m["subject"], "runtime": m["runtime"], "accuracy": m["accuracy"], "acc_lo": lo, "acc_hi": hi,
+                     "n": m["n"],
                      "size_bytes": m["size_bytes"], "dev_correct": (m["metrics"] or {}).get("dev_correct")})
-    return pd.DataFrame(rows, columns=["variant_id", "variant", "subject", "runtime", "accuracy", "acc_lo", "acc_hi", "n", "size_bytes",
+    return pd.DataFrame(rows,
+                        columns=["variant_id", "variant", "subject", "runtime", "accuracy", "acc_lo", "acc_hi", "n", "size_bytes",
                                        "dev_correct"])
 
 
@@ -62,7 +65,8 @@ def _devices(rows: list[dict], host: pd.DataFrame) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=["variant_id", "subject", "variant", "device", "runtime", "accuracy", "n", "acc_lo", "acc_hi",
-                                     "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes", "peak_rss_bytes", "model_memory_bytes",
+                                     "host_n", "subset", "p50_ms", "p90_ms", "p99_ms", "size_bytes", "model_bytes",
+                                     "peak_rss_bytes", "model_memory_bytes",
                                      "null_p50_ms", "null_p90_ms", "emulated", "verdict", "verdict_reason", "samples",
                                      "p50_ci_low_ms", "p50_ci_high_ms", "max_logit_drift", "host_accuracy", "int8_note",
                                      "e2e_p50_ms", "e2e_p90_ms", "e2e_tokenizer", "latency_ms", "latency_basis", "profile"])
@@ -88,7 +92,8 @@ def ladder_frame(store: Store, run_id: str, host: pd.DataFrame) -> pd.DataFrame:
         if name is None or names[name] not in art.index:
             continue
         m = art.loc[names[name]]
-        row = {"variant": name, "size_bytes": m["size_bytes"], "accuracy": m["accuracy"], "acc_lo": m["acc_lo"], "acc_hi": m["acc_hi"],
+        row = {"variant": name, "size_bytes": m["size_bytes"], "accuracy": m["accuracy"], "acc_lo": m["acc_lo"],
+               "acc_hi": m["acc_hi"],
                "n": m["n"], "d_acc": None, "p_value": None, "verdict": ""}
         if prev is not None:
             row["d_acc"] = m["accuracy"] - prev["accuracy"]
@@ -100,7 +105,8 @@ def ladder_frame(store: Store, run_id: str, host: pd.DataFrame) -> pd.DataFrame:
                 row["verdict"] = "no per-row results: not tested"
         out.append(row)
         prev = m
-    return pd.DataFrame(out, columns=["variant", "size_bytes", "accuracy", "acc_lo", "acc_hi", "n", "d_acc", "p_value", "verdict"])
+    return pd.DataFrame(out,
+                        columns=["variant", "size_bytes", "accuracy", "acc_lo", "acc_hi", "n", "d_acc", "p_value", "verdict"])
 
 
 def _stages(store: Store, run_id: str, names: dict) -> pd.DataFrame:
@@ -118,8 +124,10 @@ def _stages(store: Store, run_id: str, names: dict) -> pd.DataFrame:
                     "failed": sum(r["status"] in ("failed", "skipped") for r in mine),
                     "computed_s": sum(r["wall_s"] or 0.0 for r in ran),
                     "cached_original_s": sum(o["wall_s"] or 0.0 for o in origin) if cached else None,
-                    "cached_from": ", ".join(sorted({o["run_id"] for o in origin})) or ("-" if not cached else "an earlier cache")})
-    return pd.DataFrame(out, columns=["stage", "rows", "computed", "cached", "failed", "computed_s", "cached_original_s", "cached_from"])
+                    "cached_from": ", ".join(sorted({o["run_id"] for o in origin}))
+                    or ("-" if not cached else "an earlier cache")})
+    return pd.DataFrame(out, columns=["stage", "rows", "computed", "cached", "failed", "computed_s", "cached_original_s",
+                                      "cached_from"])
 
 
 def _floors(devices: pd.DataFrame) -> pd.DataFrame:
@@ -143,7 +151,8 @@ def within(row, budget: dict | None) -> bool:
 
 def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) -> pd.DataFrame:
     cols = ["device", "runtime", "variant", "within_budget", "candidates", "size_bytes", "x_smaller", "p50_ms", "x_faster",
-            "peak_rss_bytes", "teacher_peak_rss_bytes", "model_memory_bytes", "teacher_model_memory_bytes", "accuracy", "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated", "fastest"]
+            "peak_rss_bytes", "teacher_peak_rss_bytes", "model_memory_bytes", "teacher_model_memory_bytes", "accuracy",
+            "teacher_accuracy", "d_acc", "d_acc_lo", "d_acc_hi", "emulated", "fastest"]
     if devices.empty:
         return pd.DataFrame(columns=cols)
     teacher_host = host[host["subject"] == "teacher"]
@@ -160,17 +169,21 @@ def _headline(devices: pd.DataFrame, host: pd.DataFrame, budget: dict | None) ->
         best = pick.sort_values(["host_accuracy", "size_bytes"], ascending=[False, True], na_position="last").iloc[0]
         teacher = devices[(devices["device"] == dev) & (devices["subject"] == "teacher")]
         t = teacher.iloc[0] if len(teacher) else None
-        d = (best["host_accuracy"] - t_acc, float("nan"), float("nan")) if t_acc is not None and best["host_accuracy"] is not None else (None,) * 3
+        d = (best["host_accuracy"] - t_acc, float("nan"),
+             float("nan")) if t_acc is not None and best["host_accuracy"] is not None else (None,) * 3
         if t_bits and bits.get(best["variant_id"]) and len(t_bits) == len(bits[best["variant_id"]]):
             d = paired_diff_ci(bits[best["variant_id"]], t_bits)
         out.append({"device": dev, "runtime": rt, "variant": best["variant"], "within_budget": bool(len(ok)) if budget else None,
                     "candidates": len(arts), "size_bytes": best["size_bytes"],
                     "x_smaller": (t["model_bytes"] / best["size_bytes"]) if t is not None and best["size_bytes"] else None,
-                    "p50_ms": best["p50_ms"], "x_faster": (t["p50_ms"] / best["p50_ms"]) if t is not None and best["p50_ms"] else None,
-                    "peak_rss_bytes": best["peak_rss_bytes"], "teacher_peak_rss_bytes": t["peak_rss_bytes"] if t is not None else None,
+                    "p50_ms": best["p50_ms"],
+                    "x_faster": (t["p50_ms"] / best["p50_ms"]) if t is not None and best["p50_ms"] else None,
+                    "peak_rss_bytes": best["peak_rss_bytes"],
+                    "teacher_peak_rss_bytes": t["peak_rss_bytes"] if t is not None else None,
                     "model_memory_bytes": best["model_memory_bytes"],
                     "teacher_model_memory_bytes": t["model_memory_bytes"] if t is not None else None,
-                    "accuracy": best["host_accuracy"], "teacher_accuracy": t_acc, "d_acc": d[0], "d_acc_lo": d[1], "d_acc_hi": d[2],
+                    "accuracy": best["host_accuracy"], "teacher_accuracy": t_acc, "d_acc": d[0], "d_acc_lo": d[1],
+                    "d_acc_hi": d[2],
                     "emulated": bool(best["emulated"])})
     for o in out:  # the runtime with the lowest p50 on each device (each runtime's own best variant)
         rivals = [x["p50_ms"] for x in out if x["device"] == o["device"] and x["p50_ms"] is not None]
@@ -198,7 +211,8 @@ def _summary(run: dict) -> dict[str, str]:
     if any(k in s for k in keys):
         out["stages"] = ", ".join(f"{s.get(k, 0)} {k}" for k in keys)
     if "executor" in s:
-        out["executor"] = f"{s['executor']} (setup {s.get('executor_setup_s', 0):.1f} s, driver's own work {s.get('driver_overhead_s', 0):.2f} s)"
+        out["executor"] = (f"{s['executor']} (setup {s.get('executor_setup_s', 0):.1f} s, "
+                           f"driver's own work {s.get('driver_overhead_s', 0):.2f} s)")
     if "error" in s:
         out["error"] = str(s["error"])
     return out
@@ -224,7 +238,8 @@ def paired_compare(store: Store, host: pd.DataFrame, compare: list[dict]) -> pd.
             before[c["baseline"]] = _bits(_host(store, c["baseline"], {}))
         b = before[c["baseline"]]
         (a_acc, a_bits), (b_acc, b_bits) = now.get(c["variant_id"], (None, None)), b.get(c["variant_id"], (None, None))
-        row = {**c, "host_d_acc": None if a_acc is None or b_acc is None else a_acc - b_acc, "mcnemar_p": None, "acc_reading": "-"}
+        row = {**c, "host_d_acc": None if a_acc is None or b_acc is None else a_acc - b_acc, "mcnemar_p": None,
+               "acc_reading": "-"}
         if a_bits and b_bits and len(a_bits) == len(b_bits):
             t = mcnemar_bits(a_bits, b_bits)
             row["mcnemar_p"] = t["p_value"]

@@ -41,11 +41,12 @@ def profile_table(m: ReportModel, dev: str) -> Table | None:
                      f"{p['sum_over_p50']:.2f} x p50" if p.get("sum_over_p50") else "-"])
     if not rows:
         return None
-    note = ("Time per inference by operator, from a profiled pass after the timed one (onnxruntime: session profiling, by operator "
-            "type; TVM: the VM's call instrument, by kernel). Each profiler's own cost per call, estimated as its cheapest call, is "
-            "subtracted; the last row of each model compares the profile's sum with the unprofiled p50. onnxruntime's profiler "
-            "also serialises its thread pool, so at 2 threads its sum can exceed the p50.")
-    return Table(f"ops-{dev}", f"Top operators on {dev}", note, _frame(rows, ["model", "operator", "kind", "calls", "ms per inference", "share"]))
+    note = ("Time per inference by operator, from a profiled pass after the timed one (onnxruntime: session profiling, "
+            "by operator type; TVM: the VM's call instrument, by kernel). Each profiler's own cost per call, estimated as its "
+            "cheapest call, is subtracted; the last row of each model compares the profile's sum with the unprofiled p50. "
+            "onnxruntime's profiler also serialises its thread pool, so at 2 threads its sum can exceed the p50.")
+    return Table(f"ops-{dev}", f"Top operators on {dev}", note,
+                 _frame(rows, ["model", "operator", "kind", "calls", "ms per inference", "share"]))
 
 
 def with_profiles(tables: list[Table], m: ReportModel) -> list[Table]:

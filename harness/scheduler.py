@@ -23,7 +23,8 @@ def placement(node, spec=None) -> dict | None:
     """Ray resources that pin the node: its device's node (inventory `ray_resource`), or the stage's
     node from the config's `cluster.resources`; None: anywhere."""
     cluster = getattr(node.payload["config"], "cluster", None)
-    where = getattr(spec, "ray_resource", None) or node.payload.get("pin") or (cluster.resources.get(node.stage) if cluster else None)
+    where = getattr(spec, "ray_resource",
+                    None) or node.payload.get("pin") or (cluster.resources.get(node.stage) if cluster else None)
     return {where: PIN} if where else None
 
 
@@ -106,7 +107,8 @@ class Scheduler:
             if got is False:
                 res = StageResult(node.stage, node.variant_id, "failed", {"node_key": key, "device": node.payload["device"]},
                                   f"no healthy device: {node.payload['device']} is quarantined "
-                                  f"({self.pool.quarantined.get(node.payload['device'], '')}) and has no sibling with the same tags",
+                                  f"({self.pool.quarantined.get(node.payload['device'], '')}) and has no sibling with "
+                                  "the same tags",
                                   "infrastructure")
                 self._finish(key, res)
                 return True
@@ -170,7 +172,8 @@ class Scheduler:
                     node = self.nodes[key]
                     self.state[key] = "skipped"
                     self.counts["skipped"] += 1
-                    res = StageResult(node.stage, node.variant_id, "skipped", {"node_key": key}, f"upstream stage '{why}' failed", "variant")
+                    res = StageResult(node.stage, node.variant_id, "skipped", {"node_key": key},
+                                      f"upstream stage '{why}' failed", "variant")
                     self.record(node, res)
                     self._progress(node, res)
                     continue

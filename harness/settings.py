@@ -11,7 +11,6 @@ from harness.config import ExperimentConfig
 
 def load_data(cfg: ExperimentConfig):
     from eibert.data import load_task
-
     from eibert.selection import SelectionSettings, carve_selection
 
     t = cfg.task
@@ -36,7 +35,8 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
     d["phases"] = tuple(PhaseSettings(**p.model_dump()) for p in c.distill.phases)
     q = c.quant
     quant = None if q.granularity == "none" else QuantSettings(granularity=q.granularity, method=q.method, bits=q.bits,
-                                                               activations=q.activations, mixed=q.mixed, steps_per_block=q.steps_per_block,
+                                                               activations=q.activations, mixed=q.mixed,
+                                                               steps_per_block=q.steps_per_block,
                                                                lr=q.lr)
     return {
         "student": student,

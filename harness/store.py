@@ -134,10 +134,12 @@ def _engine(raw: str, shown: str):
     try:
         engine = sa.create_engine(raw, future=True, hide_parameters=True)
     except ModuleNotFoundError as e:
-        raise UserError(f"{shown}: its database driver is not installed ({e.name}); SQLite paths and postgresql:// work as installed") from None
+        raise UserError(f"{shown}: its database driver is not installed ({e.name}); SQLite paths and postgresql:// work "
+                        "as installed") from None
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as e:
         first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise UserError(f"{shown}: not a database URL SQLAlchemy can use ({display_url(first) if '://' in first else first})") from None
+        raise UserError(f"{shown}: not a database URL SQLAlchemy can use "
+                        f"({display_url(first) if '://' in first else first})") from None
     return engine
 
 
@@ -174,7 +176,8 @@ class Tx:
             sa.select(variants.c.variant_id).where(variants.c.run_id == run_id, variants.c.variant_id == variant_id)
         ).first()
         if not exists:
-            self.conn.execute(variants.insert().values(run_id=run_id, variant_id=variant_id, name=name, overrides_json=_j(overrides), config_json=_j(config)))
+            self.conn.execute(variants.insert().values(run_id=run_id, variant_id=variant_id, name=name,
+                                                       overrides_json=_j(overrides), config_json=_j(config)))
 
     def add_stage(self, run_id: str, variant_id: str, stage: str, *, status: str = "ok", error: str | None = None,
                   error_kind: str | None = None, cache_key: str | None = None, wall_s: float | None = None,
@@ -245,7 +248,8 @@ class Store:
         try:
             tables = set(sa.inspect(self.engine).get_table_names())
         except (sa.exc.SQLAlchemyError, ModuleNotFoundError, ValueError) as e:
-            raise UserError(f"{self.url}: not a readable database ({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:120]})") from None
+            raise UserError(f"{self.url}: not a readable database "
+                            f"({str(e.orig if hasattr(e, 'orig') else e).splitlines()[0][:120]})") from None
         if not {"runs", "variants", "stage_results", "measurements"} <= tables:
             raise UserError(f"{self.url}: not an eib results database (no runs table)")
 
@@ -259,7 +263,8 @@ class Store:
         run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         with self.transaction() as tx:  # a running run names its driver (harness.driver reaps it if that dies)
             tx.conn.execute(runs.insert().values(run_id=run_id, name=name, config_path=config_path, config_json=_j(config),
-                                                 status="running", created_at=time.time(), summary_json=_j({"driver": driver_id()})))
+                                                 status="running", created_at=time.time(),
+                                                 summary_json=_j({"driver": driver_id()})))
         return run_id
 
     def reopen_run(self, run_id: str) -> None:
@@ -269,7 +274,8 @@ class Store:
 
     def finish_run(self, run_id: str, status: str, summary: dict | None = None) -> None:
         with self.transaction() as tx:
-            tx.conn.execute(runs.update().where(runs.c.run_id == run_id).values(status=status, finished_at=time.time(), summary_json=_j(summary)))
+            tx.conn.execute(runs.update().where(runs.c.run_id == run_id)
+                            .values(status=status, finished_at=time.time(), summary_json=_j(summary)))
 
     def _rows(self, query) -> list[dict]:
         with self.engine.connect() as conn:

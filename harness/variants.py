@@ -26,7 +26,6 @@ from eibutil.yamlio import models_in
 from harness.config import ExperimentConfig, validate_config
 from harness.identity import content_view
 
-
 # Keys that describe the experiment, not a variant's result.
 _NOT_HASHED = ("name", "sweep", "results")
 _NOT_SWEEPABLE = ("name", "sweep", "results", "cache_dir", "inventory")
@@ -34,11 +33,16 @@ _NOT_SWEEPABLE = ("name", "sweep", "results", "cache_dir", "inventory")
 ABLATIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # The EI-BERT ladder: each rung adds one stage of the method.
     "eibert": [
-        ("finetune", {"compress.distill.mode": "finetune", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
-        ("standard-kd", {"compress.distill.mode": "standard", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
-        ("cross-kd-no-integration", {"compress.distill.mode": "cross", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
-        ("cross-kd", {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "none"}),
-        ("cross-kd+int8-lsq", {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "per-channel", "compress.quant.method": "lsq"}),
+        ("finetune",
+         {"compress.distill.mode": "finetune", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
+        ("standard-kd",
+         {"compress.distill.mode": "standard", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
+        ("cross-kd-no-integration",
+         {"compress.distill.mode": "cross", "compress.distill.integrate": False, "compress.quant.granularity": "none"}),
+        ("cross-kd",
+         {"compress.distill.mode": "cross", "compress.distill.integrate": True, "compress.quant.granularity": "none"}),
+        ("cross-kd+int8-lsq", {"compress.distill.mode": "cross", "compress.distill.integrate": True,
+                               "compress.quant.granularity": "per-channel", "compress.quant.method": "lsq"}),
     ]
 }
 

@@ -58,8 +58,10 @@ def tiny_artifact(tiny_bert, tmp_path_factory):
         (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
     data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
     cache = tmp_path_factory.mktemp("cache-art")
-    res = compress(str(tiny_bert), data, student={"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True},
-                   vocab=VocabSettings(size=400, importance_rows=64), distill=DistillSettings(mode="cross", max_steps=4, batch_size=16),
+    res = compress(str(tiny_bert), data,
+                   student={"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True},
+                   vocab=VocabSettings(size=400, importance_rows=64),
+                   distill=DistillSettings(mode="cross", max_steps=4, batch_size=16),
                    quant=QuantSettings(granularity="per-channel", steps_per_block=20), cache_dir=str(cache), max_seq_len=32,
                    calib_rows=32, progress=False)
     return Path(res["artifact_dir"]), data, cache

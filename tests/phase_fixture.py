@@ -1,26 +1,25 @@
 """A tiny phased-distillation run, importable by a subprocess (the SIGKILL resume test)."""
 
+from eibert.cache import Cache
 from eibert.data import load_task
-from eibert.distill import DistillSettings
+from eibert.distill import DistillSettings, pair_rows
 from eibert.hub import load_classifier, load_tokenizer
 from eibert.phased import slot_rows, training_rows
 from eibert.phases import PhaseSettings, run_phases
 from eibert.student import Student, StudentSpec, init_from_teacher, layer_map, pick_hidden_dims
-from eibert.textcls import encode
-from eibert.distill import pair_rows
 from eibert.teacher_outputs import teacher_outputs
-from eibert.cache import Cache
-from eibert.textcls import set_seed
+from eibert.textcls import encode, set_seed
 
-PHASES = (PhaseSettings("intermediate", epochs=1, patience=None), PhaseSettings("prediction", epochs=2), PhaseSettings("cross", epochs=0.25))
+PHASES = (PhaseSettings("intermediate", epochs=1, patience=None), PhaseSettings("prediction", epochs=2),
+          PhaseSettings("cross", epochs=0.25))
 
 
 def run(teacher_dir: str, ckpt_dir: str, on_step=None):
     """Returns (report, student state) of intermediate -> prediction -> cross on 48 rows (+48 augmented)."""
-    from tests.conftest import tiny_sentences
-
     import tempfile
     from pathlib import Path
+
+    from tests.conftest import tiny_sentences
 
     folder = Path(tempfile.mkdtemp())
     rows = tiny_sentences(80)
@@ -30,9 +29,11 @@ def run(teacher_dir: str, ckpt_dir: str, on_step=None):
     tok, teacher = load_tokenizer(teacher_dir), load_classifier(teacher_dir).eval()
     set_seed(0)
     texts, labels = training_rows(data, [t.upper()[: len(t) // 2] for t in data.train["text_a"]])
-    outputs, _ = teacher_outputs(teacher, tok, texts, layers=layer_map(2, 1), max_seq_len=32, cache=Cache(folder / "c"), key_spec={}, progress=False)
+    outputs, _ = teacher_outputs(teacher, tok, texts, layers=layer_map(2, 1), max_seq_len=32, cache=Cache(folder / "c"),
+                                 key_spec={}, progress=False)
     old_ids = list(range(tok.vocab_size))
-    spec = StudentSpec(vocab_size=tok.vocab_size, hidden=16, heads=1, ffn=32, embedding_size=8, layers=1, integrate=True, teacher_hidden=32,
+    spec = StudentSpec(vocab_size=tok.vocab_size, hidden=16, heads=1, ffn=32, embedding_size=8, layers=1, integrate=True,
+                       teacher_hidden=32,
                        max_positions=32, dropout=0.1)
     student = Student(spec)
     t_rows = encode(tok, data.train, 32)

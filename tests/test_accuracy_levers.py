@@ -62,14 +62,16 @@ def test_selection_split_shares_no_sentence_or_sub_phrase_with_train(treebank):
     assert {"the film", "boring", "love"} <= set(train)  # 1-2 word rows are generic and stay
     rep = data.split_report
     assert rep["removed_rows"] == len(treebank.train) - len(data.train) > 2
-    assert data.checksums["selection"] != carve_selection(treebank, SelectionSettings(sentences=2, seed=1)).checksums.get("selection", "")
+    assert data.checksums["selection"] != carve_selection(treebank,
+                                                          SelectionSettings(sentences=2, seed=1)).checksums.get("selection", "")
 
 
 def test_teacher_outputs_equal_a_fresh_forward_and_hit_the_cache(tiny_bert, tmp_path):
     teacher, tok = load_classifier(str(tiny_bert)).eval(), load_tokenizer(str(tiny_bert))
     texts = [s for s, _ in SENTENCES] + ["short one", "[MASK] movie"]
     cache = Cache(tmp_path)
-    out, rep = teacher_outputs(teacher, tok, texts, layers=[0, 1], max_seq_len=16, cache=cache, key_spec={"t": "tiny"}, progress=False)
+    out, rep = teacher_outputs(teacher, tok, texts, layers=[0, 1], max_seq_len=16, cache=cache, key_spec={"t": "tiny"},
+                               progress=False)
     assert not rep["cache_hit"] and rep["rows"] == len(texts) and rep["bytes"] > 0
     for i, t in enumerate(texts):
         enc = tok([t], truncation=True, max_length=16)
@@ -81,7 +83,8 @@ def test_teacher_outputs_equal_a_fresh_forward_and_hit_the_cache(tiny_bert, tmp_
         for j, layer in enumerate([0, 1]):
             want = slot_means(ref.hidden_states[layer + 1], slots, n)[0].numpy()
             np.testing.assert_allclose(out.hidden(i)[:, j].astype(np.float32), want, atol=2e-3, rtol=2e-3)  # fp16
-    again, rep2 = teacher_outputs(teacher, tok, texts, layers=[0, 1], max_seq_len=16, cache=cache, key_spec={"t": "tiny"}, progress=False)
+    again, rep2 = teacher_outputs(teacher, tok, texts, layers=[0, 1], max_seq_len=16, cache=cache, key_spec={"t": "tiny"},
+                                  progress=False)
     assert rep2["cache_hit"] and np.array_equal(again.logits, out.logits)
 
 
@@ -104,7 +107,8 @@ def test_augmentation_is_seeded_and_augmented_rows_have_soft_labels_only(tiny_be
 
 def test_folded_head_gives_the_same_logits():
     torch.manual_seed(0)
-    s = Student(StudentSpec(vocab_size=50, hidden=16, heads=2, ffn=32, embedding_size=8, integrate=True, teacher_hidden=24, max_positions=16)).eval()
+    s = Student(StudentSpec(vocab_size=50, hidden=16, heads=2, ffn=32, embedding_size=8, integrate=True, teacher_hidden=24,
+                            max_positions=16)).eval()
     with torch.no_grad():
         s.bridge.weight.normal_()
         s.bridge.bias.normal_()
@@ -157,7 +161,8 @@ def test_phases_run_in_order_and_resume_after_sigkill_with_the_same_weights(tiny
 
 def test_wilson_interval_and_exact_mcnemar_against_hand_computed_values():
     lo, hi = wilson(0.82, 872)
-    # by hand: centre (0.82 + 1.96²/1744) / (1 + 1.96²/872) = 0.818596; half 1.96·sqrt(0.1476/872 + 1.96²/(4·872²)) / 1.004406 = 0.025483
+    # by hand: centre (0.82 + 1.96²/1744) / (1 + 1.96²/872) = 0.818596;
+    # half 1.96·sqrt(0.1476/872 + 1.96²/(4·872²)) / 1.004406 = 0.025483
     assert (round(lo, 4), round(hi, 4)) == (0.7931, 0.8441)
     labels = [1] * 10
     one_row = mcnemar_exact([1] * 10, [1] * 9 + [0], labels)

@@ -55,7 +55,8 @@ def two_nodes(tmp_path):
     subprocess.run([RAY, "get-auth-token", "--generate"], capture_output=True, timeout=60, env=env)
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     try:
-        head = subprocess.run([RAY, "start", "--head", "--port", str(port), "--resources", '{"head": 1}', "--include-dashboard", "false",
+        head = subprocess.run([RAY, "start", "--head", "--port", str(port), "--resources", '{"head": 1}', "--include-dashboard",
+                               "false",
                                *common], capture_output=True, text=True, timeout=180, env=env, cwd="/")
         assert head.returncode == 0, head.stderr
         joined = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c",
@@ -63,10 +64,10 @@ def two_nodes(tmp_path):
                                  f"--resources '{{\"worker\": 1}}' {' '.join(common)}"],
                                 capture_output=True, text=True, timeout=180, env=env, cwd="/")
         assert joined.returncode == 0, joined.stderr
-        probe = subprocess.run([sys.executable, "-c", (
-            "import json, ray; ray.init(address='127.0.0.1:%d', logging_level='ERROR');"
-            "print(json.dumps({r: n['NodeID'] for n in ray.nodes() if n['Alive'] for r in ('head', 'worker') if r in n['Resources']}))")
-            % port], capture_output=True, text=True, timeout=120, env=env, cwd="/")
+        code = (f"import json, ray; ray.init(address='127.0.0.1:{port}', logging_level='ERROR');"
+                "print(json.dumps({r: n['NodeID'] for n in ray.nodes() if n['Alive'] for r in ('head', 'worker') if r in "
+                "n['Resources']}))")
+        probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd="/")
         nodes = json.loads(probe.stdout.strip().splitlines()[-1])
         assert set(nodes) == {"head", "worker"} and nodes["head"] != nodes["worker"], probe.stdout + probe.stderr
         yield f"127.0.0.1:{port}", nodes
@@ -91,7 +92,8 @@ def test_sweep_on_two_nodes_without_a_shared_disk(two_nodes, tiny_bert, task_fil
     single, _ = _results(one.parent)
     multi, stages = _results(two.parent)
     assert multi == single  # same accuracies and sizes, measurement by measurement (1 thread per stage in both)
-    want = {"teacher": "head", "importance": "head", "vocab": "head", "student": "worker", "artifact": "worker", "measure": "head"}
+    want = {"teacher": "head", "importance": "head", "vocab": "head", "student": "worker", "artifact": "worker",
+            "measure": "head"}
     for r in stages:
         assert r["status"] == "ok", r
         assert r["output"]["ray_node"] == ids[want[r["stage"]]], (r["stage"], r["output"]["ray_node"])

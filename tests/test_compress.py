@@ -36,7 +36,10 @@ def tiny(tiny_bert, tmp_path_factory):
     return {"teacher": str(tiny_bert), "data": data, "cache": str(tmp_path_factory.mktemp("cache"))}
 
 
-def run(tiny, quant=QuantSettings(granularity="per-channel", steps_per_block=20), mode="cross"):
+QUANT = QuantSettings(granularity="per-channel", steps_per_block=20)
+
+
+def run(tiny, quant=QUANT, mode="cross"):
     return compress(tiny["teacher"], tiny["data"], student=STUDENT, vocab=VocabSettings(size=400, importance_rows=64),
                     distill=DistillSettings(mode=mode, max_steps=4, batch_size=16), quant=quant,
                     cache_dir=tiny["cache"], max_seq_len=32, calib_rows=32, progress=False)
@@ -101,7 +104,8 @@ def _tiny_student(tiny, tmp_path):
     keep = select_tokens(t_tok, token_frequency(rows_t, len(t_tok)), 400)
     s_tok, old_ids = build_pruned_tokenizer(t_tok, keep, tmp_path / "tok")
     rows_s = encode(s_tok, tiny["data"].train, 32)
-    spec = StudentSpec(vocab_size=400, hidden=16, layers=1, heads=1, ffn=32, embedding_size=8, integrate=True, teacher_hidden=32, max_positions=32)
+    spec = StudentSpec(vocab_size=400, hidden=16, layers=1, heads=1, ffn=32, embedding_size=8, integrate=True, teacher_hidden=32,
+                       max_positions=32)
     student = Student(spec)
     dims = torch.arange(16)
     init_from_teacher(student, teacher, old_ids, dims)
@@ -118,7 +122,8 @@ def test_cross_distillation_changes_both_models_the_teacher_less(tiny, tmp_path)
     teacher, student, rows, dims = _tiny_student(tiny, tmp_path)
     t0 = {n: p.detach().clone() for n, p in teacher.named_parameters()}
     s0 = {n: p.detach().clone() for n, p in student.named_parameters()}
-    fit = train_student(student, teacher, rows, DistillSettings(mode="cross", max_steps=4, batch_size=16, student_lr=3e-3, teacher_lr=1e-4),
+    fit = train_student(student, teacher, rows,
+                        DistillSettings(mode="cross", max_steps=4, batch_size=16, student_lr=3e-3, teacher_lr=1e-4),
                         dims=dims, progress=False)
     assert fit["teacher_trained"] and fit["steps"] == 4
     dt, ds = _rel_change(t0, teacher), _rel_change(s0, student)
@@ -126,7 +131,8 @@ def test_cross_distillation_changes_both_models_the_teacher_less(tiny, tmp_path)
     # Standard distillation leaves the teacher exactly as it was.
     teacher2, student2, rows2, dims2 = _tiny_student(tiny, tmp_path / "b")
     t1 = {n: p.detach().clone() for n, p in teacher2.named_parameters()}
-    train_student(student2, teacher2, rows2, DistillSettings(mode="standard", max_steps=2, batch_size=16), dims=dims2, progress=False)
+    train_student(student2, teacher2, rows2, DistillSettings(mode="standard", max_steps=2, batch_size=16), dims=dims2,
+                  progress=False)
     assert _rel_change(t1, teacher2) == 0.0
 
 
@@ -170,7 +176,8 @@ def test_lsq_step_sizes_move_and_reduce_block_error(tiny, tmp_path):
     assert any(e["mse_after"] < e["mse_before"] for e in errs.values())
     d = to_deploy(q)
     b = calib[0]
-    assert torch.allclose(d(b["input_ids"], b["attention_mask"])["logits"], q(b["input_ids"], b["attention_mask"])["logits"], atol=1e-5)
+    assert torch.allclose(d(b["input_ids"], b["attention_mask"])["logits"], q(b["input_ids"], b["attention_mask"])["logits"],
+                          atol=1e-5)
 
 
 def test_mixed_precision_packs_int4_ffn_and_fp16_embeddings(tiny):
@@ -217,7 +224,8 @@ def test_artifact_rebuilds_for_torch_export_and_tvm(tiny):
     ort = ort_logits(res["artifact_dir"], [(ids, 0)])
     assert np.abs(model(x, mask).detach().numpy() - ort).max() < LOGIT_TOL
     ep = torch.export.export(model, (x, mask))
-    ex = tvm.compile(from_exported_program(ep, keep_params_as_input=False), target=tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"}))
+    ex = tvm.compile(from_exported_program(ep, keep_params_as_input=False),
+                     target=tvm.target.Target({"kind": "llvm", "mtriple": "x86_64-linux-gnu"}))
     out = relax.VirtualMachine(ex, tvm.cpu())["main"](tvm.runtime.tensor(x.numpy()), tvm.runtime.tensor(mask.numpy()))
     out = out.numpy() if hasattr(out, "numpy") else out[0].numpy()
     assert np.abs(out - ort).max() < LOGIT_TOL

@@ -59,7 +59,8 @@ def test_defaults_fill_a_minimal_config(tmp_path):
 
 def test_variant_id_is_stable_and_content_addressed(tmp_path):
     a = expand(load_config(write(tmp_path, BASE + "sweep: {grid: {compress.vocab.size: [2000, 4000]}}\n")), tmp_path / "exp.yaml")
-    b = expand(load_config(write(tmp_path, "name: other\ninventory: inventory.yaml\ncompress: {vocab: {size: 4000}}\n")), tmp_path / "exp.yaml")
+    b = expand(load_config(write(tmp_path, "name: other\ninventory: inventory.yaml\ncompress: {vocab: {size: 4000}}\n")),
+               tmp_path / "exp.yaml")
     assert a[1].variant_id == b[0].variant_id  # same settings, different experiment name: same variant
     assert a[0].variant_id != a[1].variant_id
 
@@ -83,7 +84,8 @@ MALFORMED = [
     ("teacher: {epoch: 3}\n", "teacher.epoch", "unknown key; allowed: batch_size, epochs, learning_rate"),
     ("teacher: {epochs: three}\n", "teacher.epochs", "Input should be a valid number"),
     ("teacher: {learning_rate: 2}\n", "teacher.learning_rate", "less than 1"),
-    ("compress: {quant: {granularity: per-row}}\n", "compress.quant.granularity", "'none', 'per-tensor', 'per-channel' or 'per-module'"),
+    ("compress: {quant: {granularity: per-row}}\n", "compress.quant.granularity",
+     "'none', 'per-tensor', 'per-channel' or 'per-module'"),
     ("!full:inventory: inventory.yaml\n", "name", "required key is missing"),
     ("!full:name: 'my run!'\ninventory: inventory.yaml\n", "name", "String should match pattern"),
     ("task: {source: files}\n", "task", "source 'files' needs both task.train_file and task.dev_file"),
@@ -92,7 +94,8 @@ MALFORMED = [
     ("compress: {student: {hidden: 130, heads: 4}}\n", "compress.student", "hidden (130) must be divisible by heads (4)"),
     ("devices: [rpi9]\n", "devices[0]", "unknown device 'rpi9'; inventory.yaml has: local, box"),
     ("targets: [riscv]\n", "targets[0]", "unknown target 'riscv'; allowed: x86-64"),
-    ("sweep: {grid: {compress.vocab.sise: [1000]}}\n", "sweep.grid.compress.vocab.sise", "unknown key path 'compress.vocab.sise'; keys under compress.vocab: importance_rows, method, size"),
+    ("sweep: {grid: {compress.vocab.sise: [1000]}}\n", "sweep.grid.compress.vocab.sise",
+     "unknown key path 'compress.vocab.sise'; keys under compress.vocab: importance_rows, method, size"),
     ("sweep: {grid: {compress.vocab.size: [4000, 5]}}\n", "sweep.grid", "gives an invalid config: compress.vocab.size"),
     ("sweep: {grid: {name: [a, b]}}\n", "sweep.grid.name", "'name' cannot be swept"),
     ("teacher: {epochs: 3\n", "", "invalid YAML: line"),
@@ -105,15 +108,19 @@ MALFORMED = [
     ("task: {text_fields: [a, b, c]}\n", "task.text_fields", "at most 2 items"),
     ("compress: {quant: {bits: 3}}\n", "compress.quant.bits", "Input should be 4 or 8"),
     ("compress: {quant: {bits: 4}}\n", "compress.quant", "only bits: 8 is implemented for every weight"),
-    ("compress: {quant: {mixed: true, granularity: per-module}}\n", "compress.quant", "mixed: true needs granularity per-tensor or per-channel"),
+    ("compress: {quant: {mixed: true, granularity: per-module}}\n", "compress.quant",
+     "mixed: true needs granularity per-tensor or per-channel"),
     ("task: {source: hub}\n", "task", "source 'hub' needs task.hub_id"),
     ("compress: {student: {max_positions: 32}}\n", "", "compress.student.max_positions (32) is below task.max_seq_len (64)"),
     ("measure: {seq_len: 128}\n", "", "measure.seq_len (128) exceeds the student's positions (64"),
-    ("!full:a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nname: *e\n", "", "expands to more than 100,000 values"),
+    ("!full:a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, "
+     "*b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, "
+     "*d]\nname: *e\n", "", "expands to more than 100,000 values"),
     ("teacher: {epochs: " + "[" * 20000 + "]" * 20000 + "}\n", "", "nested deeper than 64 levels"),
     ("sweep: {grid: {" + ", ".join(f"compress.distill.alpha_{k}: [0, 1, 2, 3]" for k in ("ce", "kl", "hidden", "attn")) + ", "
      + ", ".join(f"teacher.{k}: [0.1, 0.2, 0.3, 0.4]" for k in ("warmup_ratio", "weight_decay", "learning_rate")) + ", "
-     + "compress.distill.temperature: [1, 2, 3, 4], compress.quant.lr: [0.1, 0.2, 0.3, 0.4], compress.distill.teacher_kl: [1, 2, 3, 4]}}\n",
+     + "compress.distill.temperature: [1, 2, 3, 4], compress.quant.lr: [0.1, 0.2, 0.3, 0.4], compress.distill.teacher_kl: [1, "
+     "2, 3, 4]}}\n",
      "sweep", "1,048,576 sweep points; at most 1,000"),
     ("!full:name: " + "x" * 2000 + "\ninventory: inventory.yaml\n", "name", "String should have at most 64 characters"),
     # numbers that cannot train, and values YAML did not mean as integers or booleans
@@ -228,7 +235,8 @@ def test_evaluate_a_truncated_model_or_a_corrupt_manifest_is_one_line_and_exit_2
     (art / "manifest.json").write_text("{not json")
     assert main(["evaluate", str(art), "--data", str(dev)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "model.onnx: 5,000 bytes, the manifest says" in err[0] and "manifest.json: no file sizes and checksums" in err[1]
+    assert len(err) == 2 and "model.onnx: 5,000 bytes, the manifest says" in err[0]
+    assert "manifest.json: no file sizes and checksums" in err[1]
 
 
 def test_budget_values_must_be_numbers():

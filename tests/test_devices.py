@@ -26,8 +26,10 @@ from eibutil import ConfigError
     ("devices:\n  'pi;reboot':\n    transport: local\n", "devices", "pattern"),
     ("devices:\n  pi:\n    transport: local\n    port: 0\n", "devices.pi.port", "greater than or equal to 1"),
     ("devices:\n  pi:\n    transport: local\n    colour: red\n", "devices.pi.colour", "unknown key"),
-    ("devices:\n  pi:\n    transport: local\n    connect_timeout_s: .inf\n", "devices.pi.connect_timeout_s", "less than or equal to 3600"),
-    ("devices:\n  pi:\n    transport: local\n    link_timeout_s: 1e300\n", "devices.pi.link_timeout_s", "less than or equal to 3600"),
+    ("devices:\n  pi:\n    transport: local\n    connect_timeout_s: .inf\n", "devices.pi.connect_timeout_s",
+     "less than or equal to 3600"),
+    ("devices:\n  pi:\n    transport: local\n    link_timeout_s: 1e300\n", "devices.pi.link_timeout_s",
+     "less than or equal to 3600"),
 ])
 def test_inventory_errors_name_file_device_and_key(tmp_path, body, key, message):
     path = tmp_path / "inventory.yaml"
@@ -220,11 +222,10 @@ def test_tvm_build_errors_are_typed(tmp_path):
 
 
 def test_measuring_beyond_the_artifacts_positions_is_a_clear_error(tmp_path):
-    from harness.measure import MeasureSettings, measure_on_device
-
     import shutil
 
     from eibutil import UserError
+    from harness.measure import MeasureSettings, measure_on_device
 
     art = tmp_path / "artifact"
     shutil.copytree(Path(__file__).resolve().parents[1] / "models/sst2-2mb", art)  # 64 positions

@@ -21,8 +21,8 @@ def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()  # a pid that no longer runs: the driver was SIGKILLed
     with store.transaction() as tx:
-        tx.conn.execute(runs.update().where(runs.c.run_id == dead).values(summary_json=_j({"driver": {"host": __import__("socket").gethostname(),
-                                                                                                          "pid": p.pid}})))
+        driver = {"driver": {"host": __import__("socket").gethostname(), "pid": p.pid}}
+        tx.conn.execute(runs.update().where(runs.c.run_id == dead).values(summary_json=_j(driver)))
     DevicePool(store, dead, {})  # creates the lease table
     with store.transaction() as tx:
         tx.conn.execute(leases.insert().values(device="local", holder="x", run_id=dead, expires_at=9e12))
@@ -35,7 +35,8 @@ def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
 
 def test_sigterm_ends_the_driver_through_its_cleanup():
     code = ("import os, signal, time\nfrom harness.driver import driver_signals\ntry:\n    with driver_signals():\n"
-            "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(10)\nexcept SystemExit as e:\n    print('cleanup', e.code)\n    raise\n")
+            "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(10)\nexcept SystemExit as e:\n    print('cleanup', "
+            "e.code)\n    raise\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
     assert out.returncode == 143 and "cleanup 143" in out.stdout
 
@@ -52,7 +53,8 @@ def test_placement_no_node_can_take_is_refused_in_one_line():
         ex.check_placement(SimpleNamespace(payload={"device": "pi"}, stage="measure"), {"pi-node": 0.001})
 
 
-@pytest.mark.parametrize("name, message", [("CPU", "one of Ray's own"), ("node:1.2.3.4", "one of Ray's own"), ("my box!", "not a custom")])
+@pytest.mark.parametrize("name, message",
+                         [("CPU", "one of Ray's own"), ("node:1.2.3.4", "one of Ray's own"), ("my box!", "not a custom")])
 def test_resource_names_are_checked_in_the_inventory_and_the_config(tmp_path, name, message):
     import yaml
 

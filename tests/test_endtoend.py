@@ -21,7 +21,8 @@ def test_a_local_measurement_stores_both_latencies_and_the_same_labels(tmp_path)
     assert e["count"] >= 20 and e["p50_ms"] > 0 and e["p90_ms"] >= e["p50_ms"] and out["p50_ms"] > 0
     assert e["tokenizer"].startswith(("tokenizers", "pure-python"))
     off = measure_on_device(MODEL, "local", spec, "onnxruntime", load_task().dev,
-                            MeasureSettings(seq_len=64, rows=8, warmup=1, min_count=5, min_duration_s=0, null_floor=False, end_to_end=False),
+                            MeasureSettings(seq_len=64, rows=8, warmup=1, min_count=5, min_duration_s=0, null_floor=False,
+                                            end_to_end=False),
                             tmp_path / "cache")
     assert off["metrics"]["end_to_end"] is None
 

@@ -135,7 +135,8 @@ def test_arm_builds_run_the_shipped_models_dense_layers_on_integer_kernels(farm,
     assert all(any(f.startswith(k) for f in with_it) for k in kernels), (kernels, with_it)
     assert rec["int8_verified"] == {"instruction": instruction, "kernels": len(kernels), "kernels_with": len(kernels),
                                     "tool": "aarch64-linux-gnu-objdump"}
-    out = measure_on_device(model, arm, _spec(farm, arm, target=target), "tvm", load_task().dev, st, tmp_path / "cache", build=rec)
+    out = measure_on_device(model, arm, _spec(farm, arm, target=target), "tvm", load_task().dev, st, tmp_path / "cache",
+                            build=rec)
     assert out["metrics"]["device_facts"]["machine"] == "aarch64"
     assert out["metrics"]["predictions_agree"] == out["n"] == 24
     assert out["metrics"]["max_logit_drift"] < 2e-2, out["metrics"]["max_logit_drift"]
@@ -147,7 +148,8 @@ def test_local_device_works_without_ssh(tiny_artifact, tmp_path):
     for runtime in ("onnxruntime", "tvm"):
         rec = measure_on_device(art, "local", spec, runtime, data.dev, SETTINGS, cache)
         _check_measurement(rec, 16)
-        if runtime == "tvm":  # the TVM runner loads the runtime alone: no compiler library, no torch (tvm_ffi imports it if it can)
+        # the TVM runner loads the runtime alone: no compiler library, no torch (tvm_ffi imports it if it can)
+        if runtime == "tvm":
             assert rec["metrics"]["rss_runtime_bytes"] < 160 * 2**20, rec["metrics"]["rss_runtime_bytes"]
 
 
@@ -364,7 +366,8 @@ def test_eib_devices_check_and_measure_over_ssh(farm, x86, tiny_artifact, tmp_pa
     assert row["device"] == x86 and row["runtime"] == "onnxruntime" and row["n"] == 8 and row["p50_ms"] > 0
     assert row["verdict"] in ("VALID", "INVALID") and store.provenance(run["run_id"])[0]["git_sha"]
 
-    p = subprocess.run([*eib, "measure", str(art), "--device", "nope", "--inventory", str(inv)], capture_output=True, text=True, timeout=120)
+    p = subprocess.run([*eib, "measure", str(art), "--device", "nope", "--inventory", str(inv)], capture_output=True, text=True,
+                       timeout=120)
     assert p.returncode == 2 and "no device named 'nope'" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -385,7 +388,8 @@ def test_device_killed_mid_measurement_is_retried_on_a_sibling_and_recorded_once
     try:
         inv = farm.write_inventory(tmp_path / "inventory.yaml")
         cfg = write_config(tmp_path, tiny_bert, task_files)
-        text = cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}", f"inventory: {inv}")
+        text = cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}",
+                                       f"inventory: {inv}")
         cfg.write_text(text.replace("min_duration_s: 0.1", "min_duration_s: 5") + "devices: [sib-a]\n")
         db = tmp_path / "db.sqlite"
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--executor", "inline"],

@@ -13,22 +13,30 @@ from harness.cli import main
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=30), st.just("../../etc/passwd"), st.just("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"))
-VALUES = st.recursive(SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=12), kids, max_size=4)),
+VALUES = st.recursive(SCALARS,
+                      lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=12), kids, max_size=4)),
                       max_leaves=12)
 CONFIG_KEYS = {
-    "name": st.one_of(st.just("t"), VALUES), "teacher": st.dictionaries(st.sampled_from(["epochs", "batch_size", "learning_rate", "seed", "epoch"]), VALUES, max_size=3),
-    "task": st.dictionaries(st.sampled_from(["source", "max_seq_len", "text_fields", "train_file", "selection"]), VALUES, max_size=3),
-    "compress": st.dictionaries(st.sampled_from(["student", "vocab", "distill", "quant", "augment", "bogus"]), VALUES, max_size=3),
+    "name": st.one_of(st.just("t"), VALUES),
+    "teacher": st.dictionaries(st.sampled_from(["epochs", "batch_size", "learning_rate", "seed", "epoch"]), VALUES, max_size=3),
+    "task": st.dictionaries(st.sampled_from(["source", "max_seq_len", "text_fields", "train_file", "selection"]), VALUES,
+                            max_size=3),
+    "compress": st.dictionaries(st.sampled_from(["student", "vocab", "distill", "quant", "augment", "bogus"]), VALUES,
+                                max_size=3),
     "measure": st.dictionaries(st.sampled_from(["seq_len", "min_count", "max_duration_s", "runtimes"]), VALUES, max_size=3),
     "sweep": st.dictionaries(st.sampled_from(["grid", "variants", "ablation"]), VALUES, max_size=2),
     "devices": VALUES, "results": VALUES,
 }
-DEVICE = st.dictionaries(st.sampled_from(["transport", "host", "port", "user", "key_file", "key_env", "use_agent", "workdir", "threads",
+DEVICE = st.dictionaries(st.sampled_from(["transport", "host", "port", "user", "key_file", "key_env", "use_agent", "workdir",
+                                          "threads",
                                           "connect_timeout_s", "link_timeout_s", "arch", "target", "colour"]), VALUES, max_size=6)
 ODD = st.sampled_from([
-    "name: &a [*a]\n", "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
-    "d: &d [*c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e]\nname: *f\n",
-    "name: " + "[" * 5000 + "]" * 5000 + "\n", "\xff\xfe\x00n\x00a", "name: t\nname: u\n", "- a\n- b\n", "", "{", "name: !!python/object:os.system x\n",
+    "name: &a [*a]\n",
+    "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\n"
+    "d: &d [*c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, "
+    "*e]\nname: *f\n",
+    "name: " + "[" * 5000 + "]" * 5000 + "\n", "\xff\xfe\x00n\x00a", "name: t\nname: u\n", "- a\n- b\n", "", "{",
+    "name: !!python/object:os.system x\n",
     "connect_timeout_s: .inf\n", "link_timeout_s: 1e300\n",
 ])
 
@@ -70,7 +78,8 @@ def test_malformed_configs_end_with_exit_0_or_one_line_and_exit_2(folder, capsys
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(doc=st.one_of(st.fixed_dictionaries({"devices": st.dictionaries(st.sampled_from(["pi", "box", "bad name!"]), st.one_of(DEVICE, VALUES),
+@given(doc=st.one_of(st.fixed_dictionaries({"devices": st.dictionaries(st.sampled_from(["pi", "box", "bad name!"]),
+                                                                       st.one_of(DEVICE, VALUES),
                                                                        max_size=3)}), ODD, VALUES))
 def test_malformed_inventories_end_with_exit_0_or_one_line_and_exit_2(folder, capsys, doc):
     path = folder / "inv.yaml"
@@ -102,7 +111,8 @@ def _flag_cases():
             if not a.option_strings or a.nargs == 0 or (a.type is None and not a.choices):
                 continue
             for bad in ("not-a-value", "-1e999", "nan"):
-                yield [*words, *["x"] * len(positional), *[r for r in required if r not in a.option_strings], a.option_strings[0], bad], a.option_strings[0]
+                yield [*words, *["x"] * len(positional), *[r for r in required if r not in a.option_strings],
+                       a.option_strings[0], bad], a.option_strings[0]
 
 
 @pytest.mark.parametrize("argv, flag", list(_flag_cases()), ids=lambda v: " ".join(v) if isinstance(v, list) else v)

@@ -23,7 +23,8 @@ def rows(store: Store, run_id: str) -> list[tuple]:
     names = {v["variant_id"]: v["name"] for v in store.variants(run_id)}
     st = sorted((r["stage"], names.get(r["variant_id"], "(shared)"), r["status"] in ("ok", "cached"), r["error"] is None)
                 for r in store.stage_results(run_id))
-    ms = sorted((names.get(m["variant_id"], "(shared)"), m["subject"], m["device"], m["runtime"], m["accuracy"], m["n"], m["size_bytes"])
+    ms = sorted((names.get(m["variant_id"], "(shared)"), m["subject"], m["device"], m["runtime"], m["accuracy"], m["n"],
+                 m["size_bytes"])
                 for m in store.measurements(run_id))
     return st + ms
 
@@ -36,7 +37,8 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
 
     cfg_path = write_config(tmp_path, tiny_bert, task_files)
     text = cfg_path.read_text().replace("sweep: {grid: {compress.vocab.size: [300, 400]}}",
-                                        "sweep: {grid: {compress.vocab.size: [300, 400], compress.quant.granularity: [per-tensor, per-channel]}}")
+                                        "sweep: {grid: {compress.vocab.size: [300, 400], compress.quant.granularity: "
+                                        "[per-tensor, per-channel]}}")
     cfg_path.write_text(text)
     raw = load_raw(cfg_path)
     cfg = validate_config(raw, cfg_path)
@@ -77,7 +79,8 @@ def test_inline_and_ray_executors_give_the_same_rows(tiny_bert, task_files, tmp_
 def test_driver_killed_mid_sweep_resumes_without_recomputing(tiny_bert, task_files, tmp_path):
     cfg = write_config(tmp_path, tiny_bert, task_files)
     db = tmp_path / "db.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--quiet", "--executor", "inline"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--quiet", "--executor", "inline"],
+                            cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
     done_before: list = []
@@ -85,7 +88,8 @@ def test_driver_killed_mid_sweep_resumes_without_recomputing(tiny_bert, task_fil
         if db.exists():
             try:
                 run = Store(str(db)).latest_run()
-                done_before = [r for r in Store(str(db)).stage_results(run["run_id"]) if r["status"] in ("ok", "cached")] if run else []
+                done_before = [r for r in Store(str(db)).stage_results(run["run_id"])
+                               if r["status"] in ("ok", "cached")] if run else []
             except Exception:  # noqa: BLE001 - the schema may be half made
                 done_before = []
             if len(done_before) >= 4:  # teacher, importance and at least two more
@@ -159,7 +163,8 @@ def test_sweep_runs_on_a_cluster_started_with_ray_start(tiny_bert, task_files, t
     ray_bin = str(Path(sys.executable).with_name("ray"))
     subprocess.run([ray_bin, "get-auth-token", "--generate"], capture_output=True, timeout=60, env=env)
     start = subprocess.run([ray_bin, "start", "--head", "--port", str(port), "--num-cpus", "2",
-                            "--include-dashboard", "false", "--disable-usage-stats"], capture_output=True, text=True, timeout=120, env=env)
+                            "--include-dashboard", "false", "--disable-usage-stats"], capture_output=True, text=True,
+                           timeout=120, env=env)
     assert start.returncode == 0, start.stderr
     try:
         cfg = write_config(tmp_path, tiny_bert, task_files)

@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _checkout(dest: Path) -> Path:
-    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(".git", ".gpu", ".whl", "__pycache__", "*.sqlite", ".eib-cache", "models"))
+    shutil.copytree(ROOT, dest,
+                    ignore=shutil.ignore_patterns(".git", ".gpu", ".whl", "__pycache__", "*.sqlite", ".eib-cache", "models"))
     return dest
 
 

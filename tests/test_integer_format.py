@@ -76,7 +76,8 @@ def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
         return
     assert rec["int8_path"] == "vnni", rec.get("int8_reason")
     kernels = {layer["kernel"] for layer in rec["int8_layers"]}
-    assert len(rec["int8_layers"]) == 13 and kernels  # embedding projection + 6 per layer; pooler and classifier (one row) stay float
+    # embedding projection + 6 per layer; pooler and classifier (one row) stay float
+    assert len(rec["int8_layers"]) == 13 and kernels
     assert all(any(f.startswith(k) for f in functions_using(rec["lib"], "vpdpbusd", "x86_64")) for k in kernels), kernels
     assert rec["int8_verified"]["kernels_with"] == rec["int8_verified"]["kernels"] == len(kernels)
     spec = DeviceSpec(transport="local", target="x86-64-host", workdir=str(tmp_path / "dev"), threads=2)

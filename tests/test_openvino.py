@@ -14,7 +14,8 @@ MODEL = ROOT / "models/sst2-2mb"
 
 def _logits(path, ids, mask):
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([s.run(["logits"], {"input_ids": ids[i : i + 1], "attention_mask": mask[i : i + 1]})[0] for i in range(len(ids))])
+    return np.concatenate([s.run(["logits"], {"input_ids": ids[i : i + 1], "attention_mask": mask[i : i + 1]})[0]
+                           for i in range(len(ids))])
 
 
 def test_the_qdq_export_keeps_the_weights_and_agrees_with_the_integer_artifact(tmp_path):
@@ -37,7 +38,8 @@ def test_the_qdq_export_keeps_the_weights_and_agrees_with_the_integer_artifact(t
         assert np.array_equal(qdq[name[: -len(".w_int8")] + ".qdq_w"], w.T)
     prepare_inputs(MODEL, task.dev, 64, tmp_path / "dev.npz")
     dev = np.load(tmp_path / "dev.npz")
-    a, b = _logits(MODEL / "model.onnx", dev["input_ids"], dev["attention_mask"]), _logits(path, dev["input_ids"], dev["attention_mask"])
+    a, b = _logits(MODEL / "model.onnx", dev["input_ids"],
+                   dev["attention_mask"]), _logits(path, dev["input_ids"], dev["attention_mask"])
     agree = int((a.argmax(1) == b.argmax(1)).sum())
     # static activation steps against per-call ones: on the +mixed student, 870 of 872 predictions equal, logits within 0.43
     assert agree >= 0.99 * len(a) and np.abs(a - b).max() < 0.6, (agree, float(np.abs(a - b).max()))
@@ -71,7 +73,8 @@ def test_the_headline_marks_the_fastest_runtime_on_each_device():
     from harness.report_model import _headline
 
     host = pd.DataFrame([{"variant_id": "v", "subject": "artifact", "accuracy": 0.85, "dev_correct": None}])
-    rows = [{"device": d, "runtime": rt, "subject": "artifact", "variant_id": "v", "variant": "v", "host_accuracy": 0.85, "size_bytes": 1,
+    rows = [{"device": d, "runtime": rt, "subject": "artifact", "variant_id": "v", "variant": "v", "host_accuracy": 0.85,
+             "size_bytes": 1,
              "p50_ms": p50, "peak_rss_bytes": 1, "model_memory_bytes": 1, "emulated": False, "model_bytes": 1}
             for d, rt, p50 in (("x86", "onnxruntime", 0.8), ("x86", "openvino", 0.4), ("x86", "tvm", 0.6), ("pi", "tvm", 3.0))]
     h = _headline(pd.DataFrame(rows), host, None).set_index(["device", "runtime"])["fastest"].to_dict()

@@ -68,7 +68,8 @@ def test_run_stores_teacher_accuracy_and_writes_report(tiny_bert, task_files, tm
         assert 0 < mem["baseline_bytes"] <= mem["loaded_bytes"] <= mem["peak_bytes"] == x["peak_rss_bytes"], mem
         assert mem["model_peak_bytes"] == mem["peak_bytes"] - mem["baseline_bytes"] and mem["model_resident_bytes"] >= 0
     assert all(x["metrics"]["memory"]["weight_bytes"] > 0 for x in on_device)
-    assert len(on_device) == 2 and all(x["n"] == 8 and x["p50_ms"] > 0 and x["verdict"] in ("VALID", "INVALID") for x in on_device)
+    assert len(on_device) == 2 and all(x["n"] == 8 and x["p50_ms"] > 0 and x["verdict"] in ("VALID", "INVALID")
+                                       for x in on_device)
     prov = {p["variant_id"]: p for p in store.provenance(run["run_id"])}
     assert prov[""]["packages"]["torch"] == "2.13.0+cpu"
     assert prov[""]["data"][str(task_files["dev"])] == stages["teacher"]["output"]["data_checksums"]["dev"]
@@ -111,17 +112,20 @@ def test_mistakes_the_files_show_are_caught_before_a_run_row(tiny_bert, task_fil
     empty.write_text("sentence\tlabel\n")
     cfg = write_config(tmp_path, tiny_bert, task_files)
     base = cfg.read_text()
-    cases.append((base.replace(f"model: {tiny_bert}", f"model: {tmp_path / 'no-such-teacher'}"), "teacher.model", "no such model folder"))
+    cases.append((base.replace(f"model: {tiny_bert}", f"model: {tmp_path / 'no-such-teacher'}"), "teacher.model",
+                  "no such model folder"))
     cases.append((base.replace("size: 400", "size: 40000").replace("[300, 400]", "[300, 40000]"), "compress.vocab.size",
                   "larger than the teacher's vocabulary (30522 tokens)"))
     cases.append((base.replace(str(task_files["train"]), str(one_class)), "task", "one class only"))
     cases.append((base.replace(str(task_files["train"]), str(empty)), "empty.tsv", "has no rows"))
-    cases.append((base.replace("text_fields", "x").replace("max_seq_len: 32}", "max_seq_len: 32, text_fields: [review]}"), "", "no column 'review'"))
+    cases.append((base.replace("text_fields", "x").replace("max_seq_len: 32}", "max_seq_len: 32, text_fields: [review]}"), "",
+                  "no column 'review'"))
     for text, key, message in cases:
         cfg.write_text(text)
         out = eib("run", str(cfg), "--quiet", cwd=tmp_path)
         err = out.stderr.strip().splitlines()
-        assert out.returncode == 2 and len(err) == 1 and message in err[0] and (not key or key in err[0]), (message, out.stderr[-800:])
+        assert out.returncode == 2 and len(err) == 1, (message, out.stderr[-800:])
+        assert message in err[0] and (not key or key in err[0]), (message, out.stderr[-800:])
         db = tmp_path / "db.sqlite"
         assert not db.exists() or Store(str(db)).runs() == []
 

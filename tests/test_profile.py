@@ -43,7 +43,8 @@ def _ort(name, op, us=10.0):
 
 
 def test_onnxruntime_nodes_are_grouped_by_their_module_path():
-    calls = [_ort("/student/embeddings/word/Gather", "Gather"), _ort("/student/layers.0/query/MatMulInteger", "MatMulIntegerToFloat"),
+    calls = [_ort("/student/embeddings/word/Gather", "Gather"),
+             _ort("/student/layers.0/query/MatMulInteger", "MatMulIntegerToFloat"),
              _ort("/student/layers.0/Softmax", "Softmax"), _ort("/student/layers.0/MatMul/MatMulScaleFusion/", "FusedMatMul"),
              _ort("/student/layers.0/Add_1", "Add"), _ort("/student/layers.0/attn_norm/LayerNormalization", "LayerNormalization"),
              _ort("/student/layers.1/ffn_in/MatMulInteger", "DynamicQuantizeMatMul"), _ort("Gelu_token_10", "Gelu"),
@@ -64,7 +65,8 @@ def _tvm(name, *shapes, us=10.0):
 def test_tvm_kernels_take_kind_and_layer_from_the_order_of_the_norms():
     layer = [_tvm("int8_dense_m64_n256_k256"), _tvm("matmul", (8, 64, 32)), _tvm("fast_softmax"), _tvm("layer_norm1"),
              _tvm("int8_dense_m64_n512_k256"), _tvm("fast_gelu"), _tvm("vm.builtin.alloc_tensor"), _tvm("layer_norm1")]
-    calls = [_tvm("take", (5000, 128)), _tvm("layer_norm"), _tvm("int8_dense_m64_n256_k128", (64, 128))] + layer * 2 + [_tvm("matmul2")]
+    calls = [_tvm("take", (5000, 128)), _tvm("layer_norm"),
+             _tvm("int8_dense_m64_n256_k128", (64, 128))] + layer * 2 + [_tvm("matmul2")]
     p = summarize_profile({"tool": "tvm relax vm instrument", "runs": 1, "calls": calls, "wall_ms": 0.3}, 0.25, SPEC)
     assert p["by_kind_ms"] == pytest.approx({"embedding": 0.02, "attention": 0.06, "feed-forward": 0.04, "norms": 0.05,
                                              "head": 0.01, "other": 0.02})
@@ -72,4 +74,5 @@ def test_tvm_kernels_take_kind_and_layer_from_the_order_of_the_norms():
     broken = summarize_profile({"tool": "tvm relax vm instrument", "runs": 1, "calls": calls[:-2], "wall_ms": 0.3}, 0.25, SPEC)
     assert broken["by_layer_ms"] == {} and broken["by_kind_ms"]["attention"] == pytest.approx(0.02)  # no pattern: by name only
     assert summarize_profile(None, 1.0) is None
-    assert summarize_profile({"tool": "tvm relax vm instrument", "error": "the calls changed"}, 1.0)["error"] == "the calls changed"
+    assert summarize_profile({"tool": "tvm relax vm instrument", "error": "the calls changed"},
+                             1.0)["error"] == "the calls changed"

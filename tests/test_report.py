@@ -37,7 +37,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def _config(tmp_path, tiny_bert, task_files, measure: str) -> Path:
     cfg = write_config(tmp_path, tiny_bert, task_files)
-    cfg.write_text(cfg.read_text().replace("measure: {seq_len: 32, rows: 8, warmup: 1, min_count: 5, min_duration_s: 0.1}", measure))
+    cfg.write_text(cfg.read_text().replace("measure: {seq_len: 32, rows: 8, warmup: 1, min_count: 5, min_duration_s: 0.1}",
+                                           measure))
     return cfg
 
 
@@ -53,8 +54,10 @@ def run(tiny_bert, tmp_path_factory):
         files[name].write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
     cfg = _config(tmp, tiny_bert, files, "measure: {seq_len: 32, rows: 16, warmup: 5, min_count: 200, min_duration_s: 1.0}")
     inv = tmp / "inventory.yaml"
-    inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    threads: 1\n    workdir: " + str(tmp / "work") + "\n")
-    cfg.write_text(cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}", f"inventory: {inv}"))
+    inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    threads: 1\n "
+                   "   workdir: " + str(tmp / "work") + "\n")
+    cfg.write_text(cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}",
+                                           f"inventory: {inv}"))
     out = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp)
     assert out.returncode == 0, out.stdout + out.stderr
     store = Store(str(tmp / "db.sqlite"))
@@ -72,19 +75,23 @@ def test_report_files_and_csv_rows(run):
 
     # self-contained: nothing fetched (the SVGs' href="#..." point inside the page)
     assert "<script" not in html and "<link" not in html and not re.search(r"""(src|href)\s*=\s*["'](?!#)""", html)
-    assert sorted(p.name for p in (d / "figures").iterdir()) == sorted(re.findall(r"\(figures/([^)]+\.png)\)", (d / "summary.md").read_text()))
+    assert sorted(p.name
+                  for p in (d / "figures").iterdir()) == sorted(re.findall(r"\(figures/([^)]+\.png)\)",
+                                                                           (d / "summary.md").read_text()))
 
 
 def _chromium(url: str, *extra: str, timeout: int = 90) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                           "--no-first-run", "--disable-dev-shm-usage", *extra, url], capture_output=True, text=True, timeout=timeout)
+                           "--no-first-run", "--disable-dev-shm-usage", *extra, url], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def _console_errors(p: subprocess.CompletedProcess) -> list[str]:
     return [ln for ln in p.stderr.splitlines() if "CONSOLE" in ln or "Uncaught" in ln]
 
 
-@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true", reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                    reason="chromium is not installed (apt-get install chromium)")
 def test_report_renders_in_headless_chromium(run, tmp_path):
     assert CHROMIUM, "CI=true: chromium must be installed"
     bad = tmp_path / "bad.html"
@@ -110,7 +117,8 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert "teacher" in " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", figs["pareto-local-onnxruntime"]))  # the reference mark
     assert "accuracy on device [95% CI]" in dom and re.search(r"\d+\.\d\d% \[\d+\.\d, \d+\.\d\]", dom)  # intervals
     floor = re.search(r'<section id="floor">(.*?)</section>', dom, flags=re.S)
-    assert floor and "Harness floor (null model)" in floor.group(1) and re.search(r"<td>local</td><td>0\.\d{4}</td>", floor.group(1))
+    assert floor and "Harness floor (null model)" in floor.group(1)
+    assert re.search(r"<td>local</td><td>0\.\d{4}</td>", floor.group(1))
     assert "Headline" in dom and "Time per stage" in dom and "Provenance" in dom
     shot = tmp_path / "shot.png"
     p = _chromium(page, f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars")
@@ -171,7 +179,8 @@ def test_html_and_markdown_tables_carry_the_same_columns_and_numbers(run):
 def test_accuracy_interval_and_paired_test_against_hand_computed_values():
     from eibutil.accstats import mcnemar_bits, mcnemar_exact, paired_diff_ci, wilson
 
-    # Wilson, 95%: 80 of 100 right. centre = (0.8 + z^2/200) / (1 + z^2/100), half-width = z sqrt(0.0016 + z^2/40000) / (1 + z^2/100)
+    # Wilson, 95%: 80 of 100 right. centre = (0.8 + z^2/200) / (1 + z^2/100),
+    # half-width = z sqrt(0.0016 + z^2/40000) / (1 + z^2/100)
     lo, hi = wilson(0.8, 100)
     assert (round(lo, 4), round(hi, 4)) == (0.7112, 0.8666)
     lo, hi = wilson(0.8486, 872)  # the headline artifact: +/- ~2.4 points
@@ -205,7 +214,8 @@ def test_signoff_numbers_equal_the_database(run):
     (m,) = [m for m in store.measurements(run_id) if m["variant_id"] == vid and m["device"] == "local"]
     budget = {"size": 10e6, "memory": 4e9, "latency_ms": 1000.0, "accuracy": 0.0}
     (s,) = signoff(store, run_id, name, budget)
-    assert (s["size_bytes"], s["peak_rss_bytes"], s["p90_ms"], s["accuracy"]) == (m["size_bytes"], m["peak_rss_bytes"], m["p90_ms"], m["accuracy"])
+    assert (s["size_bytes"], s["peak_rss_bytes"], s["p90_ms"],
+            s["accuracy"]) == (m["size_bytes"], m["peak_rss_bytes"], m["p90_ms"], m["accuracy"])
     assert s["checks"]["size"]["margin"] == 10e6 - m["size_bytes"]
     assert s["verdict"] == ("PASS" if m["verdict"] == "VALID" else "FAIL")
     out = eib("report", run_id, "--db", str(run["dir"] / "db.sqlite"), "--reports-dir", str(run["dir"] / "reports"),
@@ -228,7 +238,8 @@ def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
         assert " 0 regression(s)" in out.stdout or "no earlier finished run" in out.stdout
         assert "compared" in out.stdout
     # The plant: the device's Python now carries a runtime that spends 2 ms more in every inference (an
-    # onnxruntime slowed by a sitecustomize hook; 2 ms, well above the 0.25 ms absolute floor), the kind of change a bad runtime upgrade makes.
+    # onnxruntime slowed by a sitecustomize hook; 2 ms, well above the 0.25 ms absolute floor), the kind of change a
+    # bad runtime upgrade makes.
     plant = run["dir"] / "plant"
     plant.mkdir(exist_ok=True)
     (plant / "sitecustomize.py").write_text(SLOW_ORT)
@@ -268,14 +279,16 @@ def test_nightly_thresholds_relative_and_absolute(monkeypatch):
         return [{"variant_id": v, "variant": v, "device": "d", "runtime": "onnxruntime", "p50_ms": p + shift, "emulated": False,
                  "samples": [p + shift + 0.001 * (i % 7) for i in range(200)], "accuracy": None, "n": 0} for v, p in p50s.items()]
 
-    runs = {"base": rows({"tiny": 0.07, "big": 10.0}), "noisy": rows({"tiny": 0.13, "big": 10.2}), "slow": rows({"tiny": 0.07, "big": 10.0}, 2.0)}
+    runs = {"base": rows({"tiny": 0.07, "big": 10.0}), "noisy": rows({"tiny": 0.13, "big": 10.2}),
+            "slow": rows({"tiny": 0.07, "big": 10.0}, 2.0)}
     monkeypatch.setattr(nightly, "flat_rows", lambda store, run: runs[run])
     flags = {f["variant"]: f["flag"] for f in nightly.compare_runs(None, "noisy", ["base"])}
     assert flags == {"tiny": "ok", "big": "ok"}  # +86% but 0.06 ms; +2% under the 50% prior threshold
     flags = {f["variant"]: f["flag"] for f in nightly.compare_runs(None, "slow", ["base"])}
     assert flags == {"tiny": "regression", "big": "ok"}  # +2 ms: 2900% on tiny, 20% on big (under 50%)
     flags = {f["variant"]: f["flag"] for f in nightly.compare_runs(None, "slow", ["base", "noisy"])}
-    assert flags["big"] == "ok" and nightly.device_noise(None, ["base", "noisy"])["d"] > 0.4  # tiny: 0.07 vs 0.13 ms sets the noise of device d
+    # tiny: 0.07 vs 0.13 ms sets the noise of device d
+    assert flags["big"] == "ok" and nightly.device_noise(None, ["base", "noisy"])["d"] > 0.4
 
 
 def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):

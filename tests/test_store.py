@@ -17,10 +17,12 @@ def test_round_trip(tmp_path):
     with store.transaction() as tx:
         tx.add_variant(run_id, "v1", "vocab=2000", {"compress.vocab.size": 2000}, {"a": 1})
         tx.add_variant(run_id, "v1", "vocab=2000", {"compress.vocab.size": 2000}, {"a": 1})  # idempotent
-        tx.add_stage(run_id, "v1", "compress", status="failed", error="boom", error_kind="variant", wall_s=1.5, output={"k": [1, 2]})
+        tx.add_stage(run_id, "v1", "compress", status="failed", error="boom", error_kind="variant", wall_s=1.5,
+                     output={"k": [1, 2]})
         tx.add_measurement(run_id, "v1", subject="artifact", device="local", runtime="onnxruntime", accuracy=0.9, n=872,
                            p50_ms=1.25, samples_ms=[1.0, 1.25, 2.0], metrics={"drift": 1e-6}, verdict="VALID")
-        tx.add_provenance(run_id, "", git_sha="abc", git_dirty=True, packages={"torch": "2.13.0"}, data={"dev": "f7"}, seeds={"s": 0})
+        tx.add_provenance(run_id, "", git_sha="abc", git_dirty=True, packages={"torch": "2.13.0"}, data={"dev": "f7"},
+                          seeds={"s": 0})
     store.finish_run(run_id, "done", {"failed": 1})
 
     again = Store(str(tmp_path / "r.sqlite"))  # a new connection sees it all
@@ -90,7 +92,8 @@ def test_processes_opening_a_new_database_at_once(tmp_path):
     for i in range(6):
         db = tmp_path / f"db{i}.sqlite"
         start = f"{__import__('time').time() + 3:.3f}"  # after every process has imported sqlalchemy
-        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), "\n".join(errs)
 

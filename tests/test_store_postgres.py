@@ -53,7 +53,8 @@ def test_round_trip_and_rollback_on_postgres(postgres_url):
     run_id = store.create_run("pg", {"a": 1})
     with store.transaction() as tx:
         tx.add_variant(run_id, "v1", "v", {"k": 1}, {})
-        tx.add_measurement(run_id, "v1", subject="artifact", device="local", runtime="onnxruntime", accuracy=0.5, samples_ms=[1.5, 2.5])
+        tx.add_measurement(run_id, "v1", subject="artifact", device="local", runtime="onnxruntime", accuracy=0.5,
+                           samples_ms=[1.5, 2.5])
     with pytest.raises(RuntimeError):
         with store.transaction() as tx:
             tx.add_stage(run_id, "v1", "compress", output={"x": 1})
@@ -96,10 +97,12 @@ def test_no_canary_secret_reaches_the_database_the_output_or_the_reports(postgre
     cfg.write_text(cfg.read_text().replace("database: db.sqlite", f"database: '{url}'")
                    .replace(str(Path(__file__).resolve().parents[1] / "inventory.yaml"), str(inv)))
     env_key = {"EIB_CANARY_KEY": CANARY_KEY}
-    outs = [eib("run", str(cfg), cwd=tmp_path, env=env_key), eib("devices", "check", "--inventory", str(inv), cwd=tmp_path, env=env_key)]
+    outs = [eib("run", str(cfg), cwd=tmp_path, env=env_key),
+            eib("devices", "check", "--inventory", str(inv), cwd=tmp_path, env=env_key)]
     assert outs[0].returncode == 0, outs[0].stdout[-2000:] + outs[0].stderr[-2000:]
     assert outs[1].returncode == 1 and "auth: key_env 'EIB_CANARY_KEY' holds key text" in outs[1].stdout  # a failing check
-    dump = subprocess.run(["runuser", "-u", "postgres", "--", _bin("pg_dump"), "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1].split("/")[0],
+    dump = subprocess.run(["runuser", "-u", "postgres", "--", _bin("pg_dump"), "-h", "127.0.0.1", "-p",
+                           url.rsplit(":", 1)[1].split("/")[0],
                            "-U", "postgres", "eib"], capture_output=True, text=True, timeout=120)
     assert dump.returncode == 0 and "CREATE TABLE" in dump.stdout, dump.stderr
     texts = {"pg_dump": dump.stdout, **{f"out{i}": o.stdout + o.stderr for i, o in enumerate(outs)}}

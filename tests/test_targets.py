@@ -28,10 +28,13 @@ def _st_mpnet_folder(path):
     MPNetModel(MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                            max_position_embeddings=80, pad_token_id=tok.pad_token_id)).save_pretrained(path)
     tok.save_pretrained(path)
-    (path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                                                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (path / "modules.json").write_text(json.dumps([{"idx": 0, "name": "0", "path": "",
+                                                    "type": "sentence_transformers.models.Transformer"},
+                                                   {"idx": 1, "name": "1", "path": "1_Pooling",
+                                                    "type": "sentence_transformers.models.Pooling"}]))
     (path / "1_Pooling").mkdir()
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True}))
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32,
+                                                                "pooling_mode_mean_tokens": True}))
     return path
 
 
@@ -44,14 +47,16 @@ def test_a_sentence_transformers_mpnet_folder_is_a_teacher(tmp_path, task_files)
 
     folder = _st_mpnet_folder(tmp_path / "mpnet")
     data = load_task(source="files", train_file=task_files["train"], dev_file=task_files["dev"], text_fields=["sentence"])
-    t = finetune_teacher(str(folder), data, cache_dir=str(tmp_path / "c"), hp={"epochs": 1, "batch_size": 16}, max_seq_len=32, progress=False)
+    t = finetune_teacher(str(folder), data, cache_dir=str(tmp_path / "c"), hp={"epochs": 1, "batch_size": 16}, max_seq_len=32,
+                         progress=False)
     assert t.dev_n == 32 and 0.0 <= t.dev_accuracy <= 1.0 and t.device == "cpu"
     from eibert.hub import load_classifier, load_tokenizer
 
     model, tok = load_classifier(t.model_dir), load_tokenizer(t.model_dir)
     assert type(model).__name__ == "MPNetForSequenceClassification"
     texts = list(data.dev["text_a"])
-    logits, rep = label_texts(model, tok, texts, cache=Cache(tmp_path / "c"), teacher_key=t.cache_key, max_seq_len=32, progress=False)
+    logits, rep = label_texts(model, tok, texts, cache=Cache(tmp_path / "c"), teacher_key=t.cache_key, max_seq_len=32,
+                              progress=False)
     assert logits.shape == (32, 2) and not rep["cache_hit"]
     labels = np.array(data.dev["label"])
     assert "".join("1" if c else "0" for c in logits.argmax(1) == labels) == t.dev_correct  # the same model as scored

@@ -25,7 +25,8 @@ def test_second_call_is_a_cache_hit(tiny_bert, tiny_task, tmp_path):
     assert second.cache_hit and second.model_dir == first.model_dir and second.dev_accuracy == first.dev_accuracy
     assert second.wall_s < first.wall_s
     # Any change to the hyper-parameters (or data, or model) is a different entry.
-    third = finetune_teacher(str(tiny_bert), tiny_task, cache_dir=str(tmp_path / "c"), hp={**hp, "seed": 1}, max_seq_len=32, progress=False)
+    third = finetune_teacher(str(tiny_bert), tiny_task, cache_dir=str(tmp_path / "c"), hp={**hp, "seed": 1}, max_seq_len=32,
+                             progress=False)
     assert not third.cache_hit and third.cache_key != first.cache_key
 
 

@@ -34,7 +34,8 @@ def test_a_reports_folder_that_is_a_file(tmp_path, capsys):
     assert main(["report", run, "--db", str(tmp_path / "db.sqlite"), "--reports-dir", str(tmp_path / "reports")]) == 2
     _one_line(capsys, "reports: a file, not a folder")
     shutil.copy(ROOT / "inventory.yaml", tmp_path / "inventory.yaml")
-    (tmp_path / "c.yaml").write_text(f"name: t\ninventory: inventory.yaml\nresults: {{database: db.sqlite, reports_dir: reports}}\n")
+    (tmp_path / "c.yaml").write_text("name: t\ninventory: inventory.yaml\nresults: "
+                                     "{database: db.sqlite, reports_dir: reports}\n")
     assert main(["history", str(tmp_path / "c.yaml")]) == 2
     _one_line(capsys, "reports: a file, not a folder")
 
@@ -75,7 +76,8 @@ def test_an_auth_failure_in_eib_measure_is_the_users_mistake(tmp_path, capsys):
     import yaml
 
     inv = tmp_path / "inventory.yaml"
-    inv.write_text(yaml.safe_dump({"devices": {"keyless": {"transport": "fake", "workdir": str(tmp_path / "w"), "runtimes": ["onnxruntime"],
+    inv.write_text(yaml.safe_dump({"devices": {"keyless": {"transport": "fake", "workdir": str(tmp_path / "w"),
+                                                           "runtimes": ["onnxruntime"],
                                                             "faults": [{"on": "probe", "error": "auth", "times": 9}]}}}))
     assert main(["measure", str(ROOT / "models/sst2-2mb"), "--device", "keyless", "--inventory", str(inv), "--rows", "4",
                  "--cache-dir", str(tmp_path / "c"), "--db", str(tmp_path / "db.sqlite")]) == 2

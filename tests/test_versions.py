@@ -12,7 +12,8 @@ def _memo(tmp_path):
 
     from harness.stages.node import _memo_path
 
-    cfg = SimpleNamespace(task=SimpleNamespace(train_file=None, dev_file=None), teacher=SimpleNamespace(model="bundled"), cache_dir=tmp_path)
+    cfg = SimpleNamespace(task=SimpleNamespace(train_file=None, dev_file=None), teacher=SimpleNamespace(model="bundled"),
+                          cache_dir=tmp_path)
     return _memo_path(SimpleNamespace(key="k" * 20, payload={"config": cfg}))
 
 
@@ -29,7 +30,8 @@ def _student_key(tmp_path):
 
     data = SimpleNamespace(checksums={"train": "a", "dev": "b"}, train=[1, 2, 3])
     spec = StudentSpec(vocab_size=100, num_labels=2, teacher_hidden=32)
-    return student_key(Cache(tmp_path), "vocab-key", "teacher-fp", spec, "teacher", DistillSettings(phases=(PhaseSettings("prediction"),)),
+    return student_key(Cache(tmp_path), "vocab-key", "teacher-fp", spec, "teacher",
+                       DistillSettings(phases=(PhaseSettings("prediction"),)),
                        data, 64, AugmentSettings(copies=1), TargetSettings(("t",)), ["x"])[0]
 
 
@@ -53,7 +55,8 @@ def test_the_build_version_is_in_the_memo_key(monkeypatch, tmp_path):
 def test_each_version_is_read_where_its_output_is_keyed():
     """Each constant is used by the module that makes that output (no constant defined and never keyed)."""
     root = Path(__file__).resolve().parents[1] / "eibert"
-    users = {"STAGES": "stages.py", "EXPORT": "compress.py", "TEACHER_TRAINING": "teacher.py", "TEACHER_OUTPUTS": "teacher_outputs.py",
+    users = {"STAGES": "stages.py", "EXPORT": "compress.py", "TEACHER_TRAINING": "teacher.py",
+             "TEACHER_OUTPUTS": "teacher_outputs.py",
              "AUGMENT": "phased.py", "TARGETS": "targets.py"}
     assert set(users) == set(versions.NAMES)
     for name, module in users.items():

@@ -56,8 +56,8 @@ def test_plan_imports_no_heavy_module():
     code = (
         "import sys, json; from harness.cli import main;"
         "rc = main(['plan', 'configs/quickstart.yaml', '--json']);"
-        "heavy = sorted(m for m in ('torch', 'tvm', 'ray', 'transformers', 'datasets', 'paramiko', 'onnxruntime') if m in sys.modules);"
-        "print('HEAVY=' + json.dumps(heavy)); sys.exit(rc)"
+        "heavy = sorted(m for m in ('torch', 'tvm', 'ray', 'transformers', 'datasets', 'paramiko', 'onnxruntime') if m in "
+        "sys.modules);print('HEAVY=' + json.dumps(heavy)); sys.exit(rc)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -116,7 +116,8 @@ def test_harness_has_no_import_circle_and_the_engine_never_imports_the_cli():
     engine = {m: sorted(deps & CLI) for m, deps in graph.items() if m not in CLI}
     assert not {m: d for m, d in engine.items() if d}
     # no upward import: the stages (the bottom of the engine) never reach the layers that drive them
-    above = {"harness.scheduler", "harness.pipeline", "harness.executors", "harness.graph", "harness.devicepool", "harness.nightly",
+    above = {"harness.scheduler", "harness.pipeline", "harness.executors", "harness.graph", "harness.devicepool",
+             "harness.nightly",
              "harness.report", "harness.history", "harness.store"} | CLI
     stages = {m: sorted(d & above) for m, d in graph.items() if m.startswith("harness.stages")}
     assert not {m: d for m, d in stages.items() if d}

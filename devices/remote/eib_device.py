@@ -55,7 +55,8 @@ def own_workdir(path):
     if st.st_uid != os.getuid():
         _fail(EXIT_WORKDIR, error=f"workdir is owned by uid {st.st_uid}, not by this user ({os.getuid()})", workdir=path)
     if st.st_mode & 0o022:
-        _fail(EXIT_WORKDIR, error=f"workdir is writable by group or others (mode {oct(st.st_mode & 0o777)}); chmod 700 it", workdir=path)
+        _fail(EXIT_WORKDIR, error=f"workdir is writable by group or others (mode {oct(st.st_mode & 0o777)}); chmod 700 it",
+              workdir=path)
     for sub in ("blobs", "runs"):
         os.makedirs(os.path.join(path, sub), mode=0o700, exist_ok=True)
     return path
@@ -63,7 +64,7 @@ def own_workdir(path):
 
 def _start_time(pid):
     """Field 22 of /proc/PID/stat (clock ticks since boot): with the pid, a process's identity."""
-    stat = _read("/proc/%d/stat" % pid)
+    stat = _read(f"/proc/{pid}/stat")
     return stat.rsplit(")", 1)[-1].split()[19] if ")" in stat else ""
 
 
@@ -165,7 +166,8 @@ def cmd_probe(_args):
     except ImportError:
         pass
     facts["versions"] = versions
-    facts["runtimes"] = [r for r, d in (("onnxruntime", "onnxruntime"), ("tvm", "apache-tvm"), ("openvino", "openvino")) if versions.get(d)]
+    facts["runtimes"] = [r for r, d in (("onnxruntime", "onnxruntime"), ("tvm", "apache-tvm"), ("openvino", "openvino"))
+                         if versions.get(d)]
     facts["time_v"] = os.path.exists("/usr/bin/time")
     print(json.dumps(facts))
 
@@ -225,7 +227,8 @@ def _private_copy(d, name, want):
     got = sha256(dst)
     if got != want:
         os.unlink(dst)
-        _fail(EXIT_INTEGRITY, error="sha256 mismatch at load: the blob changed after it was verified", name=name, expected=want, actual=got)
+        _fail(EXIT_INTEGRITY, error="sha256 mismatch at load: the blob changed after it was verified", name=name, expected=want,
+              actual=got)
     return dst
 
 
@@ -258,7 +261,7 @@ def cmd_run(args):
     except OSError:
         pass
     with open("pid", "w") as f:
-        f.write("%d %s" % (os.getpid(), _start_time(os.getpid())))
+        f.write(f"{os.getpid()} {_start_time(os.getpid())}")
     for key in ("model", "inputs"):
         if o.get(key + "_sha"):
             o[key] = _private_copy(d, o[key], o.pop(key + "_sha"))
@@ -305,7 +308,8 @@ def cmd_run(args):
         def infer(i):
             return infer_arrays(ids[i : i + 1], mask[i : i + 1])
     elif runtime == "openvino":
-        compiled = ov.Core().compile_model(o["model"], "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+        compiled = ov.Core().compile_model(o["model"], "CPU",
+                                           {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
         request, out0 = compiled.create_infer_request(), compiled.output(0)
 
         def infer_arrays(a, m):
@@ -331,7 +335,8 @@ def cmd_run(args):
     for k in range(int(o.get("warmup", "10"))):
         infer(k % n)
     rss_warm = _rss("VmRSS")
-    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s", "5")), float(o.get("max_duration_s", "60"))
+    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s",
+                                                                          "5")), float(o.get("max_duration_s", "60"))
     samples = []
     start = time.perf_counter()
     while True:
@@ -349,7 +354,8 @@ def cmd_run(args):
     profile = _profile(o, runtime, threads, ids, mask, machine if runtime == "tvm" else None) if o.get("profile") else None
     chosen = _openvino_precisions(compiled) if runtime == "openvino" else None
     print(json.dumps({
-        **({"openvino": chosen} if chosen else {}), "runtime": runtime, "runtime_version": version, "threads": threads, "import_s": import_s, "load_s": load_s,
+        **({"openvino": chosen} if chosen else {}), "runtime": runtime, "runtime_version": version, "threads": threads,
+        "import_s": import_s, "load_s": load_s,
         "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": peak,
         "peak_rss_end_bytes": _rss("VmHWM"),
         "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
@@ -370,7 +376,8 @@ def _openvino_precisions(compiled):
             kinds.setdefault(layer, {}).setdefault(prec, 0)
             kinds[layer][prec] += 1
     return {"inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
-            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")), "hint": str(compiled.get_property("PERFORMANCE_HINT")),
+            "threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
+            "hint": str(compiled.get_property("PERFORMANCE_HINT")),
             "layers": kinds}
 
 
@@ -400,7 +407,8 @@ def _profile(o, runtime, threads, ids, mask, machine):
     return prof.profile_onnxruntime(ort, o["model"], threads, {"input_ids": ids[:1], "attention_mask": mask[:1]}, runs)
 
 
-COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "adopt": cmd_adopt, "link": cmd_link, "cleanup": cmd_cleanup, "run": cmd_run}
+COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "adopt": cmd_adopt, "link": cmd_link, "cleanup": cmd_cleanup,
+            "run": cmd_run}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

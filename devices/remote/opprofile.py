@@ -6,9 +6,9 @@
 
 Each returns one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
 argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
-times, for the overhead) and `overhead_us_per_call` (what the profiler adds to each call, estimated as the cheapest call's time and
-already subtracted from `us`). The profiled pass runs after the timed pass,
-so the model's latency numbers never include the profiler.
+times, for the overhead) and `overhead_us_per_call` (what the profiler adds to each call, estimated as the
+cheapest call's time and already subtracted from `us`). The profiled pass runs after the timed pass, so the
+model's latency numbers never include the profiler.
 """
 
 import json

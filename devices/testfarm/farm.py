@@ -284,7 +284,8 @@ class Farm:
         }
 
     def write_inventory(self, path: str | Path, local: bool = True) -> Path:
-        devices = {"local": {"transport": "local", "arch": "x86_64", "target": "x86-64-host", "workdir": str(self.base / "local-work"),
+        devices = {"local": {"transport": "local", "arch": "x86_64", "target": "x86-64-host",
+                             "workdir": str(self.base / "local-work"),
                              "tags": ["x86", "host"]}} if local else {}
         devices.update({n: self.spec(n) for n in self.devices})
         Path(path).write_text(yaml.safe_dump({"devices": devices}, sort_keys=False))

@@ -8,7 +8,8 @@ from pathlib import Path
 FARM_UID = 1001  # the device user `farm`, the same uid on the host and inside the arm64 root
 FARM_USER = "farm"
 PACKAGES = ("openssh-server", "openssh-client", "time", "iproute2", "procps", "nftables", "qemu-user-static",
-            "binfmt-support", "debootstrap", "gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "libc6-dev-arm64-cross", "zstd")
+            "binfmt-support", "debootstrap", "gcc-aarch64-linux-gnu", "binutils-aarch64-linux-gnu", "libc6-dev-arm64-cross",
+            "zstd")
 
 
 class FarmError(RuntimeError):

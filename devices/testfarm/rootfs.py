@@ -74,7 +74,8 @@ def build_tarball(dest: Path, log=print) -> Path:
     mounted: list[Path] = []
     try:
         log(f"testfarm: debootstrap stage 1 ({SUITE}, arm64) into {root}")
-        run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", f"--include={INCLUDE}", SUITE, str(root), debian_mirror()],
+        run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", f"--include={INCLUDE}", SUITE, str(root),
+             debian_mirror()],
             timeout_s=1200)
         log("testfarm: debootstrap stage 2 under qemu (minutes)")
         _chroot(root, "/debootstrap/debootstrap", "--second-stage")

@@ -10,12 +10,12 @@ A stage that raises becomes a failed record (kind: `variant` for a user or model
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from eibutil import UserError, atomic_write_text
-
 
 STAGES = ("teacher", "importance", "vocab", "student", "artifact", "build", "measure")  # in dependency order
 
@@ -71,8 +71,10 @@ def run_stage(stage: str, variant_id: str, fn: Callable[[], dict], errors_dir: P
     except Exception as e:  # the stage boundary: any failure becomes a row, never a stopped sweep
         tb_path = None
         if errors_dir is not None:
-            tb_path = str(atomic_write_text(Path(errors_dir) / f"{variant_id or 'shared'}-{stage}{'-' + tag if tag else ''}.txt", traceback.format_exc()))
+            tb_path = str(atomic_write_text(Path(errors_dir) / f"{variant_id or 'shared'}-{stage}{'-' + tag if tag else ''}.txt",
+                                            traceback.format_exc()))
         kind = "variant" if isinstance(e, (UserError, ValueError)) else getattr(e, "error_kind", "infrastructure")
-        return StageResult(stage, variant_id, "failed", {}, f"{type(e).__name__}: {e}", kind, time.perf_counter() - t0, None, tb_path)
+        return StageResult(stage, variant_id, "failed", {}, f"{type(e).__name__}: {e}", kind, time.perf_counter() - t0, None,
+                           tb_path)
     status = "cached" if out.get("cache_hit") else "ok"
     return StageResult(stage, variant_id, status, out, None, None, time.perf_counter() - t0, out.get("cache_key"))

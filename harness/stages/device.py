@@ -41,7 +41,8 @@ def measure_cache(node, inputs: dict, device: str, spec) -> tuple[str, Path]:
     """(key, file) of the stored measurement of this node's subject on `device`."""
     cfg = node.payload["config"]
     b = inputs.get("build")
-    key = hashlib.sha256(canonical_json({"artifact": _subject_key(_subject(inputs)), "device": device, "spec": spec.model_dump(mode="json"),
+    key = hashlib.sha256(canonical_json({"artifact": _subject_key(_subject(inputs)), "device": device,
+                                         "spec": spec.model_dump(mode="json"),
                                          "runtime": node.payload["runtime"], "settings": measure_settings(cfg).__dict__,
                                          "build": b.lib_sha256 if b else None}).encode()).hexdigest()[:24]
     return key, Path(cfg.cache_dir) / "measure" / f"{key}.json"
@@ -61,8 +62,10 @@ def measure(node, inputs: dict, ctx: dict) -> MeasureRecord:
     b = inputs.get("build")
     data = _data(node, ctx)
     try:  # OpenVINO's QDQ model is calibrated on the task's own training rows
-        rec = measure_on_device(getattr(subject, "artifact_dir", None) or subject.model_dir, device, spec, node.payload["runtime"],
-                                data.dev, measure_settings(cfg), cfg.cache_dir, build=b.to_json() if b else None, calib=data.train)
+        rec = measure_on_device(getattr(subject, "artifact_dir", None) or subject.model_dir, device, spec,
+                                node.payload["runtime"],
+                                data.dev, measure_settings(cfg), cfg.cache_dir, build=b.to_json() if b else None,
+                                calib=data.train)
     except DeviceError as e:
         raise StageError(f"{e.kind}: {e.message}", "infrastructure" if e.infrastructure else "device", e.kind) from e
     rec["requested_device"] = node.payload["device"]
@@ -71,7 +74,8 @@ def measure(node, inputs: dict, ctx: dict) -> MeasureRecord:
 
 
 def measure_row(node, o: dict) -> dict:
-    return {"subject": node.payload.get("subject", "artifact"), "device": o["device"], "runtime": o["runtime"], "target": o.get("target"),
+    return {"subject": node.payload.get("subject", "artifact"), "device": o["device"], "runtime": o["runtime"],
+            "target": o.get("target"),
             "accuracy": o["accuracy"], "n": o["n"], "size_bytes": o["size_bytes"], "p50_ms": o["p50_ms"], "p90_ms": o["p90_ms"],
             "p99_ms": o["p99_ms"], "peak_rss_bytes": o["peak_rss_bytes"], "samples_ms": o["samples"],
             "metrics": dict(o["metrics"]) | {"requested_device": o.get("requested_device")},

@@ -31,7 +31,8 @@ def teacher(node, inputs: dict, ctx: dict) -> TeacherRecord:
     out = finetune_teacher(cfg.teacher.model, data, cache_dir=str(cfg.cache_dir), hp=hp, max_seq_len=cfg.task.max_seq_len,
                            progress=_progress(ctx)).to_json()
     out["model_ref"] = ctx.get("model_ref") or out["model_ref"]
-    return TeacherRecord.from_json({**out, "data_checksums": data.checksums, "data_sources": data.sources, "dev_rows": len(data.dev)})
+    return TeacherRecord.from_json({**out, "data_checksums": data.checksums, "data_sources": data.sources,
+                                    "dev_rows": len(data.dev)})
 
 
 def _vocab_settings(cfg):
@@ -63,8 +64,10 @@ def student(node, inputs: dict, ctx: dict):
 
     cfg = node.payload["config"]
     s = compress_settings(cfg)
-    return stages.student(inputs["teacher"].model_dir, inputs["vocab"], _data(node, ctx), student=s["student"], distill=s["distill"],
-                          cache_dir=str(cfg.cache_dir), augment=s["augment"], max_seq_len=s["max_seq_len"], progress=_progress(ctx))
+    return stages.student(inputs["teacher"].model_dir, inputs["vocab"], _data(node, ctx), student=s["student"],
+                          distill=s["distill"],
+                          cache_dir=str(cfg.cache_dir), augment=s["augment"], max_seq_len=s["max_seq_len"],
+                          progress=_progress(ctx))
 
 
 def artifact(node, inputs: dict, ctx: dict):
@@ -84,7 +87,8 @@ def artifact(node, inputs: dict, ctx: dict):
 
 def teacher_row(node, o: dict) -> dict:
     return {"subject": "teacher", "device": "host", "runtime": "torch", "accuracy": o["dev_accuracy"], "n": o["dev_n"],
-            "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"], "dev_correct": o.get("dev_correct")}}
+            "metrics": {"data_sha256": o["data_checksums"]["dev"], "model_dir": o["model_dir"],
+                        "dev_correct": o.get("dev_correct")}}
 
 
 def artifact_row(node, o: dict) -> dict:
