@@ -202,4 +202,6 @@ def rewrite_int8_dense(mod, path: str = "vnni"):
     out = bb.get()
     for gv, func in mains:
         out[gv] = rewrite_call(pattern, rewriter, func)
+    # layers that read the same activations (Q, K and V) share one quantization of them
+    out = relax.transform.EliminateCommonSubexpr()(out)
     return relax.transform.DeadCodeElimination()(out), layers

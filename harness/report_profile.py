@@ -58,11 +58,18 @@ def with_profiles(tables: list[Table], m: ReportModel) -> list[Table]:
     return out
 
 
-def profile_figure(m: ReportModel, dev: str, out_dir: Path) -> Figure | None:
-    rows = _profiled(m, dev)
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(7.5, 2.2 + 0.45 * len(rows)))
+def _panels(rows: list) -> list[list]:
+    """The rows in panels of one scale: a teacher several times slower than every compressed model gets its own
+    panel, so the models' bars are not squeezed to slivers."""
+    total = lambda r: max(sum(r.profile["by_kind_ms"].values()), r.p50_ms or 0)  # noqa: E731
+    big = [r for r in rows if getattr(r, "subject", None) == "teacher"]
+    small = [r for r in rows if getattr(r, "subject", None) != "teacher"]
+    if big and small and min(map(total, big)) > 3 * max(map(total, small)):
+        return [big, small]
+    return [rows]
+
+
+def _bars(ax, rows: list, legend: bool) -> None:
     ys = np.arange(len(rows))
     left = np.zeros(len(rows))
     for kind in KINDS:
@@ -72,10 +79,23 @@ def profile_figure(m: ReportModel, dev: str, out_dir: Path) -> Figure | None:
     ax.scatter([r.p50_ms for r in rows], ys, marker="|", s=300, c="black", label="unprofiled p50", zorder=3)
     ax.set_yticks(ys, [_label(r) for r in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("ms per inference (profiled, by kind of operator)")
     ax.set_xlim(0, 1.5 * max(max(left), *(r.p50_ms or 0 for r in rows)))  # room on the right for the legend
-    ax.legend(fontsize=7, ncol=1, loc="center right")
     ax.grid(alpha=0.3, axis="x")
+    if legend:
+        ax.legend(fontsize=7, ncol=1, loc="center right")
+
+
+def profile_figure(m: ReportModel, dev: str, out_dir: Path) -> Figure | None:
+    rows = _profiled(m, dev)
+    if not rows:
+        return None
+    panels = _panels(rows)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.5, 1.6 + 0.45 * len(rows) + 0.5 * (len(panels) - 1)), squeeze=False,
+                             gridspec_kw={"height_ratios": [len(p) + 0.6 for p in panels]})
+    for k, (ax, panel) in enumerate(zip(axes[:, 0], panels)):
+        _bars(ax, panel, legend=k == len(panels) - 1)
+    axes[-1, 0].set_xlabel("ms per inference by operator kind" + (" (each panel on its own scale)" if len(panels) > 1 else ""))
+    fig.tight_layout()
     return save_figure(fig, _slug("profile", dev), f"{dev}: where the time goes, per operator kind", out_dir, f"ops-{dev}")
 
 
