@@ -85,6 +85,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
         "host_cpu": _host_cpu_id() if spec.mcpu == "host" else None, "tvm": _version("apache-tvm"),
         "tvm_ffi": _version("apache-tvm-ffi"), "fast_math": fast_math, "trials": trials, **({"int8": True} if int8 else {}),
         "db": str(db_dir) if db_dir else None, "recipe": BUILD_VERSION,
+        # the integer kernels' code: a change to them is a new build even where the recipe number was not bumped
+        **({"kernels": sha256_file(Path(__file__).with_name("tvm_int8.py"))[:16]} if int8 else {}),
     }
     key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:24]
     out = Path(cache_dir) / "tvm" / target / key
