@@ -2,7 +2,7 @@
 PY ?= python3
 PIP = $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: quickstart install test install-test
+.PHONY: quickstart install test test-fast install-test
 
 # Skipped when this checkout is the installed one and pyproject.toml has not changed since (a re-run
 # of the quickstart then does no work at all).
@@ -22,3 +22,8 @@ install-test:
 test: install-test
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The fast tier (under 5 minutes here): unit tests only; `make test` is the whole suite, and what CI runs.
+test-fast:
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -m "not slow and not farm and not integration"

@@ -232,10 +232,10 @@ def main() -> int:
              f"({args.threads} threads, >= 200 runs and {args.min_duration_s:g} s each; medians over rounds), "
              f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
              f"the runtime is imported. Accuracy: onnxruntime rows, `eib evaluate` on {args.dev_file.name} (all rows, one row "
-             f"per call); TVM rows, on the device over the measured rows (it runs the dequantized float graph: INT8 is a storage "
-             "format there). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on the host by "
-             "OpenVINO, one "
-             f"row per call; the QDQ export's activation steps are calibrated on 200 embedded training rows.", "",
+             "per call); TVM rows, on the device over the measured rows (its integer kernels where the CPU's flags allow: "
+             "`int8_path` in the build record). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on "
+             "the host by OpenVINO, one row per call; the QDQ export's activation steps and NNCF's are calibrated on the same "
+             "200 training rows (never dev); NNCF ran its transformer preset (smooth quant, fast bias correction).", "",
              "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | "
              "process peak MiB | accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]

@@ -15,7 +15,7 @@ import pytest
 
 from harness.store import Store
 from tests.test_harness import _free_port
-from tests.test_pipeline import ROOT, eib, write_config
+from tests.test_pipeline import edit_config, eib, write_config
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -29,12 +29,8 @@ devices:
   local: {{transport: local, workdir: {folder / 'device'}, ray_resource: {'head' if cluster else 'null'}}}
 """)
     cfg = write_config(folder, inputs / "teacher", {"train": inputs / "train.tsv", "dev": inputs / "dev.tsv"})
-    text = cfg.read_text().replace(f"inventory: {ROOT / 'inventory.yaml'}", "inventory: inventory.yaml")
-    assert "inventory: inventory.yaml" in text
-    if cluster:
-        text += "cluster: {resources: {teacher: head, importance: head, vocab: head, student: worker, artifact: worker}}\n"
-    cfg.write_text(text)
-    return cfg
+    resources = {"teacher": "head", "importance": "head", "vocab": "head", "student": "worker", "artifact": "worker"}
+    return edit_config(cfg, {"inventory": "inventory.yaml"}, add={"cluster": {"resources": resources}} if cluster else None)
 
 
 def _results(folder: Path) -> tuple[dict, list[dict]]:

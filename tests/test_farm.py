@@ -381,16 +381,14 @@ def test_device_killed_mid_measurement_is_retried_on_a_sibling_and_recorded_once
     import yaml
 
     from harness.store import Store
-    from tests.test_pipeline import write_config
+    from tests.test_pipeline import edit_config, write_config
 
     farm.add("sib-a")
     farm.add("sib-b")
     try:
         inv = farm.write_inventory(tmp_path / "inventory.yaml")
         cfg = write_config(tmp_path, tiny_bert, task_files)
-        text = cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}",
-                                       f"inventory: {inv}")
-        cfg.write_text(text.replace("min_duration_s: 0.1", "min_duration_s: 5") + "devices: [sib-a]\n")
+        edit_config(cfg, {"inventory": str(inv), "measure.min_duration_s": 5}, add={"devices": ["sib-a"]})
         db = tmp_path / "db.sqlite"
         proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--executor", "inline"],
                                 cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

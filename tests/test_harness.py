@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from harness.store import Store
-from tests.test_pipeline import eib, write_config
+from tests.test_pipeline import edit_config, eib, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,8 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
     from harness.variants import expand
 
     cfg_path = write_config(tmp_path, tiny_bert, task_files)
-    text = cfg_path.read_text().replace("sweep: {grid: {compress.vocab.size: [300, 400]}}",
-                                        "sweep: {grid: {compress.vocab.size: [300, 400], compress.quant.granularity: "
-                                        "[per-tensor, per-channel]}}")
-    cfg_path.write_text(text)
+    edit_config(cfg_path,
+                {"sweep.grid": {"compress.vocab.size": [300, 400], "compress.quant.granularity": ["per-tensor", "per-channel"]}})
     raw = load_raw(cfg_path)
     cfg = validate_config(raw, cfg_path)
     nodes = build_graph(expand(cfg, cfg_path, raw), load_inventory(ROOT / "inventory.yaml").devices)

@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+from tests.test_pipeline import edit_config
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,10 +32,9 @@ def test_two_checkouts_plan_identical_ids(tmp_path, tiny_bert, task_files):
         shutil.copytree(tiny_bert, co / "configs" / "teacher")
         for name, f in task_files.items():
             shutil.copy(f, co / "configs" / f"{name}.tsv")
-        text = (co / "configs" / "quickstart.yaml").read_text()
-        assert "source: embedded" in text and "model: bundled" in text
-        text = text.replace("source: embedded", "source: files\n  train_file: train.tsv\n  dev_file: dev.tsv")
-        (co / "configs" / "files.yaml").write_text(text.replace("model: bundled", "model: ./teacher"))
+        shutil.copy(co / "configs" / "quickstart.yaml", co / "configs" / "files.yaml")
+        edit_config(co / "configs" / "files.yaml", {"task.source": "files", "teacher.model": "./teacher"},
+                    add={"task.train_file": "train.tsv", "task.dev_file": "dev.tsv"})
     for rel in ("configs/quickstart.yaml", "bench/configs/student-128.yaml", "configs/files.yaml"):
         ids_a, keys_a = _plan(a / rel)
         ids_b, keys_b = _plan(b / rel)

@@ -31,6 +31,25 @@ cache_dir: cache
     return cfg
 
 
+def edit_config(path: Path, changes: dict | None = None, add: dict | None = None) -> Path:
+    """Edit a YAML config by its keys, never by its text: each dotted key of `changes` must already be there (a
+    template that drifted fails here instead of the edit silently doing nothing); each of `add` must not be."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    for dotted, value in {**(changes or {}), **(add or {})}.items():
+        *parents, last = dotted.split(".")
+        node = data
+        for k in parents:
+            assert isinstance(node, dict) and k in node, f"{path}: no {dotted!r} to edit"
+            node = node[k]
+        present = isinstance(node, dict) and last in node
+        assert present == (dotted in (changes or {})), f"{path}: {dotted!r} is {'already' if present else 'not'} there"
+        node[last] = value
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def eib(*args, cwd, env: dict | None = None):
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=600,
                           env={**os.environ, **env} if env else None)
@@ -138,7 +157,7 @@ def test_rerun_failed_reruns_only_the_failures(tiny_bert, task_files, tmp_path):
               f"    workdir: {tmp_path / 'work'}\n    tags: [x86]\n")
     inv.write_text(device + "    faults: [{\"on\": run, error: failed, times: 1000}]\n")
     cfg = write_config(tmp_path, tiny_bert, task_files)
-    cfg.write_text(cfg.read_text().replace(f"inventory: {ROOT / 'inventory.yaml'}", f"inventory: {inv}") + "devices: [flaky]\n")
+    edit_config(cfg, {"inventory": str(inv)}, add={"devices": ["flaky"]})
     first = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp_path)
     store = Store(str(tmp_path / "db.sqlite"))
     run_id = store.latest_run()["run_id"]

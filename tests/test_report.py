@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.report import parse_budget, signoff
 from harness.store import Store
-from tests.test_pipeline import eib, write_config
+from tests.test_pipeline import edit_config, eib, write_config
 
 SLOW_ORT = """
 import builtins, time
@@ -37,9 +38,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def _config(tmp_path, tiny_bert, task_files, measure: str) -> Path:
     cfg = write_config(tmp_path, tiny_bert, task_files)
-    cfg.write_text(cfg.read_text().replace("measure: {seq_len: 32, rows: 8, warmup: 1, min_count: 5, min_duration_s: 0.1}",
-                                           measure))
-    return cfg
+    return edit_config(cfg, {"measure": yaml.safe_load(measure)["measure"]})
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,7 @@ def run(tiny_bert, tmp_path_factory):
     inv = tmp / "inventory.yaml"
     inv.write_text("devices:\n  local:\n    transport: local\n    python: python3\n    target: x86-64-host\n    threads: 1\n "
                    "   workdir: " + str(tmp / "work") + "\n")
-    cfg.write_text(cfg.read_text().replace(f"inventory: {Path(__file__).resolve().parents[1] / 'inventory.yaml'}",
-                                           f"inventory: {inv}"))
+    edit_config(cfg, {"inventory": str(inv)})
     out = eib("run", str(cfg), "--quiet", "--executor", "inline", cwd=tmp)
     assert out.returncode == 0, out.stdout + out.stderr
     store = Store(str(tmp / "db.sqlite"))

@@ -87,15 +87,14 @@ CANARY_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nCANARYKEYTEXT0123456789\n----
 def test_no_canary_secret_reaches_the_database_the_output_or_the_reports(postgres_url, tiny_bert, task_files, tmp_path):
     from urllib.parse import quote
 
-    from tests.test_pipeline import eib, write_config
+    from tests.test_pipeline import edit_config, eib, write_config
 
     url = postgres_url.replace("postgres@", f"postgres:{quote(CANARY_PW, safe='')}@")
     inv = tmp_path / "inventory.yaml"
     inv.write_text("devices:\n  local: {transport: local, workdir: " + str(tmp_path / "work") + "}\n"
                    "  pi: {transport: ssh, host: 127.0.0.1, port: 1, user: pi, key_env: EIB_CANARY_KEY, connect_timeout_s: 2}\n")
     cfg = write_config(tmp_path, tiny_bert, task_files)
-    cfg.write_text(cfg.read_text().replace("database: db.sqlite", f"database: '{url}'")
-                   .replace(str(Path(__file__).resolve().parents[1] / "inventory.yaml"), str(inv)))
+    edit_config(cfg, {"results.database": url, "inventory": str(inv)})
     env_key = {"EIB_CANARY_KEY": CANARY_KEY}
     outs = [eib("run", str(cfg), cwd=tmp_path, env=env_key),
             eib("devices", "check", "--inventory", str(inv), cwd=tmp_path, env=env_key)]
