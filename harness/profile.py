@@ -5,7 +5,8 @@
 
 The runner (devices/remote/opprofile.py) returns the operators of one inference in the order they ran, timed by
 onnxruntime's session profiler or by the TVM Relax VM's call instrument, in a pass after the timed one. Here
-each operator gets a kind (embedding, attention, feed-forward, norms, head, other) and, where it can be told,
+each operator gets a kind (embedding, attention, feed-forward, norms, head, quantize: the activation
+quantization and dequantization of the integer layers, other) and, where it can be told,
 a layer; the summary holds the milliseconds per kind and per layer, the top operators, the profile's sum
 against the unprofiled p50 (`sum_over_p50`) and the profiler's own overhead (its inferences' wall time
 against the p50).
@@ -14,7 +15,8 @@ against the p50).
 import re
 from pathlib import Path
 
-KINDS = ("embedding", "attention", "feed-forward", "norms", "head", "other")
+KINDS = ("embedding", "attention", "feed-forward", "norms", "head", "quantize", "other")
+_QUANTIZE_OPS = {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear", "FakeQuantize"}
 PROFILER = Path(__file__).resolve().parents[1] / "devices" / "remote" / "opprofile.py"
 TOP = 10
 
@@ -42,6 +44,8 @@ def _ort_kind(call: dict) -> tuple[str, int | None]:
     residual adds (`other`)."""
     m = _LAYER.search(call["name"])
     layer = int(m.group(1)) if m else None
+    if call.get("op") in _QUANTIZE_OPS:
+        return "quantize", layer
     key = f"{call['name']} {call.get('op', '')}".lower()
     for kind, marks in _NAMED:
         if any(mark in key for mark in marks):
@@ -52,6 +56,8 @@ def _ort_kind(call: dict) -> tuple[str, int | None]:
 
 
 def _tvm_by_name(name: str) -> str:
+    if name.startswith("int8_quantize"):
+        return "quantize"
     if "layer_norm" in name:
         return "norms"
     if "softmax" in name:
@@ -77,6 +83,8 @@ def _tvm_kinds(calls: list[dict], spec: dict) -> tuple[list[str], list[int | Non
         layer = (seen - 1) // 2 if 0 < seen <= 2 * layers else None
         if i in norms:
             kind = "norms"
+        elif c["name"].startswith("int8_quantize"):
+            kind = "quantize"
         elif c["name"].startswith("vm."):
             kind = "other"
         elif seen == 0 or (emb and emb != hidden and seen == 1 and any(emb in s for s in c.get("shapes", []))):

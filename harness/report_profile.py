@@ -17,7 +17,7 @@ from harness.report_tables import Table, _frame, ms
 
 TOP_SHOWN = 5
 COLOURS = {"embedding": "#8250df", "attention": "#1f6feb", "feed-forward": "#2da44e", "norms": "#bf8700", "head": "#cf222e",
-           "other": "#8c959f"}
+           "quantize": "#0a7f86", "other": "#8c959f"}
 
 
 def _profiled(m: ReportModel, dev: str) -> list:
