@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from eibert.student import layer_map
-from eibert.textcls import length_grouped, linear_schedule, save_state, set_seed
+from eibert.textcls import length_grouped, set_seed
+from eibert.trainloop import linear_schedule, save_state
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from eibert.distill import HiddenProjection, kd_kl, train_student
 from eibert.student import layer_map
 from eibert.teacher_outputs import slot_means
-from eibert.textcls import accuracy, length_grouped, linear_schedule, predict_logits, save_state, set_seed
+from eibert.textcls import accuracy, length_grouped, predict_logits, set_seed
+from eibert.trainloop import linear_schedule, save_state
 
 KINDS = ("intermediate", "prediction", "cross")
 

@@ -9,10 +9,12 @@
 import math
 import os
 import random
-import time
+from pathlib import Path
 
 import numpy as np
 import torch
+
+from eibert.trainloop import TrainLoop, adamw
 
 
 def encode(tokenizer, ds, max_seq_len: int) -> list[tuple[list[int], int]]:
@@ -50,17 +52,20 @@ def length_grouped(lengths: list[int], batch_size: int, seed: int, group: int = 
     return out
 
 
-def batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, pad_id: int = 0, grouped: bool = False):
-    """Batches of `rows` in order, shuffled, or (`grouped`) shuffled and length-grouped."""
+def index_batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, grouped: bool = False) -> list[list[int]]:
+    """The row indices of each batch: in order, shuffled, or (`grouped`) shuffled and length-grouped."""
     if grouped:
-        for idx in length_grouped([len(r[0]) for r in rows], batch_size, seed):
-            yield collate([rows[j] for j in idx], pad_id)
-        return
+        return length_grouped([len(r[0]) for r in rows], batch_size, seed)
     order = list(range(len(rows)))
     if shuffle:
         random.Random(seed).shuffle(order)
-    for i in range(0, len(order), batch_size):
-        yield collate([rows[j] for j in order[i : i + batch_size]], pad_id)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def batches(rows: list, batch_size: int, shuffle: bool = False, seed: int = 0, pad_id: int = 0, grouped: bool = False):
+    """Batches of `rows` in order, shuffled, or (`grouped`) shuffled and length-grouped."""
+    for idx in index_batches(rows, batch_size, shuffle, seed, grouped):
+        yield collate([rows[j] for j in idx], pad_id)
 
 
 def model_device(model) -> torch.device:
@@ -97,14 +102,6 @@ def predict_logits(model, rows: list, batch_size: int = 128, pad_id: int = 0) ->
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def linear_schedule(opt, total: int, warmup_ratio: float):
-    """Linear warm-up over `warmup_ratio` of `total` steps, then linear decay to zero."""
-    warm = int(warmup_ratio * total)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / max(1, warm) if s < warm else max(0.0, (total - s) / max(1, total - warm))
-    )
-
-
 def accuracy(logits: np.ndarray, labels) -> float:
     labels = np.asarray(labels)
     return float((logits.argmax(-1) == labels).mean()) if len(labels) else float("nan")
@@ -135,69 +132,27 @@ def finetune(
     ckpt_every: int = 200,
     on_step=None,
 ) -> dict:
-    """Plain cross-entropy fine-tuning with AdamW and linear warm-up/decay; returns step count and loss.
-
-    With `ckpt` (a file) the state is saved every `ckpt_every` steps and a restarted run resumes there
-    (same batches, same dropout masks); `on_step(step)` runs after each step, after any save."""
-    from tqdm.auto import tqdm
+    """Plain cross-entropy fine-tuning with AdamW and linear warm-up/decay (eibert.trainloop); returns step
+    count and loss. With `ckpt` (a file) a restarted run resumes at its last save (same batches, same dropout
+    masks); `on_step(step)` runs after each step, after any save."""
 
     set_seed(seed)
-    steps_per_epoch = math.ceil(len(rows) / batch_size)
-    total = max_steps or max(1, math.ceil(epochs * steps_per_epoch))
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=learning_rate)
-    sched = linear_schedule(opt, total, warmup_ratio)
-    model.train()
+    per_epoch = math.ceil(len(rows) / batch_size)
+    total = max_steps or max(1, math.ceil(epochs * per_epoch))
+    opt = adamw([model], lr=learning_rate, weight_decay=weight_decay, total=total, warmup_ratio=warmup_ratio)
     dev = model_device(model)
-    step, ema, t0 = 0, None, time.perf_counter()
-    if ckpt is not None and os.path.isfile(ckpt):
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        step, ema = state["step"], state["ema"]
-        torch.set_rng_state(state["rng"])
-    resumed_from = step
-    bar = tqdm(total=total, initial=step, desc=desc, disable=not progress, unit="step", mininterval=1.0)
-    while step < total:
-        epoch, skip = divmod(step, steps_per_epoch)
-        for bi, batch in enumerate(batches(rows, batch_size, shuffle=True, seed=seed + epoch, pad_id=pad_id,
-                                           grouped=length_grouped_batches)):
-            if bi < skip:
-                continue
-            with _autocast(dev):
-                loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema:.4f}", refresh=False)
-            if ckpt is not None and (step % ckpt_every == 0 or step >= total):
-                save_state(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                                  "ema": ema, "rng": torch.get_rng_state()})
-            if on_step is not None:
-                on_step(step)
-            if step >= total:
-                break
-    bar.close()
+
+    def step(idx: list[int]):
+        batch = collate([rows[j] for j in idx], pad_id)
+        with _autocast(dev):
+            loss = model(**{k: v.to(dev) for k, v in batch.items()}).loss
+        return {"model": loss}, {"loss": loss}
+
+    model.train()
+    loop = TrainLoop(total=total, per_epoch=per_epoch, ckpt=Path(ckpt) if ckpt is not None else None, ckpt_every=ckpt_every,
+                     desc=desc, progress=progress, on_step=on_step)
+    fit = loop.run({"model": model}, {"model": opt}, step=step,
+                   batches=lambda epoch: index_batches(rows, batch_size, True, seed + epoch, length_grouped_batches))
     model.eval()
-    return {"steps": step, "train_loss": ema, "train_s": time.perf_counter() - t0, "resumed_from": resumed_from}
-
-
-def save_state(path: "str | os.PathLike", state: dict) -> None:
-    """torch.save to `path` atomically (write beside, then rename); loadable with weights_only=True."""
-    from pathlib import Path
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    return {"steps": fit["steps"], "train_loss": fit["losses"].get("loss"), "train_s": fit["train_s"],
+            "resumed_from": fit["resumed_from"]}
