@@ -13,7 +13,6 @@ uses the labels alone. Checkpoints every `ckpt_every` steps let a long run resum
 """
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from torch import nn
 
 from eibert.student import layer_map
 from eibert.textcls import length_grouped, set_seed
-from eibert.trainloop import linear_schedule, save_state
+from eibert.trainloop import TrainLoop, adamw
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,7 @@ class DistillSettings:
     max_steps: int | None = None
     seed: int = 0
     ckpt_every: int = 200
+    weight_decay: float = 0.01  # AdamW's, for the student and (cross) the teacher; biases and LayerNorm exempt
     phases: tuple = ()  # eibert.phases.PhaseSettings in order; empty: one `mode` run of `epochs`
 
     def to_json(self) -> dict:
@@ -96,17 +96,45 @@ def pair_rows(student_rows: list, teacher_rows: list, old_ids: list[int]) -> lis
 def pair_batches(rows: list, batch_size: int, seed: int, pad_id: int = 0):
     """Shuffled, length-grouped batches of both tokenisations padded to one width:
     (student batch, teacher batch, aligned (B,))."""
+    for idx in length_grouped([max(len(r[0]), len(r[1])) for r in rows], batch_size, seed):
+        yield pair_batch(rows, idx, pad_id)
+
+
+def pair_batch(rows: list, idx: list[int], pad_id: int = 0):
+    """The rows `idx` in both tokenisations padded to one width: (student batch, teacher batch, aligned (B,))."""
     from eibert.textcls import collate
 
-    for idx in length_grouped([max(len(r[0]), len(r[1])) for r in rows], batch_size, seed):
-        chunk = [rows[j] for j in idx]
-        width = max(max(len(r[0]), len(r[1])) for r in chunk)
-        pad = lambda ids, width=width: ids + [pad_id] * (width - len(ids))
-        sb = collate([(pad(r[0]), r[2]) for r in chunk], pad_id)
-        tb = collate([(pad(r[1]), r[2]) for r in chunk], pad_id)
-        sb["attention_mask"] = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in chunk])
-        tb["attention_mask"] = torch.tensor([[1] * len(r[1]) + [0] * (width - len(r[1])) for r in chunk])
-        yield sb, tb, torch.tensor([r[3] for r in chunk], dtype=torch.bool)
+    chunk = [rows[j] for j in idx]
+    width = max(max(len(r[0]), len(r[1])) for r in chunk)
+    pad = lambda ids: ids + [pad_id] * (width - len(ids))
+    sb = collate([(pad(r[0]), r[2]) for r in chunk], pad_id)
+    tb = collate([(pad(r[1]), r[2]) for r in chunk], pad_id)
+    sb["attention_mask"] = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in chunk])
+    tb["attention_mask"] = torch.tensor([[1] * len(r[1]) + [0] * (width - len(r[1])) for r in chunk])
+    return sb, tb, torch.tensor([r[3] for r in chunk], dtype=torch.bool)
+
+
+def _student_terms(st: DistillSettings, out: dict, t_out, sb: dict, aligned, hproj, lmap: list[int], stage: int,
+                   teacher_hidden: int) -> dict:
+    """The student's loss terms: hidden-state MSE and attention KL on rows whose two tokenisations line up
+    ([CLS] alone on the others), then (stage 2) KL to the teacher's logits and cross-entropy on the labels."""
+    parts: dict[str, torch.Tensor] = {}
+    if t_out is not None:
+        m = (sb["attention_mask"] * aligned[:, None]).float()
+        m[:, 0] = 1.0
+        if hproj is not None:
+            mse = sum(((hproj(out["hidden"][i + 1]) - t_out.hidden_states[tl + 1].detach()) ** 2 * m[..., None]).sum()
+                      / (m.sum() * teacher_hidden) for i, tl in enumerate(lmap))
+            parts["hidden"] = st.alpha_hidden * mse / len(lmap)
+        if st.alpha_attn > 0 and bool(aligned.any()):
+            qm = sb["attention_mask"].float() * aligned[:, None].float()
+            parts["attn"] = st.alpha_attn * sum(attn_kl(out["attn"][i], t_out.attentions[tl].detach(), qm)
+                                                for i, tl in enumerate(lmap)) / len(lmap)
+        if stage == 2:
+            parts["kl"] = st.alpha_kl * kd_kl(out["logits"], t_out.logits.detach(), st.temperature)
+    if stage == 2:
+        parts["ce"] = st.alpha_ce * F.cross_entropy(out["logits"], sb["labels"])
+    return parts
 
 
 def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: torch.Tensor | None = None,
@@ -117,8 +145,6 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     Student and teacher tokenise with different vocabularies (pruned vs full), so each row carries both
     id lists and whether they line up token for token (`aligned`); see `pair_rows`. Returns counters
     for the result record. `on_step(step)` is called after every step (tests use it to crash a run)."""
-    from tqdm.auto import tqdm
-
     if st.mode not in ("finetune", "standard", "cross"):
         raise ValueError(f"unknown distillation mode {st.mode!r}; allowed: finetune, standard, cross")
     set_seed(st.seed)
@@ -128,116 +154,53 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     lmap = layer_map(L_t, student.spec.layers) if use_teacher else []
     hproj = HiddenProjection(student.spec.hidden, teacher.config.hidden_size,
                              dims) if use_teacher and st.alpha_hidden > 0 else None
+    per_epoch = math.ceil(len(rows) / st.batch_size)
+    total = st.max_steps or max(1, math.ceil(st.epochs * per_epoch))
+    modules = {"student": student, "teacher": teacher, **({"hproj": hproj} if hproj else {})}
+    optims = {"student": adamw([student] + ([hproj] if hproj else []), lr=st.student_lr, weight_decay=st.weight_decay,
+                               total=total, warmup_ratio=st.warmup_ratio)}
+    if train_teacher:  # its word embeddings stay frozen: the student never sees most of those rows (pruned
+        # vocabulary), and updating a 30k x H matrix every step would cost more than the rest
+        optims["teacher"] = adamw([teacher], lr=st.teacher_lr, weight_decay=st.weight_decay, total=total,
+                                  warmup_ratio=st.warmup_ratio, skip=lambda n: "word_embeddings" in n)
+    state = {"stage": 1 if st.stage_gates and use_teacher else 2, "gate_hits": 0, "stage1_steps": 0}
 
-    steps_per_epoch = math.ceil(len(rows) / st.batch_size)
-    total = st.max_steps or max(1, math.ceil(st.epochs * steps_per_epoch))
-    s_params = list(student.parameters()) + (list(hproj.parameters()) if hproj else [])
-    s_opt = torch.optim.AdamW(s_params, lr=st.student_lr, weight_decay=0.01)
-    s_sched = linear_schedule(s_opt, total, st.warmup_ratio)
-    # The teacher's word embeddings stay frozen while it adapts: the student never sees most of those
-    # rows (pruned vocabulary), and updating a 30k x H matrix every step would cost more than the rest.
-    t_params = [p for n, p in teacher.named_parameters() if "word_embeddings" not in n]
-    t_opt = torch.optim.AdamW(t_params, lr=st.teacher_lr, weight_decay=0.01) if train_teacher else None
-    t_sched = linear_schedule(t_opt, total, st.warmup_ratio) if t_opt else None
+    def step(idx: list[int]):
+        sb, tb, aligned = pair_batch(rows, idx, pad_id)
+        out = student(sb["input_ids"], sb["attention_mask"])
+        t_out = None
+        if use_teacher:
+            with torch.set_grad_enabled(train_teacher):
+                t_out = teacher(input_ids=tb["input_ids"], attention_mask=tb["attention_mask"],
+                                output_hidden_states=st.alpha_hidden > 0, output_attentions=st.alpha_attn > 0)
+        parts = _student_terms(st, out, t_out, sb, aligned, hproj, lmap, state["stage"], teacher.config.hidden_size)
+        objectives = {"student": sum(parts.values()) if parts else out["logits"].sum() * 0.0}
+        if train_teacher:
+            objectives["teacher"] = parts["teacher"] = (
+                F.cross_entropy(t_out.logits, tb["labels"])
+                + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(), st.temperature))
+        return objectives, parts
 
-    step, stage, gate_hits, t0 = 0, (1 if st.stage_gates and use_teacher else 2), 0, time.perf_counter()
-    ckpt = Path(ckpt_dir) / "train.pt" if ckpt_dir else None
-    if ckpt is not None and ckpt.is_file():  # resume
-        state = torch.load(ckpt, weights_only=True)
-        student.load_state_dict(state["student"])
-        teacher.load_state_dict(state["teacher"])
-        if hproj:
-            hproj.load_state_dict(state["hproj"])
-        s_opt.load_state_dict(state["s_opt"])
-        s_sched.load_state_dict(state["s_sched"])
-        if t_opt:
-            t_opt.load_state_dict(state["t_opt"])
-            t_sched.load_state_dict(state["t_sched"])
-        step, stage, gate_hits = state["step"], state["stage"], state["gate_hits"]
-        torch.set_rng_state(state["rng"])  # dropout masks continue as if never interrupted
-    resumed_from = step
-
-    def save() -> None:
-        if ckpt is None:
-            return
-        save_state(ckpt, {"student": student.state_dict(), "teacher": teacher.state_dict(),
-                          "hproj": hproj.state_dict() if hproj else None,
-                 "s_opt": s_opt.state_dict(), "s_sched": s_sched.state_dict(), "step": step, "stage": stage,
-                          "gate_hits": gate_hits, "rng": torch.get_rng_state(),
-                 "t_opt": t_opt.state_dict() if t_opt else None, "t_sched": t_sched.state_dict() if t_sched else None})
+    def after(n: int, end_of_epoch: bool) -> bool:
+        if state["stage"] == 1:  # stage 1: intermediate layers only, until the hidden loss stays under the gate
+            state["stage1_steps"] += 1
+            if n % st.gate_every == 0:
+                low = loop.losses.get("hidden", 0.0) < st.gate_threshold
+                state["gate_hits"] = state["gate_hits"] + 1 if low else 0
+                if state["gate_hits"] >= st.gate_patience or state["stage1_steps"] >= total // 2:
+                    state["stage"] = 2
+        return False
 
     student.train()
     teacher.train(train_teacher)
     if train_teacher:
         teacher.get_input_embeddings().weight.requires_grad_(False)
-    bar = tqdm(total=total, initial=step, desc=f"student ({st.mode})", disable=not progress, unit="step", mininterval=1.0)
-    losses: dict[str, float] = {}
-    stage1_steps = 0
-    while step < total:
-        epoch = step // steps_per_epoch
-        skip = step % steps_per_epoch
-        for bi, (sb, tb, aligned) in enumerate(pair_batches(rows, st.batch_size, st.seed + epoch, pad_id)):
-            if bi < skip:
-                continue
-            out = student(sb["input_ids"], sb["attention_mask"])
-            y = sb["labels"]
-            parts: dict[str, torch.Tensor] = {}
-            if use_teacher:
-                with torch.set_grad_enabled(train_teacher):
-                    t_out = teacher(input_ids=tb["input_ids"], attention_mask=tb["attention_mask"],
-                                    output_hidden_states=st.alpha_hidden > 0, output_attentions=st.alpha_attn > 0)
-                # Token-level losses on rows whose two tokenisations line up; [CLS] alone on the others.
-                m = (sb["attention_mask"] * aligned[:, None]).float()
-                m[:, 0] = 1.0
-                if hproj is not None:
-                    mse = sum(((hproj(out["hidden"][i + 1]) - t_out.hidden_states[tl + 1].detach()) ** 2 * m[..., None]).sum()
-                              / (m.sum() * teacher.config.hidden_size) for i, tl in enumerate(lmap))
-                    parts["hidden"] = st.alpha_hidden * mse / len(lmap)
-                if st.alpha_attn > 0 and bool(aligned.any()):
-                    qm = sb["attention_mask"].float() * aligned[:, None].float()
-                    parts["attn"] = st.alpha_attn * sum(attn_kl(out["attn"][i], t_out.attentions[tl].detach(), qm)
-                                                        for i, tl in enumerate(lmap)) / len(lmap)
-                if stage == 2:
-                    parts["kl"] = st.alpha_kl * kd_kl(out["logits"], t_out.logits.detach(), st.temperature)
-            if stage == 2:
-                parts["ce"] = st.alpha_ce * F.cross_entropy(out["logits"], y)
-            loss = sum(parts.values()) if parts else out["logits"].sum() * 0.0
-            s_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(s_params, 1.0)
-            s_opt.step()
-            s_sched.step()
-            if train_teacher:
-                t_loss = F.cross_entropy(t_out.logits,
-                                         tb["labels"]) + st.teacher_kl * kd_kl(t_out.logits, out["logits"].detach(),
-                                                                               st.temperature)
-                t_opt.zero_grad(set_to_none=True)
-                t_loss.backward()
-                torch.nn.utils.clip_grad_norm_(t_params, 1.0)
-                t_opt.step()
-                t_sched.step()
-                parts["teacher"] = t_loss.detach()
-            for k, v in parts.items():
-                v = float(v.detach())
-                losses[k] = v if k not in losses else 0.98 * losses[k] + 0.02 * v
-            step += 1
-            if stage == 1:
-                stage1_steps += 1
-                if step % st.gate_every == 0:
-                    gate_hits = gate_hits + 1 if losses.get("hidden", 0.0) < st.gate_threshold else 0
-                    if gate_hits >= st.gate_patience or stage1_steps >= total // 2:
-                        stage = 2
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-            if step % st.ckpt_every == 0:
-                save()
-            if on_step is not None:
-                on_step(step)
-            if step >= total:
-                break
-    bar.close()
-    save()
+    loop = TrainLoop(total=total, per_epoch=per_epoch, ckpt=Path(ckpt_dir) / "train.pt" if ckpt_dir else None,
+                     ckpt_every=st.ckpt_every, desc=f"student ({st.mode})", progress=progress, on_step=on_step)
+    fit = loop.run(modules, optims, step=step, after=after, state=state,
+                   batches=lambda epoch: length_grouped([max(len(r[0]), len(r[1])) for r in rows], st.batch_size,
+                                                        st.seed + epoch))
     student.eval()
     teacher.eval()
-    return {"steps": step, "resumed_from": resumed_from, "losses": losses, "train_s": time.perf_counter() - t0,
-            "stage1_steps": stage1_steps, "teacher_trained": train_teacher, "layer_map": lmap}
+    return {"steps": fit["steps"], "resumed_from": fit["resumed_from"], "losses": fit["losses"], "train_s": fit["train_s"],
+            "stage1_steps": state["stage1_steps"], "teacher_trained": train_teacher, "layer_map": lmap}

@@ -20,7 +20,6 @@ with `torch.load(weights_only=True)`, let a killed run resume mid-phase and end 
 import hashlib
 import json
 import math
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from eibert.distill import HiddenProjection, kd_kl, train_student
 from eibert.student import layer_map
 from eibert.teacher_outputs import slot_means
 from eibert.textcls import accuracy, length_grouped, predict_logits, set_seed
-from eibert.trainloop import linear_schedule, save_state
+from eibert.trainloop import TrainLoop, adamw, save_state
 
 KINDS = ("intermediate", "prediction", "cross")
 
@@ -108,77 +107,44 @@ def _selection(student, rows: list, pad_id: int) -> float | None:
 def cached_phase(student, ph: PhaseSettings, st, *, rows: list, outputs, lmap: list[int], dims, teacher_hidden: int,
                  selection: list, pad_id: int, ckpt: Path | None, seed: int, progress: bool, on_step=None) -> dict:
     """One intermediate or prediction phase over `rows` = [(student ids, word slots, label or -1, output index)]."""
-    from tqdm.auto import tqdm
-
     set_seed(seed)
     hproj = HiddenProjection(student.spec.hidden, teacher_hidden, dims) if ph.kind == "intermediate" else None
-    params = list(student.parameters()) + (list(hproj.parameters()) if hproj else [])
-    opt = torch.optim.AdamW(params, lr=ph.lr, weight_decay=0.01)
     per_epoch = math.ceil(len(rows) / st.batch_size)
     total = max(1, math.ceil(ph.epochs * per_epoch)) if not st.max_steps else st.max_steps
-    sched = linear_schedule(opt, total, ph.warmup_ratio)
-    step, best, best_state, stale, history = 0, -1.0, None, 0, []
-    if ckpt is not None and ckpt.is_file():
-        s = torch.load(ckpt, weights_only=True)
-        student.load_state_dict(s["student"])
-        opt.load_state_dict(s["opt"])
-        sched.load_state_dict(s["sched"])
-        if hproj is not None:
-            hproj.load_state_dict(s["hproj"])
-        step, best, best_state, stale, history = s["step"], s["best"], s["best_state"], s["stale"], s["history"]
-        torch.set_rng_state(s["rng"])
-    resumed_from, t0 = step, time.perf_counter()
+    opt = adamw([student] + ([hproj] if hproj else []), lr=ph.lr, weight_decay=st.weight_decay, total=total,
+                warmup_ratio=ph.warmup_ratio)
+    state = {"best": -1.0, "best_state": None, "stale": 0, "history": []}
+    lengths = [len(r[0]) for r in rows]
 
-    def save() -> None:
-        if ckpt is not None:
-            save_state(ckpt, {"student": student.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                         "hproj": hproj.state_dict() if hproj else {}, "best": best, "best_state": best_state, "stale": stale,
-                         "history": history, "rng": torch.get_rng_state()})
+    def step(idx: list[int]):
+        parts = _loss(ph.kind, student, hproj, _batch(rows, idx, outputs, pad_id, hidden=ph.kind == "intermediate"), lmap, st)
+        return {"student": sum(parts.values())}, parts
+
+    def after(n: int, end_of_epoch: bool) -> bool:
+        """Score the selection split after every epoch: keep the best epoch's weights, stop after `patience` stale ones."""
+        if not end_of_epoch:
+            return False
+        acc = _selection(student, selection, pad_id)
+        state["history"].append({"step": n, "selection_accuracy": acc})
+        if acc is not None and acc > state["best"]:
+            state["best"], state["stale"] = acc, 0
+            state["best_state"] = {k: v.detach().clone() for k, v in student.state_dict().items()}
+        else:
+            state["stale"] += 1
+        return ph.patience is not None and acc is not None and state["stale"] >= ph.patience
 
     student.train()
-    bar = tqdm(total=total, initial=step, desc=f"student ({ph.kind})", disable=not progress, unit="step", mininterval=2.0)
-    ema: dict[str, float] = {}
-    lengths = [len(r[0]) for r in rows]
-    stopped = False
-    while step < total and not stopped:
-        epoch, skip = divmod(step, per_epoch)
-        for bi, idx in enumerate(length_grouped(lengths, st.batch_size, seed + epoch)):
-            if bi < skip:
-                continue
-            parts = _loss(ph.kind, student, hproj, _batch(rows, idx, outputs, pad_id, hidden=ph.kind == "intermediate"), lmap, st)
-            loss = sum(parts.values())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            step += 1
-            for k, v in parts.items():
-                v = float(v.detach())
-                ema[k] = v if k not in ema else 0.98 * ema[k] + 0.02 * v
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in ema.items()}, refresh=False)
-            end_of_epoch = step % per_epoch == 0 or step >= total
-            if end_of_epoch:
-                acc = _selection(student, selection, pad_id)
-                history.append({"step": step, "selection_accuracy": acc})
-                if acc is not None and acc > best:
-                    best, stale = acc, 0
-                    best_state = {k: v.detach().clone() for k, v in student.state_dict().items()}
-                else:
-                    stale += 1
-                stopped = ph.patience is not None and acc is not None and stale >= ph.patience
-            if step % st.ckpt_every == 0 or end_of_epoch:
-                save()
-            if on_step is not None:
-                on_step(step)
-            if step >= total or stopped:
-                break
-    bar.close()
-    if best_state is not None:
-        student.load_state_dict(best_state)
-    return {"kind": ph.kind, "steps": step, "resumed_from": resumed_from, "losses": ema, "train_s": time.perf_counter() - t0,
-            "selection_history": history, "selection_accuracy": best if best >= 0 else None, "early_stopped": stopped}
+    loop = TrainLoop(total=total, per_epoch=per_epoch, ckpt=ckpt, ckpt_every=st.ckpt_every, desc=f"student ({ph.kind})",
+                     progress=progress, on_step=on_step)
+    modules = {"student": student, **({"hproj": hproj} if hproj else {})}
+    fit = loop.run(modules, {"student": opt}, step=step, after=after, state=state,
+                   batches=lambda epoch: length_grouped(lengths, st.batch_size, seed + epoch))
+    if state["best_state"] is not None:
+        student.load_state_dict(state["best_state"])
+    best = state["best"]
+    return {"kind": ph.kind, "steps": fit["steps"], "resumed_from": fit["resumed_from"], "losses": fit["losses"],
+            "train_s": fit["train_s"], "selection_history": state["history"],
+            "selection_accuracy": best if best >= 0 else None, "early_stopped": fit["stopped"]}
 
 
 def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cross_rows: list, dims, selection: list,

@@ -74,6 +74,7 @@ def finetune_teacher(
     progress: bool = True,
     on_step=None,
     device: str | None = None,
+    ckpt_every: int = 200,
 ) -> TeacherResult:
     """Fine-tune `model_ref` on `data.train`, score it on `data.dev`, and cache both (see module doc).
     `device` ("cuda" where one is lent; default the CPU) is not part of the key: the same training."""
@@ -110,6 +111,7 @@ def finetune_teacher(
         desc="teacher",
         length_grouped_batches=hp["length_grouped"],
         ckpt=cache.root / "checkpoints" / f"teacher-{key}" / "train.pt",
+        ckpt_every=ckpt_every,
         on_step=on_step,
     )
     pad = tok.pad_token_id or 0

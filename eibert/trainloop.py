@@ -103,6 +103,7 @@ class TrainLoop:
     progress: bool = True
     on_step: Callable[[int], None] | None = None  # after each step and any save (tests crash runs here)
     clip: float = CLIP_NORM
+    losses: dict = field(default_factory=dict, init=False)  # the loss averages so far (gates read them)
 
     def _save(self, modules, optims, step, ema, state) -> None:
         if self.ckpt is not None:
@@ -140,6 +141,7 @@ class TrainLoop:
 
         state = state if state is not None else {}
         n, ema = self._load(modules, optims, state)
+        self.losses = ema
         resumed_from, t0, stopped = n, time.perf_counter(), False
         bar = tqdm(total=self.total, initial=n, desc=self.desc, disable=not self.progress, unit="step", mininterval=1.0)
         while n < self.total and not stopped:

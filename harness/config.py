@@ -170,6 +170,7 @@ class DistillConfig(_Section):
     alpha_hidden: LossWeight = 1.0
     alpha_attn: LossWeight = 0.0
     teacher_kl: LossWeight = 0.5  # the teacher's pull toward the student (cross mode)
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01  # AdamW's (biases and LayerNorm weights exempt)
     stage_gates: bool = False
     max_steps: PosInt | None = None
     seed: Seed = 0

@@ -21,7 +21,9 @@ from eibert.textcls import collate, encode
 from eibert.vocab import build_pruned_tokenizer, select_tokens, token_frequency
 
 STUDENT = {"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True}
-LOGIT_TOL = 1e-4  # onnxruntime vs the same int8 graph in torch: float32 rounding only
+# onnxruntime vs the same int8 graph in torch: float32 rounding only, which can move an activation across a
+# rounding boundary of the dynamic int8 quantization (one such step: 1.6e-4 on a tiny model)
+LOGIT_TOL = 5e-4
 
 
 @pytest.fixture(scope="module")
