@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ladder import MAX_SEQ_LEN, TEACHER_HP, load_split
+from eibutil.logs import configure
 
 
 def read_texts(path: Path) -> tuple[list[str], dict[str, int]]:
@@ -50,6 +51,7 @@ def publish_prefix(cache, teacher_key: str, texts: list[str], logits, n: int, re
 
 
 def main() -> None:
+    configure()  # the labelling shards' progress lines
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teacher", required=True, help="a model folder (BERT, MPNet, sentence-transformers) or a Hugging Face id")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
@@ -61,10 +63,10 @@ def main() -> None:
     ap.add_argument("--export", type=Path, default=None)
     args = ap.parse_args()
 
-    from eibert.cache import Cache
     from eibert.hub import load_classifier, load_tokenizer
     from eibert.targets import label_texts
     from eibert.teacher import finetune_teacher
+    from eibutil.cache import Cache
 
     data = load_split(args.data, args.selection_sentences)
     t0 = time.perf_counter()

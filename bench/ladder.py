@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from eibutil.accstats import wilson
+from eibutil.cache import Cache
 
 MAX_SEQ_LEN = 64
 TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
@@ -85,8 +86,8 @@ def transfer_texts(spec: dict | None, data) -> tuple[list[str], dict]:
 
 def target_key(args, data) -> str | None:
     """The cache key of the fine-tuned target teacher (computed without fine-tuning it), or None when absent."""
-    from eibert.cache import Cache
     from eibert.teacher import DEFAULT_HP, teacher_key
+    from eibutil.cache import Cache
 
     if not (args.target_teacher / "config.json").is_file():
         return None
@@ -95,10 +96,10 @@ def target_key(args, data) -> str | None:
 
 def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str], list[str]]:
     """(every text the rung's student trains on, its transfer texts): train rows, augmented rows, transfer rows."""
-    from eibert.cache import Cache
     from eibert.hub import load_tokenizer, model_fingerprint
     from eibert.phased import cached_augmentation, training_rows
     from eibert.stages import _teacher
+    from eibutil.cache import Cache
 
     transfer, _ = transfer_texts(rung.get("transfer"), data)
     aug, _ = cached_augmentation(Cache(cache_dir), _teacher(str(tdir)), load_tokenizer(str(tdir)), data, rung["augment"],
@@ -136,7 +137,7 @@ def target_teacher_row(cache_dir: Path, mpnet_key: str | None) -> dict | None:
     """MPNet's row, from the report its targets carry (its weights need not be on this machine)."""
     if mpnet_key is None:
         return None
-    for entry in sorted((cache_dir / "targets").glob("*/entry.json")):
+    for entry in sorted(Cache(cache_dir).area("targets").glob("*/entry.json")):
         t = json.loads(entry.read_text()).get("report", {}).get("teacher") or {}
         if t.get("key") == mpnet_key:
             return {"variant": "mpnet teacher",

@@ -41,6 +41,7 @@ from bench.ladder import (
 from bench.mdsection import replace_section
 from eibutil import atomic_write_json
 from eibutil.accstats import mcnemar_exact, wilson
+from eibutil.logs import configure
 
 BUDGET_BYTES = 2_000_000
 TARGET_ACC = 0.88
@@ -149,6 +150,7 @@ def parse_args():
 
 
 def main() -> None:
+    configure()  # the eibert stages' progress lines (teacher outputs, targets shards)
     args = parse_args()
     if args.ship_only:
         stored = json.loads(args.out.read_text())

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eibutil.cache import Cache
+
 NULL_ROWS = 4
 
 
@@ -34,7 +36,7 @@ def write_null_onnx(path: Path, seq_len: int) -> Path:
 
 def null_files(cache_dir: str | Path, seq_len: int) -> tuple[Path, Path]:
     """(null.onnx, inputs.npz) for this length, written once under `cache_dir/null/`."""
-    d = Path(cache_dir) / "null" / f"s{seq_len}"
+    d = Cache(cache_dir).area("null") / f"s{seq_len}"
     onnx_path, npz = d / "null.onnx", d / "inputs.npz"
     if not onnx_path.exists():
         write_null_onnx(onnx_path, seq_len)

@@ -29,6 +29,8 @@ from devices.cpufeatures import PATH_INSTRUCTION, host_flags, int8_path, llvm_fe
 from devices.disasm import kernels_verified
 from devices.targets import TARGETS
 from eibutil import atomic_write_json, sha256_file
+from eibutil.cache import Cache
+from eibutil.files import content_key
 
 BUILD_VERSION = 4  # bump when the build recipe changes (3: integer path chosen by CPU feature flags; 4: ARM sdot/smull kernels)
 
@@ -88,8 +90,8 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
         # the integer kernels' code: a change to them is a new build even where the recipe number was not bumped
         **({"kernels": sha256_file(Path(__file__).with_name("tvm_int8.py"))[:16]} if int8 else {}),
     }
-    key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()[:24]
-    out = Path(cache_dir) / "tvm" / target / key
+    key = content_key(key_src)
+    out = Cache(cache_dir).area("tvm") / target / key
     if (out / "build.json").exists():
         rec = json.loads((out / "build.json").read_text())
         return {**rec, "lib": str(out / "model.so"), "cache_hit": True}

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from eibert import versions
-from eibert.cache import Cache
 from eibert.hub import load_tokenizer
 from eibert.stages import ArtifactRecord, StudentRecord, VocabSettings, importance
 from eibert.stages import student as student_stage
 from eibert.stages import vocab as vocab_stage
 from eibert.textcls import accuracy, collate, encode, predict_logits
+from eibutil.cache import Cache
 
 __all__ = ["VocabSettings", "ArtifactRecord", "artifact", "compress"]
 

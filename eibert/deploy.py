@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from eibert.export import OPSET, is_artifact, load_deploy_model
+from eibutil.cache import Cache
+from eibutil.files import KEY_CHARS
 
 
 class _HFLogits(torch.nn.Module):
@@ -55,7 +57,7 @@ def onnx_model(model_dir: str | Path, cache_dir: str | Path) -> Path:
         return Path(model_dir) / "model.onnx"
     from eibert.hub import model_fingerprint
 
-    out = Path(cache_dir) / "onnx" / model_fingerprint(str(model_dir))[:24] / "model.onnx"
+    out = Cache(cache_dir).area("onnx") / model_fingerprint(str(model_dir))[:KEY_CHARS] / "model.onnx"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

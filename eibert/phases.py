@@ -17,8 +17,6 @@ after `patience` epochs without a gain (early stopping). Checkpoints every `ckpt
 with `torch.load(weights_only=True)`, let a killed run resume mid-phase and end with the same weights.
 """
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,6 +30,7 @@ from eibert.student import layer_map
 from eibert.teacher_outputs import slot_means
 from eibert.textcls import accuracy, length_grouped, predict_logits, set_seed
 from eibert.trainloop import TrainLoop, adamw, save_state
+from eibutil.files import content_key
 
 KINDS = ("intermediate", "prediction", "cross")
 
@@ -158,7 +157,7 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
     reports = []
     for k, ph in enumerate(phases):
         # A phase's folder is named by the phases up to it, so phase lists with a common prefix share it
-        prefix = hashlib.sha256(json.dumps([p.to_json() for p in phases[: k + 1]], sort_keys=True).encode()).hexdigest()[:12]
+        prefix = content_key([p.to_json() for p in phases[: k + 1]])
         folder = root / f"phase-{k}-{ph.kind}-{prefix}" if root else None
         done = folder / "done.pt" if folder else None
         if done is not None and done.is_file():

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from eibutil import UserError
+from eibutil.cache import Cache
 
 
 def _producers(graph) -> dict:
@@ -165,18 +166,16 @@ def qdq_model(model_dir, cache_dir, calib_split, seq_len: int) -> Path | None:
     """The QDQ model of an artifact for one sequence length, cached by the artifact's manifest and the calibration
     rows (the first CALIBRATION_ROWS of `calib_split`: training rows, never the rows it is scored on). None for a
     model.onnx without integer layers (a float model runs as it is)."""
-    import hashlib
-    import json
 
     import onnx
 
     from eibert.deploy import prepare_inputs
     from eibutil import atomic_write_json
-    from eibutil.files import sha256_file_memo
+    from eibutil.files import content_key, sha256_file_memo
 
-    key = hashlib.sha256(json.dumps([sha256_file_memo(Path(model_dir) / "manifest.json"), calib_split._fingerprint, seq_len,
-                                     CALIBRATION_ROWS, QDQ_VERSION]).encode()).hexdigest()[:24]
-    out = Path(cache_dir) / "qdq" / key / "model.qdq.onnx"
+    key = content_key([sha256_file_memo(Path(model_dir) / "manifest.json"), calib_split._fingerprint, seq_len,
+                       CALIBRATION_ROWS, QDQ_VERSION])
+    out = Cache(cache_dir).path("qdq", key) / "model.qdq.onnx"
     if out.exists():  # a measurement repeats: the model is read and rewritten once
         return out
     if not any(n.op_type == "MatMulInteger"

@@ -16,6 +16,7 @@ quantization reuses the trained student, and a second run is all cache hits.
 
 import copy
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,9 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from eibert import versions  # noqa: E402  (every version constant; read at call time, so a bump moves every key)
-from eibert.cache import Cache
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint
+from eibutil.cache import Cache
 from eibutil.records import Record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -186,7 +189,7 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
     hit = cache.get("student", key) is not None
     if not hit:
         # phase checkpoints live under the key without the phase list: lists with a common prefix share phases
-        ckpt_dir = cache.root / "checkpoints" / (cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}})
+        ckpt_dir = cache.area("checkpoints") / (cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}})
                                                  if distill.phases else key)
         _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len, ckpt_dir,
                        progress, on_step, targets, transfer)
@@ -247,8 +250,8 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
     dims = pick_hidden_dims(teacher_model, train_t, spec.hidden, t_tok.pad_token_id)
     init_report = init_from_teacher(model, teacher_model, old_ids, dims) if init == "teacher" else {"init": "random"}
     if progress:
-        print(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part "
-              f"{parameter_bytes(model, 8)}", flush=True)
+        log.info(f"student: {sum(p.numel() for p in model.parameters()):,} parameters; int8 bytes per part "
+                 f"{parameter_bytes(model, 8)}")
     if distill.phases:
         fit = train_phased(model, teacher_model, data, t_tok, s_tok, old_ids, distill, augment, cache=cache, dims=dims,
                            max_seq_len=max_seq_len, teacher_fp=teacher_fp, ckpt_dir=ckpt_dir, progress=progress, on_step=on_step,

@@ -14,6 +14,7 @@ the rest.
 """
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import numpy as np
 from eibert import versions
 from eibert.teacher_outputs import hash_texts
 from eibutil import UserError
+
+log = logging.getLogger(__name__)
 
 SHARD_ROWS = 16384
 
@@ -49,7 +52,7 @@ def label_texts(model, tok, texts: list[str], *, cache, teacher_key: str, max_se
     if (hit := cached_targets(cache, teacher_key, texts, max_seq_len)) is not None:
         return hit
     key = targets_key(cache, teacher_key, texts, max_seq_len)
-    work = cache.root / "targets" / f".work-{key}"
+    work = cache.area("targets") / f".work-{key}"
     work.mkdir(parents=True, exist_ok=True)
     n_shards = (len(texts) + SHARD_ROWS - 1) // SHARD_ROWS
     t0, label_s, resumed = time.perf_counter(), 0.0, 0
@@ -66,7 +69,7 @@ def label_texts(model, tok, texts: list[str], *, cache, teacher_key: str, max_se
         os.replace(work / f".shard-{s:05d}.tmp.npy", shard)
         label_s += time.perf_counter() - t1
         if progress:
-            print(f"targets: shard {s + 1}/{n_shards} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            log.info(f"targets: shard {s + 1}/{n_shards} ({time.perf_counter() - t0:.0f} s)")
     logits = np.concatenate([np.load(work / f"shard-{s:05d}.npy")
                              for s in range(n_shards)]) if n_shards else np.zeros((0, 2), np.float32)
     report = {"rows": len(texts), "shards": n_shards, "resumed_shards": resumed, "label_s": round(label_s, 2),

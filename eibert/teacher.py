@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass
 
 from eibert import versions
-from eibert.cache import Cache
 from eibert.hub import load_classifier, load_tokenizer, model_fingerprint, resolve_model
+from eibutil.cache import Cache
 
 DEFAULT_HP = {
     "epochs": 3.0,
@@ -110,7 +110,7 @@ def finetune_teacher(
         progress=progress,
         desc="teacher",
         length_grouped_batches=hp["length_grouped"],
-        ckpt=cache.root / "checkpoints" / f"teacher-{key}" / "train.pt",
+        ckpt=cache.area("checkpoints") / f"teacher-{key}" / "train.pt",
         ckpt_every=ckpt_every,
         on_step=on_step,
     )

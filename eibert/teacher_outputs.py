@@ -15,6 +15,7 @@ that phase runs the teacher live instead.
 """
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 
 from eibert import versions
+
+log = logging.getLogger(__name__)
 
 SHARD_ROWS = 8192
 
@@ -105,7 +108,7 @@ def teacher_outputs(teacher, tokenizer, texts: list[str], *, layers: list[int], 
                                         "texts": hash_texts(texts), "shard_rows": SHARD_ROWS})
     if (hit := cache.get("teacher_outputs", key)) is not None:
         return TeacherOutputs(hit), {**cache.meta("teacher_outputs", key)["report"], "cache_hit": True, "key": key}
-    work = cache.root / "teacher_outputs" / f".work-{key}"
+    work = cache.area("teacher_outputs") / f".work-{key}"
     work.mkdir(parents=True, exist_ok=True)
     teacher.eval()
     t0, names = time.perf_counter(), []
@@ -126,7 +129,7 @@ def teacher_outputs(teacher, tokenizer, texts: list[str], *, layers: list[int], 
         os.replace(tmp, work / name)
         if progress:
             el = time.perf_counter() - t0
-            print(f"teacher outputs: shard {s + 1}/{n_shards} ({el:.0f} s)", flush=True)
+            log.info(f"teacher outputs: shard {s + 1}/{n_shards} ({el:.0f} s)")
     size = sum(f.stat().st_size for f in work.rglob("*.npy"))
     label_s = sum(float((work / n / "done").read_text() or 0) for n in names)  # resumed shards keep their time
     report = {"rows": len(texts), "bytes": size, "label_s": label_s, "layers": layers, "shards": n_shards}

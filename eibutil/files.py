@@ -55,6 +55,16 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+KEY_CHARS = 24  # every cache key; variant ids, which people read and type, keep the first 16 (ID_CHARS)
+ID_CHARS = 16
+
+
+def content_key(obj: Any, chars: int = KEY_CHARS) -> str:
+    """The one content key: the sha256 of `obj`'s canonical JSON, its first `chars` hex digits. Every cache key
+    and id in the project is made here."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:chars]
+
+
 def writable_dir(path) -> Path:
     """`path` as a folder to write into (created), or one line (UserError) when it is a file or cannot be made."""
     from eibutil.errors import UserError

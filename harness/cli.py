@@ -18,6 +18,7 @@ import json
 import sys
 
 from eibutil import UserError
+from eibutil.logs import configure
 from harness.cliargs import OneLineParser, int_in
 from harness.config import DEFAULT_DATABASE, load_config_file
 
@@ -57,7 +58,7 @@ def cmd_run(args, until: str = "measure") -> int:
 
     cfg, raw = load_config_file(args.config)
     resume = getattr(args, "resume", None) or getattr(args, "rerun_failed", None)
-    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, until=until, executor=args.executor, address=args.address,
+    run_id = run_experiment(cfg, args.config, raw, until=until, executor=args.executor, address=args.address,
                             resume=resume, rerun_failed=bool(getattr(args, "rerun_failed", None)))
     store = Store(cfg.results.database)
     run = store.run(run_id)
@@ -90,6 +91,7 @@ def cmd_runs(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = OneLineParser(prog="eib", description="EI-BERT: compress BERT models and measure them on real devices.")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="debug lines too (eib -v run ...)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="print the variants a config expands to (imports no torch/tvm/ray)")
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "compress every variant to a deployable artifact (cached), scored with onnxruntime")):
         p = sub.add_parser(name, help=text)
         p.add_argument("config")
-        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--quiet", action="store_true", help="warnings and errors only: no progress lines or bars")
         p.add_argument("--executor", choices=["ray", "inline"], default="ray",
                        help="Ray tasks (default) or this process, for debugging")
         p.add_argument("--address",
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure(-1 if getattr(args, "quiet", False) else args.verbose)
     try:
         return args.fn(args)
     except UserError as e:

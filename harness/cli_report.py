@@ -75,7 +75,7 @@ def cmd_nightly(args) -> int:
         raise UserError(f"--baseline: no run {args.baseline!r} in {store.url}")
     earlier = [r["run_id"] for r in sorted(store.runs(cfg.name), key=lambda r: r["created_at"], reverse=True)
                if r["status"] == "done"]
-    run_id = run_experiment(cfg, args.config, raw, quiet=args.quiet, executor=args.executor, address=args.address)
+    run_id = run_experiment(cfg, args.config, raw, executor=args.executor, address=args.address)
     failed = [r for r in store.stage_results(run_id) if r["status"] == "failed"]
     if failed:
         print(f"nightly {run_id}: {len(failed)} stage(s) failed: "

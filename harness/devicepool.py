@@ -10,12 +10,15 @@ Leases live in the results database with an expiry, so a driver that dies (even 
 device only until its leases expire; concurrent drivers sharing a database share the pool.
 """
 
+import logging
 import threading
 import time
 
 import sqlalchemy as sa
 
 from harness.store import metadata
+
+log = logging.getLogger(__name__)
 
 leases = sa.Table(
     "device_leases", metadata,
@@ -41,10 +44,10 @@ USER_KINDS = ("auth", "workdir")  # probe failures that are the inventory's faul
 
 
 class DevicePool:
-    def __init__(self, store, run_id: str, inventory, lease_s: float | None = None, health_check: bool = True, log=print):
+    def __init__(self, store, run_id: str, inventory, lease_s: float | None = None, health_check: bool = True):
         """`lease_s`: how long a lease lasts; None: each device's own `lease_s` (from its upload and run timeouts)."""
         self.store, self.run_id, self.inventory = store, run_id, inventory
-        self.lease_s, self.health_check, self.log = lease_s, health_check, log
+        self.lease_s, self.health_check = lease_s, health_check
         metadata.create_all(store.engine, tables=[leases, quarantine])
         self.failures: dict[str, int] = {}
         self.quarantined: dict[str, str] = {}
@@ -120,4 +123,4 @@ class DevicePool:
             with self.store.transaction() as tx:
                 tx.conn.execute(quarantine.insert().values(device=name, run_id=self.run_id, reason=reason,
                                                            created_at=time.time()))
-            self.log(f"  device {name} quarantined after {self.failures[name]} infrastructure failures: {reason}")
+            log.info(f"  device {name} quarantined after {self.failures[name]} infrastructure failures: {reason}")

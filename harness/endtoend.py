@@ -14,6 +14,7 @@ from pathlib import Path
 
 from devices.stats import summarize
 from eibutil import atomic_write_text
+from eibutil.cache import Cache
 
 REMOTE = Path(__file__).resolve().parents[1] / "devices" / "remote"
 
@@ -28,7 +29,7 @@ def e2e_inputs(model_dir, split, settings, cache_dir: Path) -> tuple[dict, dict]
     texts = list(split["text_a"])[:n]
     tokens = vocab.read_text(encoding="utf-8").splitlines()
     pad = tokens.index("[PAD]") if "[PAD]" in tokens else 0
-    path = Path(cache_dir) / "e2e" / f"{split._fingerprint}-{n}.json"
+    path = Cache(cache_dir).file("e2e", f"{split._fingerprint}-{n}")
     if not path.exists():
         atomic_write_text(path, json.dumps(texts))
     return {"texts.json": path, "vocab.txt": vocab, "textpass.py": REMOTE / "textpass.py",

@@ -33,7 +33,7 @@ class InlineExecutor:
     def submit(self, node, deps, ctx, num_cpus=1, resources=None):
         t0 = time.perf_counter()
         # the same thread count a Ray task would get, so both executors compute the same numbers
-        res = run_node(node, deps, {**ctx, "num_cpus": max(1, num_cpus)})
+        res = run_node(node, deps, replace(ctx, num_cpus=max(1, num_cpus)))
         res.wall_s = time.perf_counter() - t0
         self.inline_s += res.wall_s
         self._done.append((node.key, res))
@@ -51,9 +51,9 @@ def _remote_run(node, deps, ctx, inputs, *dep_blobs):
     """A Ray task: place what travelled here, run the node, and pack what it names for its consumers."""
     from harness.stages import travel
 
-    if not ctx.get("travel"):
+    if not ctx.travel:
         return run_node(node, deps, ctx), {}
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     try:
         for blobs in dep_blobs:
             travel.unpack(blobs)
@@ -61,8 +61,8 @@ def _remote_run(node, deps, ctx, inputs, *dep_blobs):
     except Exception as e:  # a corrupted or unplaceable arrival fails this stage, not the sweep
         return StageResult(node.stage, node.variant_id, "failed", {"node_key": node.key}, f"{type(e).__name__}: {e}",
                            getattr(e, "error_kind", "infrastructure")), {}
-    here = replace(node, payload={**node.payload, "config": local})
-    res = run_node(here, deps, {**ctx, "sources": sources, "model_ref": str(cfg.teacher.model)})
+    here = replace(node, payload=replace(node.payload, config=local))
+    res = run_node(here, deps, replace(ctx, sources=sources, model_ref=str(cfg.teacher.model)))
     return res, (travel.pack(REGISTRY[node.stage].paths(res.output)) if res.ok else {})
 
 
@@ -145,7 +145,7 @@ class RayExecutor:
         with one line naming the device (or stage) and the resource."""
         missing = [r for r in (resources or {}) if not any(r in have for have in self.node_resources)]
         if missing:
-            who = f"device {node.payload['device']!r}" if node.payload.get("device") else f"stage {node.stage!r}"
+            who = f"device {node.payload.device!r}" if node.payload.device else f"stage {node.stage!r}"
             custom = sorted({r for have in self.node_resources for r in have} - {"CPU", "GPU", "memory", "object_store_memory"}
                             - {r for have in self.node_resources for r in have if r.startswith(("node:", "accelerator_type:"))})
             raise UserError(f"{who} needs the Ray resource {missing[0]!r} (inventory ray_resource or cluster.resources), "
@@ -157,7 +157,7 @@ class RayExecutor:
         the driver found cached is packed here, from this node's disk)."""
         from harness.stages import travel
 
-        cfg = node.payload["config"]
+        cfg = node.payload.config
         ikey = (str(cfg.task.train_file), str(cfg.task.dev_file), str(cfg.teacher.model))
         if ikey not in self._inputs:
             self._inputs[ikey] = self.ray.put(travel.pack_inputs(cfg))
@@ -176,7 +176,7 @@ class RayExecutor:
         if resources:
             opts["resources"] = resources
         moving = self._travelling(node, deps) if self.travel else [None]
-        ref, blobs = self._task.options(**opts).remote(node, deps, {**ctx, "num_cpus": max(1, num_cpus), "travel": self.travel},
+        ref, blobs = self._task.options(**opts).remote(node, deps, replace(ctx, num_cpus=max(1, num_cpus), travel=self.travel),
                                                        *moving)
         self._refs[ref] = (node, deps, ctx, num_cpus, resources, attempt, started or time.perf_counter(), blobs)
         return node.key

@@ -10,7 +10,6 @@ from the same compiled artifact that was timed. Raises `devices.errors.DeviceErr
 `devices.tvm_build.BuildError` (build side); the caller turns them into stage rows.
 """
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from devices.errors import MissingRuntimeError
 from devices.inventory import DeviceSpec
 from devices.stats import summarize
 from eibutil import UserError, sha256_file
+from eibutil.cache import Cache
+from eibutil.files import KEY_CHARS, content_key
 from harness.endtoend import e2e_inputs, e2e_metrics
 from harness.profile import profile_inputs, summarize_profile
 
@@ -98,9 +99,8 @@ def prepared(model_dir, split, settings: MeasureSettings, cache_dir: Path) -> tu
     """inputs.npz for this model, split and length (cached)."""
     from eibert.deploy import prepare_inputs
 
-    key = hashlib.sha256(json.dumps([_model_digest(model_dir), split._fingerprint, settings.seq_len,
-                                     settings.rows]).encode()).hexdigest()[:24]
-    out = cache_dir / "inputs" / key / "inputs.npz"
+    key = content_key([_model_digest(model_dir), split._fingerprint, settings.seq_len, settings.rows])
+    out = Cache(cache_dir).path("inputs", key) / "inputs.npz"
     meta = out.with_name("inputs.json")
     if meta.exists() and out.exists():
         return out, json.loads(meta.read_text())
@@ -115,11 +115,12 @@ def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path
     from eibert.deploy import export_program
 
     _verified(model_dir)
-    program = cache_dir / "programs" / f"{_model_digest(model_dir)[:24]}-s{settings.seq_len}.pt2"
+    program = Cache(cache_dir).file("programs", f"{_model_digest(model_dir)[:KEY_CHARS]}-s{settings.seq_len}", ".pt2")
     if not program.exists():
         export_program(model_dir, settings.seq_len, program)
     return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math, int8=settings.int8_compute,
-                 db_dir=db_dir or (cache_dir / "tuning" / target / f"s{settings.seq_len}"), timeout_s=settings.build_timeout_s)
+                 db_dir=db_dir or (Cache(cache_dir).area("tuning") / target / f"s{settings.seq_len}"),
+                 timeout_s=settings.build_timeout_s)
 
 
 NULL_MAX_DURATION_S = 1.0

@@ -11,7 +11,7 @@ is stored as a row with its error and the sweep goes on with what it does not to
 step is cached by content in `cache_dir`, and `resume` continues a run that was cut short.
 """
 
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -20,14 +20,12 @@ from harness.config import ExperimentConfig
 from harness.provenance import collect
 from harness.report import write_summary
 from harness.settings import load_data
-from harness.stages.registry import COMPRESS, ORDER, REGISTRY
+from harness.stages import registry as reg
+from harness.stages.registry import REGISTRY
 from harness.store import Store, public_config
 from harness.variants import expand
 
-
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(msg, flush=True)
+log = logging.getLogger(__name__)
 
 
 def _measurement_row(node, res) -> dict | None:
@@ -36,7 +34,9 @@ def _measurement_row(node, res) -> dict | None:
     return row(node, res.output) if row else None
 
 
-UNTIL = {"compress": COMPRESS, "measure": ORDER}
+def until_stages(until: str) -> tuple[str, ...]:
+    """The stages a command runs: `compress` the model chain, `measure` everything."""
+    return reg.COMPRESS if until == "compress" else reg.ORDER
 
 
 def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict[str, dict], set[str]]:
@@ -49,7 +49,7 @@ def completed_nodes(store: Store, run_id: str, rerun_failed: bool) -> tuple[dict
             continue
         if r["status"] in ("ok", "cached"):
             done[key] = r["output"]
-        elif r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried"):
+        elif r["status"] in ("failed", "skipped"):  # a "retried" row is an attempt that ran again
             failed.add(key)
     return done, failed - set(done)
 
@@ -108,7 +108,7 @@ def _open_run(store: Store, cfg, config_path, variants, nodes, resume, rerun_fai
     return resume, nodes, resumed
 
 
-def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | None = None, *, quiet: bool = False,
+def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | None = None, *,
                    until: str = "measure", executor: str = "ray", address: str | None = None, resume: str | None = None,
                    rerun_failed: bool = False) -> str:
     """Run every variant of `cfg` through the stage graph (up to `until`), store the rows, write the
@@ -123,11 +123,11 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
 
     variants = expand(cfg, config_path, raw)
     inventory = load_inventory(cfg.inventory).devices
-    nodes = [n for n in build_graph(variants, inventory) if n.stage in UNTIL[until]]
+    nodes = [n for n in build_graph(variants, inventory) if n.stage in until_stages(until)]
     preflight(variants, config_path)
     store = Store(cfg.results.database)
     for dead in reap_dead_drivers(store):
-        _say(f"run {dead}: its driver died; marked failed, its device leases freed (resume it with --resume {dead})", quiet)
+        log.info(f"run {dead}: its driver died; marked failed, its device leases freed (resume it with --resume {dead})")
     t_setup = time.perf_counter()
     ex = make_executor(executor, address)  # before any run row: an unreachable cluster leaves nothing behind
     setup_s = time.perf_counter() - t_setup
@@ -138,16 +138,16 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         raise
     pool = None
     try:
-        _say(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, database {store.url}",
-             quiet)
-        pool = DevicePool(store, run_id, inventory, log=lambda m: _say(m, quiet))
+        log.info(f"run {run_id}: {len(variants)} variant(s), {len(nodes)} stage(s) on the {ex.name} executor, "
+                 f"database {store.url}")
+        pool = DevicePool(store, run_id, inventory)
         if resume:
             pool.release_run(run_id)  # the leases of the driver that died
         errors_dir = Path(cfg.results.reports_dir) / run_id / "errors"
         t_close = 0.0
         try:
             with driver_signals():  # SIGTERM/SIGHUP end the driver as Ctrl-C does: through the cleanup below
-                counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir, quiet=quiet,
+                counts = Scheduler(nodes, ex, store, run_id, pool, inventory, errors_dir,
                                    record_extra=_measurement_row).run(resumed)
         finally:
             t = time.perf_counter()
@@ -160,38 +160,36 @@ def run_experiment(cfg: ExperimentConfig, config_path: str | Path, raw: dict | N
         raise
     _provenance(store, run_id, cfg, config_path, variants)
     rows = store.stage_results(run_id)
-    failed = [r for r in rows if r["status"] in ("failed", "skipped") and not (r["output"] or {}).get("retried")
+    failed = [r for r in rows if r["status"] in ("failed", "skipped")
               and r["node_key"] not in {x["node_key"] for x in rows if x["status"] in ("ok", "cached")}]
     setup_s += getattr(ex, "setup_s", 0.0)  # a Ray cluster started with the first stage
     counts.update(variants=len(variants), stages=len(nodes), executor=ex.name, executor_setup_s=round(setup_s + t_close, 2))
     store.finish_run(run_id, "failed" if failed else "done", counts)
-    if not quiet:
-        print_summary(counts)
+    print_summary(counts)
     _print_failures(store, run_id, failed)
     report = write_summary(store, run_id, Path(cfg.results.reports_dir))
-    _say(f"report: {report}", quiet)
+    log.info(f"report: {report}")
     return run_id
 
 
 def _print_failures(store: Store, run_id: str, failed: list[dict]) -> None:
-    """Why the run failed, one line per failed stage, on stderr: printed even with --quiet."""
+    """Why the run failed, one warning per failed stage (stderr): shown even with --quiet."""
     names = {v["variant_id"]: v["name"] for v in store.variants(run_id)}
     for r in failed:
         if r["status"] == "failed":
             where = (r["output"] or {}).get("device")
-            print(f"failed: {r['stage']} {names.get(r['variant_id'], 'shared')}{' on ' + where if where else ''}: "
-                  f"{(r['error'] or '').splitlines()[0][:300] if r['error'] else ''}", file=sys.stderr, flush=True)
+            log.warning(f"failed: {r['stage']} {names.get(r['variant_id'], 'shared')}{' on ' + where if where else ''}: "
+                        f"{(r['error'] or '').splitlines()[0][:300] if r['error'] else ''}")
     skipped = sum(r["status"] == "skipped" for r in failed)
     if skipped:
-        print(f"skipped: {skipped} stage(s) downstream of a failure (`eib report {run_id}` lists them)", file=sys.stderr,
-              flush=True)
+        log.warning(f"skipped: {skipped} stage(s) downstream of a failure (`eib report {run_id}` lists them)")
 
 
 def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, variants) -> None:
     """One row for the run, and one per variant with its artifact, data, seeds and tuning databases."""
     prov = collect()
     rows = store.stage_results(run_id)
-    teacher = next((r["output"] for r in rows if r["stage"] == "teacher" and r["status"] in ("ok", "cached")), None)
+    teacher = next((r["output"] for r in rows if r["stage"] == reg.ROLES.root and r["status"] in ("ok", "cached")), None)
     checksums = {src: teacher["data_checksums"][k] for k, src in teacher["data_sources"].items()} if teacher else {}
     with store.transaction() as tx:
         tx.add_provenance(run_id, "", git_sha=prov["git_sha"], git_dirty=prov["git_dirty"], packages=prov["packages"],
@@ -200,8 +198,8 @@ def _provenance(store: Store, run_id: str, cfg: ExperimentConfig, config_path, v
                           extra={"config_path": str(config_path)})
         for v in variants:
             mine = [r for r in rows if r["variant_id"] == v.variant_id and r["status"] in ("ok", "cached")]
-            art = next((r["output"] for r in mine if r["stage"] == "artifact"), None)
-            builds = {r["output"].get("key"): r["output"].get("db_sha256") for r in mine if r["stage"] == "build"}
+            art = next((r["output"] for r in mine if r["stage"] == reg.ROLES.model), None)
+            builds = {r["output"].get("key"): r["output"].get("db_sha256") for r in mine if r["stage"] == reg.ROLES.build}
             devices = {r["output"]["device"]: r["output"]["metrics"]["device_facts"] for r in mine if REGISTRY[r["stage"]].device}
             artifact_sha = None
             if art:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from eibutil.accstats import mcnemar_bits, paired_diff_ci, wilson
 from harness.report_data import flat_rows
-from harness.stages.base import STAGES
+from harness.stages import registry as reg
 from harness.store import Store
 
 NOISE_RUNS = 5  # earlier finished runs of the same config whose spread is shown as run-to-run noise
@@ -114,7 +114,7 @@ def _stages(store: Store, run_id: str, names: dict) -> pd.DataFrame:
     cached_keys = [r["node_key"] for r in rows if r["status"] == "cached" and r["node_key"]]
     made = store.producers(cached_keys) if cached_keys else {}
     out = []
-    order = list(STAGES)
+    order = list(reg.ORDER)
     for stage in sorted(dict.fromkeys(r["stage"] for r in rows), key=lambda st: order.index(st) if st in order else len(order)):
         mine = [r for r in rows if r["stage"] == stage]
         ran = [r for r in mine if r["status"] == "ok"]

@@ -55,7 +55,7 @@ stage_results = sa.Table(
     sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False, index=True),
     sa.Column("variant_id", sa.String(64), nullable=False),  # "" for stages shared by all variants
     sa.Column("stage", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),  # ok | failed | cached
+    sa.Column("status", sa.String(16), nullable=False),  # ok | cached | failed | skipped | retried (an attempt run again)
     sa.Column("error_kind", sa.String(32)),  # variant | device | infrastructure
     sa.Column("error", sa.Text),
     sa.Column("cache_key", sa.String(64)),

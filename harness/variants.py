@@ -11,7 +11,6 @@ go), so two sweeps that reach the same settings share ids and cached stages, fro
 """
 
 import copy
-import hashlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -21,10 +20,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from eibutil import ConfigError
-from eibutil.files import canonical_json
+from eibutil.files import ID_CHARS, content_key
 from eibutil.yamlio import models_in
 from harness.config import ExperimentConfig, validate_config
 from harness.identity import content_view
+from harness.stages.registry import ORDER
 
 # Keys that describe the experiment, not a variant's result.
 _NOT_HASHED = ("name", "sweep", "results")
@@ -65,7 +65,7 @@ def config_hash(cfg: ExperimentConfig, *, exclude: tuple[str, ...] = _NOT_HASHED
     for k in exclude:
         data.pop(k, None)
     data.get("measure", {}).pop("reuse", None)  # whether to measure again, not what is measured: a nightly keeps the ids
-    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
+    return content_key(data, ID_CHARS)
 
 
 def _check_path(dotted: str, file: str, where: str) -> None:
@@ -132,9 +132,17 @@ def _points(sweep, file: str) -> list[tuple[str | None, dict[str, Any], str]]:
     return points or [(None, {}, "sweep")]
 
 
+def _check_stages(cfg: ExperimentConfig, file: str) -> None:
+    """`cluster.resources` names stages of the registry."""
+    bad = sorted(set(cfg.cluster.resources) - set(ORDER))
+    if bad:
+        raise ConfigError(file, "cluster.resources", f"unknown stage {bad[0]!r}; stages: {', '.join(ORDER)}")
+
+
 def expand(cfg: ExperimentConfig, file: str | Path, raw: dict | None = None) -> list[Variant]:
     """The variants of `cfg` (one, the base, when it has no sweep). Raises `ConfigError` on bad axes."""
     file = str(file)
+    _check_stages(cfg, file)
     base_raw = raw if raw is not None else cfg.model_dump(mode="json")
     base_dir = Path(file).resolve().parent
     variants: dict[str, Variant] = {}

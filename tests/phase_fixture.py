@@ -1,6 +1,5 @@
 """A tiny phased-distillation run, importable by a subprocess (the SIGKILL resume test)."""
 
-from eibert.cache import Cache
 from eibert.data import load_task
 from eibert.distill import DistillSettings, pair_rows
 from eibert.hub import load_classifier, load_tokenizer
@@ -9,6 +8,7 @@ from eibert.phases import PhaseSettings, run_phases
 from eibert.student import Student, StudentSpec, init_from_teacher, layer_map, pick_hidden_dims
 from eibert.teacher_outputs import teacher_outputs
 from eibert.textcls import encode, set_seed
+from eibutil.cache import Cache
 
 PHASES = (PhaseSettings("intermediate", epochs=1, patience=None), PhaseSettings("prediction", epochs=2),
           PhaseSettings("cross", epochs=0.25))

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 from eibert.augment import AugmentSettings, augment_texts
-from eibert.cache import Cache
 from eibert.data import load_task
 from eibert.hub import load_classifier, load_tokenizer
 from eibert.phased import training_rows
@@ -22,6 +21,7 @@ from eibert.selection import SelectionSettings, carve_selection, sub_phrases
 from eibert.student import Student, StudentSpec, fold_head
 from eibert.teacher_outputs import slot_means, teacher_outputs, word_slots
 from eibutil.accstats import mcnemar_exact, wilson
+from eibutil.cache import Cache
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [

@@ -17,6 +17,8 @@ from harness.store import Store
 from tests.test_harness import _free_port
 from tests.test_pipeline import edit_config, eib, write_config
 
+pytestmark = pytest.mark.integration  # real Ray nodes, a real database or full `eib run`s: not in make test-fast
+
 RAY = str(Path(sys.executable).with_name("ray"))
 
 

@@ -209,6 +209,7 @@ def test_int4_packing_round_trips(tiny, tmp_path):
     assert torch.allclose(d(x), q(x), atol=1e-6)
 
 
+@pytest.mark.integration
 def test_artifact_rebuilds_for_torch_export_and_tvm(tiny):
     """The TVM path consumes an artifact through torch.export; its logits equal onnxruntime's."""
     import tvm

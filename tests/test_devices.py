@@ -204,6 +204,7 @@ def test_device_work_dir_must_be_absolute_and_ours_alone(tmp_path, tiny_artifact
     assert (made.stat().st_mode & 0o777) == 0o700
 
 
+@pytest.mark.integration
 def test_tvm_build_errors_are_typed(tmp_path):
     from devices.tvm_build import BuildError, build
 

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from eibutil import UserError
+from harness.stages.state import Payload
 
 
 def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
@@ -48,9 +49,9 @@ def test_placement_no_node_can_take_is_refused_in_one_line():
 
     ex = object.__new__(RayExecutor)
     ex.node_resources = [{"CPU", "memory", "node:10.0.0.1", "gpu-box"}]
-    ex.check_placement(SimpleNamespace(payload={"device": "pi"}, stage="measure"), {"gpu-box": 0.001})
+    ex.check_placement(SimpleNamespace(payload=Payload(None, device="pi"), stage="measure"), {"gpu-box": 0.001})
     with pytest.raises(UserError, match=r"device 'pi' needs the Ray resource 'pi-node' .*custom resources there: gpu-box"):
-        ex.check_placement(SimpleNamespace(payload={"device": "pi"}, stage="measure"), {"pi-node": 0.001})
+        ex.check_placement(SimpleNamespace(payload=Payload(None, device="pi"), stage="measure"), {"pi-node": 0.001})
 
 
 @pytest.mark.parametrize("name, message",
@@ -85,8 +86,8 @@ def test_an_auth_failure_is_the_inventorys_mistake_not_a_dead_device(tmp_path):
         return DeviceSpec(transport="fake", workdir=str(tmp_path / error), runtimes=["onnxruntime"],
                           faults=[{"on": "probe", "error": error, "times": 99}])
 
-    pool = DevicePool(store, run, {"keyless": spec("auth")}, log=lambda m: None)
-    other = DevicePool(store, run, {"gone": spec("unreachable")}, log=lambda m: None)
+    pool = DevicePool(store, run, {"keyless": spec("auth")})
+    other = DevicePool(store, run, {"gone": spec("unreachable")})
     for i in range(QUARANTINE_AFTER + 1):
         got = pool.acquire("keyless", "onnxruntime", f"h{i}")
         assert got == "keyless" and "keyless" not in pool.quarantined

@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from harness.stages.state import Payload
 from harness.store import Store
 from tests.test_pipeline import edit_config, eib, write_config
 
@@ -50,12 +53,13 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
     by_key = {n.key: n for n in nodes}
     for n in nodes:
         assert [by_key[d].stage for d in n.deps] == n.dep_stages and set(n.dep_stages) <= set(REGISTRY[n.stage].inputs)
-    (ref,) = [n for n in nodes if n.stage == "measure" and n.payload.get("subject") == "teacher"]
+    (ref,) = [n for n in nodes if n.stage == "measure" and n.payload.subject == "teacher"]
     assert len(ref.variant_ids) == 4 and ref.variant_id == ""
     students = [n for n in nodes if n.stage == "student"]
     assert all(len(n.variant_ids) == 2 for n in students)  # each trained student feeds two quantization variants
 
 
+@pytest.mark.integration
 def test_inline_and_ray_executors_give_the_same_rows(tiny_bert, task_files, tmp_path):
     results = {}
     for ex in ("inline", "ray"):
@@ -74,6 +78,7 @@ def test_inline_and_ray_executors_give_the_same_rows(tiny_bert, task_files, tmp_
     assert len(results["ray"]) > 10
 
 
+@pytest.mark.integration
 def test_driver_killed_mid_sweep_resumes_without_recomputing(tiny_bert, task_files, tmp_path):
     cfg = write_config(tmp_path, tiny_bert, task_files)
     db = tmp_path / "db.sqlite"
@@ -118,6 +123,7 @@ def _ray_workers_running(pattern: str = "ray::_remote_run") -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines()[1:] if pattern in line]
 
 
+@pytest.mark.integration
 def test_ray_worker_killed_mid_task_is_retried(tiny_bert, task_files, tmp_path):
     cfg = write_config(tmp_path, tiny_bert, task_files)
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(cfg), "--quiet", "--executor", "ray"], cwd=tmp_path,
@@ -155,6 +161,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.integration
 def test_sweep_runs_on_a_cluster_started_with_ray_start(tiny_bert, task_files, tmp_path):
     port = _free_port()
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}  # as Ray recommends; the client finds the token
@@ -191,21 +198,22 @@ def test_devices_on_this_machines_cpus_are_measured_alone():
             self.cpus = {}
 
         def submit(self, node, deps, ctx, num_cpus=1, resources=None):
-            self.cpus[ctx["device"]] = num_cpus
+            self.cpus[ctx.device] = num_cpus
 
     inv = {"local": DeviceSpec(transport="local"),
            "ns": DeviceSpec(transport="ssh", host="10.77.1.2", user="farm", use_agent=True, shares_host_cpus=True),
            "pi": DeviceSpec(transport="ssh", host="pi.lan", user="pi", use_agent=True)}
     cfg = SimpleNamespace(measure=SimpleNamespace(reuse=False))
-    nodes = [Node(f"m-{d}", "measure", ["v"], [], {"config": cfg, "device": d, "runtime": "onnxruntime"}) for d in inv]
+    nodes = [Node(f"m-{d}", "measure", ["v"], [], Payload(cfg, device=d, runtime="onnxruntime")) for d in inv]
     pool = SimpleNamespace(acquire=lambda device, runtime, holder: device)
     ex = Fake()
-    sched = Scheduler(nodes, ex, None, "run", pool, inv, None, quiet=True)
+    sched = Scheduler(nodes, ex, None, "run", pool, inv, None)
     for n in nodes:
         assert sched._submit(n.key)
     assert ex.cpus == {"local": 2, "ns": 2, "pi": 0}
 
 
+@pytest.mark.integration
 def test_address_where_no_ray_listens_fails_in_seconds_and_leaves_no_run_row(tiny_bert, task_files, tmp_path):
     cfg = write_config(tmp_path, tiny_bert, task_files)
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there

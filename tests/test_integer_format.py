@@ -59,6 +59,7 @@ def test_the_shipped_model_runs_integer_kernels():
     assert float_weight_paths(ROOT / "models" / "sst2-2mb" / "model.onnx") == []
 
 
+@pytest.mark.integration
 def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     """TVM keeps the shipped model's dense weights int8 and runs them through `vpdpbusd` (the kernels named by the
     build record), and the on-device runner's logits match onnxruntime's integer graph on the same rows."""

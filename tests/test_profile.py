@@ -12,6 +12,7 @@ SPEC = {"layers": 2, "hidden": 256, "embedding_size": 128, "heads": 8}
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tvm", "openvino"])
+@pytest.mark.integration
 def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     """The profile's operators, their profiler's cost per call taken off, add up to the unprofiled p50 within 20%
     for onnxruntime and TVM (one thread: onnxruntime's profiler serialises its thread pool, so at two its sum runs

@@ -62,6 +62,7 @@ def run(tiny_bert, tmp_path_factory):
     return {"dir": tmp, "cfg": cfg, "store": store, "inventory": inv, "run_id": store.latest_run()["run_id"], "files": files}
 
 
+@pytest.mark.integration
 def test_report_files_and_csv_rows(run):
     d = run["dir"] / "reports" / run["run_id"]
     assert {p.name for p in d.iterdir()} >= {"index.html", "summary.md", "results.csv"}
@@ -90,6 +91,7 @@ def _console_errors(p: subprocess.CompletedProcess) -> list[str]:
 
 @pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
                     reason="chromium is not installed (apt-get install chromium)")
+@pytest.mark.integration
 def test_report_renders_in_headless_chromium(run, tmp_path):
     assert CHROMIUM, "CI=true: chromium must be installed"
     bad = tmp_path / "bad.html"
@@ -162,6 +164,7 @@ def _markdown_tables(text: str) -> list[list[list[str]]]:
     return out
 
 
+@pytest.mark.integration
 def test_html_and_markdown_tables_carry_the_same_columns_and_numbers(run):
     d = run["dir"] / "reports" / run["run_id"]
     parser = _Tables()
@@ -205,6 +208,7 @@ def test_budget_parsing():
             parse_budget(bad)
 
 
+@pytest.mark.integration
 def test_signoff_numbers_equal_the_database(run):
     store, run_id = run["store"], run["run_id"]
     name = store.variants(run_id)[0]["name"]
@@ -228,6 +232,7 @@ def _nightly(run) -> subprocess.CompletedProcess:
     return eib("nightly", str(run["cfg"]), "--executor", "inline", "--quiet", cwd=run["dir"])
 
 
+@pytest.mark.integration
 def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
     for i in range(3):
         out = _nightly(run)

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from harness import config as C
+from harness.stages.state import Payload
 
 
 def _defaults(dc) -> dict:
@@ -53,14 +54,14 @@ def test_teacher_and_cli_defaults_equal_the_configs():
 
 def test_registry_lists_every_stage_with_a_record_type():
     from eibutil.records import Record
-    from harness.stages.base import STAGES
-    from harness.stages.registry import REGISTRY
+    from harness.stages.registry import ORDER, REGISTRY, ROLES
 
-    assert tuple(REGISTRY) == STAGES
+    assert ORDER == ("teacher", "importance", "vocab", "student", "artifact", "build", "measure")  # derived from the inputs
     for name, st in REGISTRY.items():
-        assert issubclass(st.output, Record) and set(st.inputs) <= set(STAGES[: STAGES.index(name)]), name
+        assert issubclass(st.output, Record) and set(st.inputs) <= set(ORDER[: ORDER.index(name)]), name
     assert [n for n, s in REGISTRY.items() if s.device] == ["measure"]
     assert [n for n, s in REGISTRY.items() if s.row] == ["teacher", "artifact", "measure"]
+    assert (ROLES.root, ROLES.model, ROLES.build, ROLES.measure) == ("teacher", "artifact", "build", "measure")
 
 
 def test_records_round_trip_with_nested_records_and_extra_facts():
@@ -80,9 +81,12 @@ def test_a_pinned_device_and_a_placed_stage_ask_for_their_nodes_resource():
     from harness.scheduler import PIN, placement
 
     cfg = SimpleNamespace(cluster=C.ClusterConfig(resources={"student": "gpu-box"}))
-    measure = Node("m", "measure", ["v"], [], {"config": cfg, "device": "pi"})
+    measure = Node("m", "measure", ["v"], [], Payload(cfg, device="pi"))
     assert placement(measure, DeviceSpec(transport="local", ray_resource="lab-a")) == {"lab-a": PIN}
     assert placement(measure, DeviceSpec(transport="local")) is None  # unpinned: anywhere
-    assert placement(Node("s", "student", ["v"], [], {"config": cfg})) == {"gpu-box": PIN}
-    with pytest.raises(ValueError, match="unknown stage 'studnet'"):
-        C.ClusterConfig(resources={"studnet": "x"})
+    assert placement(Node("s", "student", ["v"], [], Payload(cfg))) == {"gpu-box": PIN}
+    from eibutil import ConfigError
+    from harness.variants import expand
+
+    with pytest.raises(ConfigError, match="cluster.resources: unknown stage 'studnet'"):
+        expand(C.ExperimentConfig(name="x", cluster={"resources": {"studnet": "x"}}), "c.yaml")

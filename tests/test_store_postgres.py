@@ -12,6 +12,8 @@ import pytest
 
 from harness.store import Store
 
+pytestmark = pytest.mark.integration  # real Ray nodes, a real database or full `eib run`s: not in make test-fast
+
 
 def _bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))

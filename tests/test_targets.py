@@ -40,10 +40,10 @@ def _st_mpnet_folder(path):
 
 @pytest.mark.slow
 def test_a_sentence_transformers_mpnet_folder_is_a_teacher(tmp_path, task_files):
-    from eibert.cache import Cache
     from eibert.data import load_task
     from eibert.targets import cached_targets, label_texts
     from eibert.teacher import finetune_teacher
+    from eibutil.cache import Cache
 
     folder = _st_mpnet_folder(tmp_path / "mpnet")
     data = load_task(source="files", train_file=task_files["train"], dev_file=task_files["dev"], text_fields=["sentence"])
@@ -65,8 +65,8 @@ def test_a_sentence_transformers_mpnet_folder_is_a_teacher(tmp_path, task_files)
 
 
 def test_ensemble_targets_are_the_mean_of_the_members_scaled_logits(tmp_path):
-    from eibert.cache import Cache
     from eibert.targets import TargetSettings, ensemble, resolve_targets
+    from eibutil.cache import Cache
 
     a = np.array([[2.0, -2.0], [0.5, 1.5]], np.float32)
     b = np.array([[1.0, 3.0], [-4.0, 0.0]], np.float32)
@@ -90,8 +90,8 @@ def test_ensemble_targets_are_the_mean_of_the_members_scaled_logits(tmp_path):
 
 def test_sharded_labelling_resumes_after_a_kill_without_relabelling(tmp_path, monkeypatch, tiny_bert):
     from eibert import targets, textcls
-    from eibert.cache import Cache
     from eibert.hub import load_classifier, load_tokenizer
+    from eibutil.cache import Cache
 
     monkeypatch.setattr(targets, "SHARD_ROWS", 8)
     texts = [s for s, _ in tiny_sentences(40)]

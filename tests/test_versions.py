@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from eibert import versions
+from harness.stages.state import Payload
 
 
 def _memo(tmp_path):
@@ -14,19 +15,19 @@ def _memo(tmp_path):
 
     cfg = SimpleNamespace(task=SimpleNamespace(train_file=None, dev_file=None), teacher=SimpleNamespace(model="bundled"),
                           cache_dir=tmp_path)
-    return _memo_path(SimpleNamespace(key="k" * 20, payload={"config": cfg}))
+    return _memo_path(SimpleNamespace(key="k" * 20, payload=Payload(cfg)))
 
 
 def _student_key(tmp_path):
     from types import SimpleNamespace
 
     from eibert.augment import AugmentSettings
-    from eibert.cache import Cache
     from eibert.distill import DistillSettings
     from eibert.phases import PhaseSettings
     from eibert.stages import student_key
     from eibert.student import StudentSpec
     from eibert.targets import TargetSettings
+    from eibutil.cache import Cache
 
     data = SimpleNamespace(checksums={"train": "a", "dev": "b"}, train=[1, 2, 3])
     spec = StudentSpec(vocab_size=100, num_labels=2, teacher_hidden=32)

@@ -123,3 +123,21 @@ def test_harness_has_no_import_circle_and_the_engine_never_imports_the_cli():
     assert not {m: d for m, d in stages.items() if d}
     # the checker sees a circle hidden in function-local imports
     assert _cycle({"harness.a": {"harness.b"}, "harness.b": {"harness.a"}}) == ["harness.a", "harness.b", "harness.a"]
+
+
+def test_every_content_key_and_cache_path_comes_from_the_one_helper_and_owner():
+    """Keys are `eibutil.files.content_key` (sha256 of canonical JSON); cache folders are `eibutil.cache.Cache`'s areas:
+    no module hashes its own key or joins an area name onto the cache root by hand."""
+    import re
+
+    hand_key = re.compile(r"hexdigest\(\)\[")
+    hand_path = re.compile(r"""(cache_dir\)?|\.root) / ["']""")
+    found = []
+    for pkg in ("eibert", "devices", "harness", "eibutil", "bench"):
+        for f in sorted((ROOT / pkg).rglob("*.py")):
+            rel = str(f.relative_to(ROOT))
+            for i, line in enumerate(f.read_text().splitlines(), 1):
+                key = hand_key.search(line) and rel != "eibutil/files.py"
+                if key or (hand_path.search(line) and rel != "eibutil/cache.py"):
+                    found.append(f"{rel}:{i}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -15,6 +15,7 @@ from pathlib import Path
 from devices.testfarm.farm import Farm
 from devices.testfarm.hostenv import FarmError
 from devices.testfarm.rootfs import STATE
+from eibutil.logs import configure
 
 
 def up(args) -> int:
@@ -53,6 +54,7 @@ def down(args) -> int:
 
 
 def main(argv=None) -> int:
+    configure()
     ap = argparse.ArgumentParser(prog="python -m devices.testfarm", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("up")

@@ -12,7 +12,7 @@ so a downed link cannot fall through to the default route. Everything started is
 every namespace, link and folder made is removed by `close()`. Needs root (see `missing_requirements`).
 """
 
-import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -27,6 +27,9 @@ import yaml
 
 from devices.testfarm.hostenv import FARM_UID, FARM_USER, FarmError, missing_requirements, run
 from devices.testfarm.rootfs import STATE, ensure_rootfs
+from eibutil.files import content_key
+
+log = logging.getLogger(__name__)
 
 SUBNET = "10.77.0.0/16"
 X86_WHEELS = ("numpy==2.4.6", "onnxruntime==1.32.0", "apache-tvm==0.27.0.post1", "apache-tvm-ffi==0.1.14.post1")
@@ -56,16 +59,16 @@ class FarmDevice:
         return f"10.77.{self.index}.2"
 
 
-def _ensure_x86_venv(log=print) -> Path:
+def _ensure_x86_venv() -> Path:
     """A Python for x86 devices that the device user can read (the host's may live under /root)."""
-    venv = STATE / f"venv-x86-{hashlib.sha256(repr(X86_WHEELS).encode()).hexdigest()[:12]}"
+    venv = STATE / f"venv-x86-{content_key(X86_WHEELS)}"
     py = venv / "bin" / "python"
     if (venv / ".complete").exists():
         return py
     STATE.mkdir(parents=True, exist_ok=True)
     os.chmod(STATE, 0o755)
     shutil.rmtree(venv, ignore_errors=True)
-    log(f"testfarm: creating the x86 device Python in {venv}")
+    log.info(f"testfarm: creating the x86 device Python in {venv}")
     run(["/usr/bin/python3", "-m", "venv", str(venv)], timeout_s=300)
     run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", *X86_WHEELS], timeout_s=900)
     (venv / ".complete").write_text("ok\n")
@@ -73,11 +76,10 @@ def _ensure_x86_venv(log=print) -> Path:
 
 
 class Farm:
-    def __init__(self, log=print):
+    def __init__(self):
         why = missing_requirements()
         if why:
             raise FarmError(why)
-        self.log = log
         self.devices: dict[str, FarmDevice] = {}
         STATE.mkdir(parents=True, exist_ok=True)
         os.chmod(STATE, 0o755)
@@ -130,7 +132,7 @@ class Farm:
             host_workdir = d / "work"
             host_workdir.mkdir(mode=0o700)  # the device script refuses a work dir others may write to
             os.chown(host_workdir, FARM_UID, FARM_UID)
-            workdir, python = str(host_workdir), str(_ensure_x86_venv(self.log))
+            workdir, python = str(host_workdir), str(_ensure_x86_venv())
         dev = FarmDevice(name, i, arch, d, f"eibf{i}", f"eibv{i}", workdir, host_workdir, python)
         self.devices[name] = dev
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "ssh_host_ed25519_key")])
@@ -172,7 +174,7 @@ class Farm:
         run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
 
     def _arm_script(self, dev: FarmDevice) -> str:
-        root = ensure_rootfs(log=self.log)
+        root = ensure_rootfs()
         for sub in ("upper", "ovlwork"):
             (dev.dir / sub).mkdir(exist_ok=True)
         (dev.dir / "cpuinfo").write_text(FAKE_CPUINFO)

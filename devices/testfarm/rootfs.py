@@ -8,7 +8,7 @@ aarch64 wheels of numpy, onnxruntime and apache-tvm is installed inside. The res
 tarball (`EIB_FARM_CACHE`, default /var/cache/eib-testfarm) and extracted once per machine. Needs root.
 """
 
-import hashlib
+import logging
 import os
 import shutil
 import subprocess
@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 from devices.testfarm.hostenv import FARM_UID, FarmError, run
+from eibutil.files import content_key
+
+log = logging.getLogger(__name__)
 
 STATE = Path(os.environ.get("EIB_FARM_STATE", "/var/lib/eib-testfarm"))
 CACHE = Path(os.environ.get("EIB_FARM_CACHE", "/var/cache/eib-testfarm"))
@@ -32,7 +35,7 @@ PLATFORM_ARGS = [
 
 
 def rootfs_key() -> str:
-    return hashlib.sha256(f"{SUITE}|{INCLUDE}|{WHEELS}|v1".encode()).hexdigest()[:12]
+    return content_key({"suite": SUITE, "include": INCLUDE, "wheels": WHEELS, "recipe": 1})
 
 
 def debian_mirror() -> str:
@@ -65,7 +68,7 @@ def _chroot(root: Path, *cmd: str, timeout_s: float = 1800) -> None:
     run(["chroot", str(root), *cmd], timeout_s=timeout_s, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"})
 
 
-def build_tarball(dest: Path, log=print) -> Path:
+def build_tarball(dest: Path) -> Path:
     """debootstrap + venv + wheels -> `dest` (a .tar.zst), written atomically."""
     ensure_binfmt()
     STATE.mkdir(parents=True, exist_ok=True)
@@ -73,21 +76,21 @@ def build_tarball(dest: Path, log=print) -> Path:
     root = work / "root"
     mounted: list[Path] = []
     try:
-        log(f"testfarm: debootstrap stage 1 ({SUITE}, arm64) into {root}")
+        log.info(f"testfarm: debootstrap stage 1 ({SUITE}, arm64) into {root}")
         run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", f"--include={INCLUDE}", SUITE, str(root),
              debian_mirror()],
             timeout_s=1200)
-        log("testfarm: debootstrap stage 2 under qemu (minutes)")
+        log.info("testfarm: debootstrap stage 2 under qemu (minutes)")
         _chroot(root, "/debootstrap/debootstrap", "--second-stage")
         wheels = root / "opt" / "wheels"
         wheels.mkdir(parents=True)
-        log("testfarm: downloading aarch64 wheels")
+        log.info("testfarm: downloading aarch64 wheels")
         run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), *PLATFORM_ARGS, *WHEELS], timeout_s=900)
         run(["mount", "-t", "proc", "proc", str(root / "proc")])
         mounted.append(root / "proc")
         run(["mount", "--bind", "/dev", str(root / "dev")])
         mounted.append(root / "dev")
-        log("testfarm: installing the runtimes into /opt/venv under qemu")
+        log.info("testfarm: installing the runtimes into /opt/venv under qemu")
         _chroot(root, "python3", "-m", "venv", "/opt/venv")
         _chroot(root, "/opt/venv/bin/pip", "install", "-q", "--no-index", "--find-links", "/opt/wheels", *WHEELS)
         _chroot(root, "useradd", "-m", "-u", str(FARM_UID), "-s", "/bin/bash", "farm")
@@ -99,7 +102,7 @@ def build_tarball(dest: Path, log=print) -> Path:
         shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        log(f"testfarm: packing {dest}")
+        log.info(f"testfarm: packing {dest}")
         run(["tar", "-I", "zstd -T0 -3", "-C", str(root), "-cf", str(tmp), "."], timeout_s=900)
         os.replace(tmp, dest)
         return dest
@@ -109,7 +112,7 @@ def build_tarball(dest: Path, log=print) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def ensure_rootfs(log=print) -> Path:
+def ensure_rootfs() -> Path:
     """The extracted arm64 root filesystem, building or extracting it when missing."""
     key = rootfs_key()
     root = STATE / f"rootfs-arm64-{key}"
@@ -117,7 +120,7 @@ def ensure_rootfs(log=print) -> Path:
         return root
     tarball = CACHE / f"rootfs-arm64-{key}.tar.zst"
     if not tarball.exists():
-        build_tarball(tarball, log=log)
+        build_tarball(tarball)
     ensure_binfmt()
     tmp = STATE / f".rootfs-arm64-{key}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

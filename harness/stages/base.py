@@ -17,8 +17,6 @@ from typing import Any
 
 from eibutil import UserError, atomic_write_text
 
-STAGES = ("teacher", "importance", "vocab", "student", "artifact", "build", "measure")  # in dependency order
-
 
 class StageError(RuntimeError):
     """A stage failure with its kind (variant | device | infrastructure) for the result row."""
@@ -40,6 +38,10 @@ class Stage:
     device: bool = False  # needs a device lease (runs where the device is reachable)
     row: Callable | None = None  # (node, output JSON) -> the `measurements` row it contributes, or None
     paths: Callable = lambda out: []  # (output JSON) -> the folders/files it names: they travel between nodes
+    sections: tuple[str, ...] = ()  # config paths its output depends on besides its inputs (whose keys are in its key)
+    version: int = 1  # in its key: bump when its output changes for the same inputs
+    fanout: str | None = None  # None: once per model chain; "target": per TVM target; "device": per device and runtime
+    reference: str | None = None  # (fanout "device") the input also measured alone on every device, as the reference
 
 
 @dataclass

@@ -7,30 +7,31 @@ process that needs them (datasets caches them), so a node travels as its config 
 """
 
 from harness.stages.records import TeacherRecord
+from harness.stages.state import RunContext
 
 
 def _data(node, ctx):
     from harness.settings import load_data
 
-    data = load_data(node.payload["config"])
-    if ctx.get("sources"):  # the inputs came by content to this node: name them as the user did
-        data.sources = dict(ctx["sources"])
+    data = load_data(node.payload.config)
+    if ctx.sources:  # the inputs came by content to this node: name them as the user did
+        data.sources = dict(ctx.sources)
     return data
 
 
 def _progress(ctx) -> bool:
-    return not ctx.get("quiet")
+    return not ctx.quiet
 
 
-def teacher(node, inputs: dict, ctx: dict) -> TeacherRecord:
+def teacher(node, inputs: dict, ctx: RunContext) -> TeacherRecord:
     from eibert.teacher import finetune_teacher
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     data = _data(node, ctx)
     hp = cfg.teacher.model_dump(exclude={"model"})
     out = finetune_teacher(cfg.teacher.model, data, cache_dir=str(cfg.cache_dir), hp=hp, max_seq_len=cfg.task.max_seq_len,
                            progress=_progress(ctx)).to_json()
-    out["model_ref"] = ctx.get("model_ref") or out["model_ref"]
+    out["model_ref"] = ctx.model_ref or out["model_ref"]
     return TeacherRecord.from_json({**out, "data_checksums": data.checksums, "data_sources": data.sources,
                                     "dev_rows": len(data.dev)})
 
@@ -42,27 +43,27 @@ def _vocab_settings(cfg):
     return VocabSettings(size=v.size, method=v.method, importance_rows=v.importance_rows)
 
 
-def importance(node, inputs: dict, ctx: dict):
+def importance(node, inputs: dict, ctx: RunContext):
     from eibert import stages
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     return stages.importance(inputs["teacher"].model_dir, _data(node, ctx), _vocab_settings(cfg), cache_dir=str(cfg.cache_dir),
                              max_seq_len=cfg.task.max_seq_len, progress=_progress(ctx))
 
 
-def vocab(node, inputs: dict, ctx: dict):
+def vocab(node, inputs: dict, ctx: RunContext):
     from eibert import stages
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     return stages.vocab(inputs["teacher"].model_dir, inputs["importance"], _data(node, ctx), _vocab_settings(cfg),
                         cache_dir=str(cfg.cache_dir), max_seq_len=cfg.task.max_seq_len)
 
 
-def student(node, inputs: dict, ctx: dict):
+def student(node, inputs: dict, ctx: RunContext):
     from eibert import stages
     from harness.settings import compress_settings
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     s = compress_settings(cfg)
     return stages.student(inputs["teacher"].model_dir, inputs["vocab"], _data(node, ctx), student=s["student"],
                           distill=s["distill"],
@@ -70,11 +71,11 @@ def student(node, inputs: dict, ctx: dict):
                           progress=_progress(ctx))
 
 
-def artifact(node, inputs: dict, ctx: dict):
+def artifact(node, inputs: dict, ctx: RunContext):
     from eibert.compress import artifact as make_artifact
     from harness.settings import compress_settings
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     s = compress_settings(cfg)
     rec = make_artifact(inputs["student"], _data(node, ctx), s["quant"], cache_dir=str(cfg.cache_dir), calib_rows=s["calib_rows"],
                         fold=s["fold"], max_seq_len=s["max_seq_len"], progress=_progress(ctx))

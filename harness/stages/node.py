@@ -8,20 +8,22 @@ stages' records; its output is its own record as JSON, plus run facts: `node_key
 Ray node that ran it), `device`. A finished non-device node is memoised under `cache_dir/nodes/`.
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from eibutil import atomic_write_json
+from eibutil.cache import Cache
+from eibutil.files import content_key
 from harness.stages.base import StageResult, run_stage
 from harness.stages.registry import REGISTRY
+from harness.stages.state import RunContext
 
 RECORDS_VERSION = 2  # the memo's format: 2 = the stage records (eibert.stages, harness.stages.records)
 
 
-def _threads(ctx: dict) -> None:
-    n = int(ctx.get("num_cpus") or os.cpu_count() or 1)
+def _threads(ctx: RunContext) -> None:
+    n = int(ctx.num_cpus or os.cpu_count() or 1)
     try:
         import torch
 
@@ -39,13 +41,14 @@ def _memo_path(node) -> Path:
     from devices.tvm_build import BUILD_VERSION
     from eibert import versions
 
-    cfg = node.payload["config"]
+    cfg = node.payload.config
     # the node key covers the config; the files it names may change in place
     files = [Path(str(f)) for f in (cfg.task.train_file, cfg.task.dev_file, cfg.teacher.model) if f]
     stamps = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.exists()]
     # every version constant of the code that made this node's inputs and output (eibert.versions, the TVM build)
-    v = f"{node.key}-r{RECORDS_VERSION}-{sorted(versions.current().items())}.{BUILD_VERSION}-{stamps}"
-    return Path(cfg.cache_dir) / "nodes" / f"{hashlib.sha256(v.encode()).hexdigest()[:24]}.json"
+    key = content_key({"node": node.key, "records": RECORDS_VERSION, "versions": versions.current(), "build": BUILD_VERSION,
+                       "files": stamps})
+    return Cache(cfg.cache_dir).file("nodes", key)
 
 
 def lookup(node, deps: dict, inventory: dict) -> StageResult | None:
@@ -56,9 +59,9 @@ def lookup(node, deps: dict, inventory: dict) -> StageResult | None:
     stage = REGISTRY[node.stage]
     try:
         if stage.device:
-            if not node.payload["config"].measure.reuse:
+            if not node.payload.config.measure.reuse:
                 return None
-            device = node.payload["device"]
+            device = node.payload.device
             key, path = measure_cache(node, records(node, deps), device, inventory[device])
             if not path.exists():
                 return None
@@ -85,8 +88,8 @@ def _ray_node() -> str | None:
         return None
 
 
-def run_node(node, deps: dict, ctx: dict) -> StageResult:
-    """Run one node; any failure becomes a failed `StageResult` (traceback saved under ctx['errors_dir'])."""
+def run_node(node, deps: dict, ctx: RunContext) -> StageResult:
+    """Run one node; any failure becomes a failed `StageResult` (traceback saved under ctx.errors_dir)."""
     _threads(ctx)
     stage = REGISTRY[node.stage]
 
@@ -95,12 +98,12 @@ def run_node(node, deps: dict, ctx: dict) -> StageResult:
         out.setdefault("cache_key", out.get("key"))
         return out
 
-    res = run_stage(node.stage, node.variant_id, call, ctx.get("errors_dir"), tag=node.key[:8])
+    res = run_stage(node.stage, node.variant_id, call, ctx.errors_dir, tag=node.key[:8])
     res.output["node_key"] = node.key
     if (where := _ray_node()) is not None:
         res.output["ray_node"] = where
-    if ctx.get("device"):
-        res.output.setdefault("device", ctx["device"])
+    if ctx.device:
+        res.output.setdefault("device", ctx.device)
     if res.ok and not stage.device:  # measurements have their own cache, keyed by the device
         try:
             atomic_write_json(_memo_path(node), {k: v for k, v in res.output.items() if k not in ("cache_hit", "ray_node")})

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 from eibutil import sha256_bytes
+from eibutil.cache import Cache
+from eibutil.files import KEY_CHARS
 from harness.stages.base import StageError
 
 
@@ -81,7 +83,7 @@ def arrive_inputs(cfg, blobs: dict, cache_dir: Path) -> tuple[object, dict]:
     """(config pointing at this node's copies of the inputs, {split: source as the user named it})."""
     local = {}
     for path, (sha, data) in blobs.items():
-        local[path] = str(place(str(cache_dir / "inputs" / sha[:24] / Path(path).name), sha, data))
+        local[path] = str(place(str(Cache(cache_dir).path("inputs", sha[:KEY_CHARS]) / Path(path).name), sha, data))
     t = cfg.task
     task = t.model_copy(update={k: Path(local[str(getattr(t, k))]) for k in ("train_file", "dev_file")
                                 if getattr(t, k) and str(getattr(t, k)) in local})

@@ -1,6 +1,7 @@
-"""Content-addressed cache of stage outputs: a folder per key, published by an atomic rename.
+"""Content-addressed cache of stage outputs: a folder per key, published by an atomic rename; and the one owner
+of the cache folder's layout: every area below the root is named in AREAS and reached through `Cache.area`.
 
-    from eibert.cache import Cache
+    from eibutil.cache import Cache
     cache = Cache(".eib-cache")
     key = cache.key("teacher", {"model": fp, "data": sums, "hp": hp})
     if (hit := cache.get("teacher", key)) is None:
@@ -13,7 +14,6 @@ cleaned up later, never a half entry.
 """
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -21,9 +21,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from eibutil.files import canonical_json
+from eibutil.files import content_key
 
 _DONE = "entry.json"
+AREAS = {
+    # entries (a folder per key, published whole): eibert's stages and the target teachers' labels
+    "teacher": "fine-tuned teachers", "importance": "attention importance of tokens", "vocab": "pruned vocabularies",
+    "student": "trained students", "artifact": "deployable artifacts", "augment": "augmented texts",
+    "teacher_outputs": "cached teacher logits and hidden states", "targets": "target teachers' logits",
+    "phased": "phased students (their checkpoint keys)",
+    # files and folders the harness and devices keep by content key
+    "checkpoints": "training checkpoints (eibert.trainloop)", "nodes": "memo of finished graph nodes",
+    "measure": "stored measurements", "inputs": "prepared device inputs", "onnx": "float ONNX exports",
+    "qdq": "QDQ exports for OpenVINO", "tvm": "TVM builds", "tuning": "MetaSchedule databases",
+    "programs": "torch.export programs", "e2e": "end-to-end texts", "null": "null-model floors",
+}
 
 
 class Cache:
@@ -31,10 +43,20 @@ class Cache:
         self.root = Path(root)
 
     def key(self, kind: str, spec: dict) -> str:
-        return hashlib.sha256(canonical_json({"kind": kind, **spec}).encode()).hexdigest()[:24]
+        return content_key({"kind": kind, **spec})
+
+    def area(self, name: str) -> Path:
+        """The folder of one area of the layout (AREAS); a name not listed there is a KeyError."""
+        if name not in AREAS:
+            raise KeyError(f"{name!r} is not an area of the cache; areas: {', '.join(AREAS)}")
+        return self.root / name
 
     def path(self, kind: str, key: str) -> Path:
-        return self.root / kind / key
+        return self.area(kind) / key
+
+    def file(self, kind: str, key: str, suffix: str = ".json") -> Path:
+        """A single file kept by key in an area (node memos, measurements)."""
+        return self.area(kind) / f"{key}{suffix}"
 
     def get(self, kind: str, key: str) -> Path | None:
         p = self.path(kind, key)
