@@ -32,7 +32,7 @@ from bench.mdsection import replace_section  # noqa: E402
 from devices.inventory import DeviceSpec  # noqa: E402
 from eibert.data import load_task  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
-from harness.measure import MeasureSettings, build_for, measure_on_device  # noqa: E402
+from harness.measure.run import MeasureSettings, build_for, measure_on_device  # noqa: E402
 
 OUT = ROOT / "bench/results/latency.json"
 

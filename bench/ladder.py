@@ -11,8 +11,8 @@ train rows with TEACHER_HP.
 import json
 from pathlib import Path
 
-from eibutil.accstats import wilson
 from eibutil.cache import Cache
+from eibutil.stats import wilson
 
 MAX_SEQ_LEN = 64
 TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
@@ -33,7 +33,7 @@ def load_split(data_dir: Path, sentences: int = 600):
 def ladder(args) -> list[dict]:
     """The rungs in order; each adds one lever to the one before."""
     from eibert.augment import AugmentSettings
-    from eibert.phases import PhaseSettings as P
+    from eibert.phase_training import PhaseSettings as P
 
     kd1 = (P("prediction", epochs=1, augmented=False, patience=None),)
     kd = (P("prediction", epochs=args.epochs, augmented=False),)
@@ -96,9 +96,9 @@ def target_key(args, data) -> str | None:
 
 def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str], list[str]]:
     """(every text the rung's student trains on, its transfer texts): train rows, augmented rows, transfer rows."""
+    from eibert.cached_stages import _teacher
     from eibert.hub import load_tokenizer, model_fingerprint
-    from eibert.phased import cached_augmentation, training_rows
-    from eibert.stages import _teacher
+    from eibert.phase_data import cached_augmentation, training_rows
     from eibutil.cache import Cache
 
     transfer, _ = transfer_texts(rung.get("transfer"), data)

@@ -25,8 +25,8 @@ from bench.mdsection import replace_section  # noqa: E402
 from devices.inventory import DeviceSpec  # noqa: E402
 from eibert.data import load_task  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
-from harness.measure import MeasureSettings, build_for, measure_on_device  # noqa: E402
-from harness.measure import max_positions as positions  # noqa: E402
+from harness.measure.run import MeasureSettings, build_for, measure_on_device  # noqa: E402
+from harness.measure.run import max_positions as positions  # noqa: E402
 
 OUT = ROOT / "bench/results/latency.json"
 
@@ -36,7 +36,7 @@ def long_student() -> str | None:
     db = ROOT / ".eib-cache/bench-student-128/eib.sqlite"
     if not db.exists():
         return None
-    from harness.store import Store
+    from harness.results.store import Store
 
     store = Store(str(db))
     run = store.latest_run("bench-student-128")

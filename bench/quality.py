@@ -40,8 +40,8 @@ from bench.ladder import (
 )
 from bench.mdsection import replace_section
 from eibutil import atomic_write_json
-from eibutil.accstats import mcnemar_exact, wilson
 from eibutil.logs import configure
+from eibutil.stats import mcnemar_exact, wilson
 
 BUDGET_BYTES = 2_000_000
 TARGET_ACC = 0.88

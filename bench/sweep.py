@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.mdsection import replace_section  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
-from harness.store import Store  # noqa: E402
+from harness.results.store import Store  # noqa: E402
 
 OUT = ROOT / "bench/results/sweep.json"
 WORK = ROOT / ".eib-cache" / "bench-sweep"

@@ -1,4 +1,4 @@
-"""The artifact stage, and `compress`: all four EI-BERT stages in a row (eibert.stages has the others).
+"""The artifact stage, and `compress`: all four EI-BERT stages in a row (eibert.cached_stages has the others).
 
     from eibert.compress import VocabSettings, compress
     res = compress(teacher_dir, data, student=dict(layers=2, hidden=256, heads=8, ffn=512, embedding_size=128),
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from eibert import versions
+from eibert.cached_stages import ArtifactRecord, StudentRecord, VocabSettings, importance
+from eibert.cached_stages import student as student_stage
+from eibert.cached_stages import vocab as vocab_stage
 from eibert.hub import load_tokenizer
-from eibert.stages import ArtifactRecord, StudentRecord, VocabSettings, importance
-from eibert.stages import student as student_stage
-from eibert.stages import vocab as vocab_stage
 from eibert.textcls import accuracy, collate, encode, predict_logits
 from eibutil.cache import Cache
 

@@ -47,7 +47,7 @@ class DistillSettings:
     seed: int = 0
     ckpt_every: int = 200
     weight_decay: float = 0.01  # AdamW's, for the student and (cross) the teacher; biases and LayerNorm exempt
-    phases: tuple = ()  # eibert.phases.PhaseSettings in order; empty: one `mode` run of `epochs`
+    phases: tuple = ()  # eibert.phase_training.PhaseSettings in order; empty: one `mode` run of `epochs`
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -6,7 +6,7 @@
     ensemble([mpnet_logits, minilm_logits], [1.0, 1.0])      # mean of the members' temperature-scaled logits
 
 The "target teacher" (whose predictions the student learns) need not be the structural teacher (whose
-tokenizer, attention and weights shape the student, eibert.stages). Targets are cached per (teacher
+tokenizer, attention and weights shape the student, eibert.cached_stages). Targets are cached per (teacher
 key, rows): the key of a fine-tuned teacher (eibert.teacher.teacher_key: base model fingerprint, data,
 hyper-parameters) and the sha256 of the texts, so they can be looked up without the teacher's weights.
 Labelling runs in shards of SHARD_ROWS rows; a killed run keeps its finished shards and labels only

@@ -2,11 +2,11 @@
 same inputs. Each is part of the cache keys of what it makes and of everything downstream of it (the
 student key, harness/stages/node.py's memo); tests/test_versions.py bumps each and checks the keys move."""
 
-STAGES = 2  # importance, vocabulary, student training (eibert.stages; 2: one training loop, no decay on biases/norms)
+STAGES = 2  # importance, vocabulary, student training (eibert.cached_stages; 2: one training loop, no decay on biases/norms)
 EXPORT = 2  # the artifact's file format alone (2: INT8 linear layers as integer ops)
 TEACHER_TRAINING = 1  # eibert.teacher's fine-tuning (unchanged by eibert.trainloop: bit-identical weights)
 TEACHER_OUTPUTS = 1  # eibert.teacher_outputs: logits and word-level hidden states
-AUGMENT = 1  # eibert.augment / eibert.phased: augmented texts
+AUGMENT = 1  # eibert.augment / eibert.phase_data: augmented texts
 TARGETS = 1  # eibert.targets: soft targets of target teachers
 
 NAMES = ("STAGES", "EXPORT", "TEACHER_TRAINING", "TEACHER_OUTPUTS", "AUGMENT", "TARGETS")

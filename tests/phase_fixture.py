@@ -3,8 +3,8 @@
 from eibert.data import load_task
 from eibert.distill import DistillSettings, pair_rows
 from eibert.hub import load_classifier, load_tokenizer
-from eibert.phased import slot_rows, training_rows
-from eibert.phases import PhaseSettings, run_phases
+from eibert.phase_data import slot_rows, training_rows
+from eibert.phase_training import PhaseSettings, run_phases
 from eibert.student import Student, StudentSpec, init_from_teacher, layer_map, pick_hidden_dims
 from eibert.teacher_outputs import teacher_outputs
 from eibert.textcls import encode, set_seed

@@ -16,12 +16,12 @@ import torch
 from eibert.augment import AugmentSettings, augment_texts
 from eibert.data import load_task
 from eibert.hub import load_classifier, load_tokenizer
-from eibert.phased import training_rows
+from eibert.phase_data import training_rows
 from eibert.selection import SelectionSettings, carve_selection, sub_phrases
 from eibert.student import Student, StudentSpec, fold_head
 from eibert.teacher_outputs import slot_means, teacher_outputs, word_slots
-from eibutil.accstats import mcnemar_exact, wilson
 from eibutil.cache import Cache
+from eibutil.stats import mcnemar_exact, wilson
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = [
@@ -172,8 +172,8 @@ def test_wilson_interval_and_exact_mcnemar_against_hand_computed_values():
 
 
 def test_config_sections_default_to_the_eibert_settings():
-    from eibert.phases import PhaseSettings
-    from harness.config import AugmentConfig, PhaseConfig, SelectionConfig
+    from eibert.phase_training import PhaseSettings
+    from harness.config.schema import AugmentConfig, PhaseConfig, SelectionConfig
 
     assert AugmentConfig().model_dump() == AugmentSettings().to_json()
     assert PhaseConfig(kind="prediction").model_dump() == PhaseSettings("prediction").to_json()

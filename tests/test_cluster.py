@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from harness.results.store import Store
 from tests.test_harness import _free_port
 from tests.test_pipeline import edit_config, eib, write_config
 

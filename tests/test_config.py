@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from eibutil import ConfigError
-from harness.cli import main
-from harness.config import load_config
-from harness.variants import expand
+from harness.cli.commands import main
+from harness.config.schema import load_config
+from harness.config.variants import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
@@ -241,7 +241,7 @@ def test_evaluate_a_truncated_model_or_a_corrupt_manifest_is_one_line_and_exit_2
 
 def test_budget_values_must_be_numbers():
     from eibutil import UserError
-    from harness.report import parse_budget
+    from harness.report.summary import parse_budget
 
     assert parse_budget("size=2MB,accuracy=0.88,latency_ms=.5") == {"size": 2e6, "accuracy": 0.88, "latency_ms": 0.5}
     for bad in ("size=1.2.3MB", "size=.MB", "accuracy=..", "size=2XB"):

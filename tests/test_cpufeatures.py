@@ -47,7 +47,7 @@ def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
-    from devices.tvm_build import integer_dense
+    from compiler.build import integer_dense
     from eibert.deploy import export_program
 
     prog = tmp_path / "m.pt2"
@@ -65,7 +65,7 @@ def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path
 
 def test_a_remote_devices_flags_are_checked_against_the_builds_integer_path():
     from eibutil import UserError
-    from harness.measure import check_device_flags
+    from harness.measure.run import check_device_flags
 
     vnni = {"machine": "x86_64", "cpu_flags": sorted(parse_flags(ROCKETLAKE))}
     plain = {"machine": "x86_64", "cpu_flags": ["avx2", "fma"]}

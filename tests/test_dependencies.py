@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("eibert", "devices", "harness", "eibutil")
+PACKAGES = ("eibert", "devices", "compiler", "harness", "eibutil")
 # Declared, but never imported by name: what loads each one instead.
 LOADED_OTHERWISE = {
     "apache-tvm-ffi": "imported by apache-tvm; pinned because 0.1.15 segfaults",

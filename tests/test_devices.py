@@ -12,9 +12,9 @@ import pytest
 from devices.agent import Agent
 from devices.errors import CommandError, DeviceTimeoutError, KilledError
 from devices.inventory import DeviceSpec, load_inventory
-from devices.stats import nearest_rank, summarize
 from devices.transport import LocalTransport, command_line
 from eibutil import ConfigError
+from eibutil.stats import nearest_rank, summarize
 
 
 @pytest.mark.parametrize("body, key, message", [
@@ -206,7 +206,7 @@ def test_device_work_dir_must_be_absolute_and_ours_alone(tmp_path, tiny_artifact
 
 @pytest.mark.integration
 def test_tvm_build_errors_are_typed(tmp_path):
-    from devices.tvm_build import BuildError, build
+    from compiler.build import BuildError, build
 
     prog = tmp_path / "broken.pt2"
     prog.write_bytes(b"not a program")
@@ -226,7 +226,7 @@ def test_measuring_beyond_the_artifacts_positions_is_a_clear_error(tmp_path):
     import shutil
 
     from eibutil import UserError
-    from harness.measure import MeasureSettings, measure_on_device
+    from harness.measure.run import MeasureSettings, measure_on_device
 
     art = tmp_path / "artifact"
     shutil.copytree(Path(__file__).resolve().parents[1] / "models/sst2-2mb", art)  # 64 positions

@@ -12,9 +12,9 @@ from harness.stages.state import Payload
 def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
     import sqlalchemy as sa
 
-    from harness.devicepool import DevicePool, leases
-    from harness.driver import reap_dead_drivers
-    from harness.store import Store, _j, runs
+    from harness.engine.devicepool import DevicePool, leases
+    from harness.engine.driver import reap_dead_drivers
+    from harness.results.store import Store, _j, runs
 
     store = Store(str(tmp_path / "db.sqlite"))
     live = store.create_run("cfg", {})
@@ -35,7 +35,7 @@ def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
 
 
 def test_sigterm_ends_the_driver_through_its_cleanup():
-    code = ("import os, signal, time\nfrom harness.driver import driver_signals\ntry:\n    with driver_signals():\n"
+    code = ("import os, signal, time\nfrom harness.engine.driver import driver_signals\ntry:\n    with driver_signals():\n"
             "        os.kill(os.getpid(), signal.SIGTERM)\n        time.sleep(10)\nexcept SystemExit as e:\n    print('cleanup', "
             "e.code)\n    raise\n")
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
@@ -45,7 +45,7 @@ def test_sigterm_ends_the_driver_through_its_cleanup():
 def test_placement_no_node_can_take_is_refused_in_one_line():
     from types import SimpleNamespace
 
-    from harness.executors import RayExecutor
+    from harness.engine.executors import RayExecutor
 
     ex = object.__new__(RayExecutor)
     ex.node_resources = [{"CPU", "memory", "node:10.0.0.1", "gpu-box"}]
@@ -66,7 +66,7 @@ def test_resource_names_are_checked_in_the_inventory_and_the_config(tmp_path, na
     inv.write_text(yaml.safe_dump({"devices": {"local": {"transport": "local", "ray_resource": name}}}))
     with pytest.raises(ConfigError, match=message):
         load_inventory(inv)
-    from harness.config import ClusterConfig
+    from harness.config.schema import ClusterConfig
 
     with pytest.raises(ValueError, match=message):
         ClusterConfig(resources={"student": name})
@@ -74,13 +74,13 @@ def test_resource_names_are_checked_in_the_inventory_and_the_config(tmp_path, na
 
 def test_an_auth_failure_is_the_inventorys_mistake_not_a_dead_device(tmp_path):
     from devices.inventory import DeviceSpec
-    from harness.devicepool import DevicePool
-    from harness.store import Store
+    from harness.engine.devicepool import DevicePool
+    from harness.results.store import Store
 
     store = Store(str(tmp_path / "db.sqlite"))
     run = store.create_run("x", {})
 
-    from harness.devicepool import QUARANTINE_AFTER
+    from harness.engine.devicepool import QUARANTINE_AFTER
 
     def spec(error):
         return DeviceSpec(transport="fake", workdir=str(tmp_path / error), runtimes=["onnxruntime"],

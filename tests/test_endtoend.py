@@ -11,7 +11,7 @@ MODEL = ROOT / "models/sst2-2mb"
 def test_a_local_measurement_stores_both_latencies_and_the_same_labels(tmp_path):
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
-    from harness.measure import MeasureSettings, measure_on_device
+    from harness.measure.run import MeasureSettings, measure_on_device
 
     st = MeasureSettings(seq_len=64, rows=24, warmup=2, min_count=20, min_duration_s=0.2, null_floor=False)
     spec = DeviceSpec(transport="local", workdir=str(tmp_path / "dev"), threads=1)

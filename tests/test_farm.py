@@ -20,7 +20,7 @@ from devices.agent import Agent
 from devices.errors import DeviceTimeoutError, HostKeyError, IntegrityError, KilledError, UnreachableError
 from devices.inventory import DeviceSpec
 from devices.testfarm.hostenv import missing_requirements
-from harness.measure import MeasureSettings, measure_on_device
+from harness.measure.run import MeasureSettings, measure_on_device
 
 pytestmark = pytest.mark.farm
 FAULT_BUDGET_S = 10.0
@@ -122,9 +122,9 @@ def test_arm_builds_run_the_shipped_models_dense_layers_on_integer_kernels(farm,
     """The shipped model built for a `+dotprod` core computes its dense layers with `sdot`, for a NEON-only core with
     `smull`/`saddlp` (the kernels named in the build record contain the instruction in aarch64-linux-gnu-objdump's
     disassembly), and on the emulated ARM device (qemu runs both) its predictions equal onnxruntime's on the host."""
-    from devices.disasm import functions_using
+    from compiler.disasm import functions_using
     from eibert.data import load_task
-    from harness.measure import build_for
+    from harness.measure.run import build_for
 
     model = Path(__file__).resolve().parents[1] / "models/sst2-2mb"
     st = MeasureSettings(seq_len=64, rows=24, warmup=1, min_count=3, min_duration_s=0.1, null_floor=False, end_to_end=False)
@@ -338,7 +338,7 @@ def test_eib_devices_check_and_measure_over_ssh(farm, x86, tiny_artifact, tmp_pa
 
     import yaml
 
-    from harness.store import Store
+    from harness.results.store import Store
 
     inv = farm.write_inventory(tmp_path / "inventory.yaml")
     doc = yaml.safe_load(inv.read_text())
@@ -380,7 +380,7 @@ def test_device_killed_mid_measurement_is_retried_on_a_sibling_and_recorded_once
 
     import yaml
 
-    from harness.store import Store
+    from harness.results.store import Store
     from tests.test_pipeline import edit_config, write_config
 
     farm.add("sib-a")

@@ -9,7 +9,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
+from harness.cli.commands import main
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=30), st.just("../../etc/passwd"), st.just("-----BEGIN OPENSSH PRIVATE KEY-----\nx\n"))
@@ -102,7 +102,7 @@ def _flag_cases():
     """(argv, flag) for every option of every subcommand that takes a typed or chosen value, given a bad one."""
     import argparse
 
-    from harness.cli import build_parser
+    from harness.cli.commands import build_parser
 
     for words, sub in _subcommands(build_parser()):
         positional = [a for a in sub._actions if not a.option_strings and not isinstance(a, argparse._SubParsersAction)]

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.store import Store
 from harness.stages.state import Payload
-from harness.store import Store
 from tests.test_pipeline import edit_config, eib, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +34,9 @@ def rows(store: Store, run_id: str) -> list[tuple]:
 
 def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp_path):
     from devices.inventory import load_inventory
-    from harness.config import load_raw, validate_config
-    from harness.graph import build_graph
-    from harness.variants import expand
+    from harness.config.schema import load_raw, validate_config
+    from harness.config.variants import expand
+    from harness.engine.graph import build_graph
 
     cfg_path = write_config(tmp_path, tiny_bert, task_files)
     edit_config(cfg_path,
@@ -188,8 +188,8 @@ def test_devices_on_this_machines_cpus_are_measured_alone():
     from types import SimpleNamespace
 
     from devices.inventory import DeviceSpec
-    from harness.graph import Node
-    from harness.scheduler import Scheduler
+    from harness.engine.graph import Node
+    from harness.engine.scheduler import Scheduler
 
     class Fake:
         name, parallel = "fake", 2

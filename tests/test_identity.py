@@ -16,9 +16,9 @@ def _checkout(dest: Path) -> Path:
 
 def _plan(config: Path) -> tuple[list[str], list[str]]:
     from devices.inventory import load_inventory
-    from harness.config import load_config_file
-    from harness.graph import build_graph
-    from harness.variants import expand
+    from harness.config.schema import load_config_file
+    from harness.config.variants import expand
+    from harness.engine.graph import build_graph
 
     cfg, raw = load_config_file(config)
     variants = expand(cfg, config, raw)

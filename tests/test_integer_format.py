@@ -63,11 +63,11 @@ def test_the_shipped_model_runs_integer_kernels():
 def test_tvm_computes_the_shipped_models_dense_layers_with_vnni(tmp_path):
     """TVM keeps the shipped model's dense weights int8 and runs them through `vpdpbusd` (the kernels named by the
     build record), and the on-device runner's logits match onnxruntime's integer graph on the same rows."""
+    from compiler.disasm import functions_using
     from devices.cpufeatures import host_flags
-    from devices.disasm import functions_using
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
-    from harness.measure import MeasureSettings, build_for, measure_on_device
+    from harness.measure.run import MeasureSettings, build_for, measure_on_device
 
     model = Path(__file__).resolve().parents[1] / "models/sst2-2mb"
     st = MeasureSettings(seq_len=64, rows=24, warmup=1, min_count=5, min_duration_s=0.1, null_floor=False)

@@ -53,7 +53,7 @@ def test_an_openvino_measurement_on_the_local_device_records_the_precision_it_ra
     from devices.agent import Agent
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
-    from harness.measure import MeasureSettings, measure_on_device
+    from harness.measure.run import MeasureSettings, measure_on_device
 
     spec = DeviceSpec(transport="local", workdir=str(tmp_path / "dev"), threads=1, runtimes=["onnxruntime", "openvino"])
     with Agent("local", spec) as agent:
@@ -70,7 +70,7 @@ def test_an_openvino_measurement_on_the_local_device_records_the_precision_it_ra
 def test_the_headline_marks_the_fastest_runtime_on_each_device():
     import pandas as pd
 
-    from harness.report_model import _headline
+    from harness.report.model import _headline
 
     host = pd.DataFrame([{"variant_id": "v", "subject": "artifact", "accuracy": 0.85, "dev_correct": None}])
     rows = [{"device": d, "runtime": rt, "subject": "artifact", "variant_id": "v", "variant": "v", "host_accuracy": 0.85,

@@ -3,7 +3,7 @@ CLI's default, relative to the working directory (where `eib runs`, `eib report`
 
 from pathlib import Path
 
-from harness.config import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, DEFAULT_REPORTS_DIR, load_config
+from harness.config.schema import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, DEFAULT_REPORTS_DIR, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_written_paths_follow_the_config_and_defaults_follow_the_cli(tmp_path, m
 
 
 def test_the_cli_defaults_are_the_configs():
-    from harness.cli import build_parser
+    from harness.cli.commands import build_parser
 
     p = build_parser()
     for argv, dest, want in ((["runs"], "db", DEFAULT_DATABASE), (["report", "r"], "db", DEFAULT_DATABASE),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from harness.results.store import Store
 
 pytestmark = pytest.mark.integration  # real Ray nodes, a real database or full `eib run`s: not in make test-fast
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.profile import KINDS, summarize_profile
+from harness.measure.profile import KINDS, summarize_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models/sst2-2mb"
@@ -19,7 +19,7 @@ def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     above the p50); OpenVINO's counters cover at least a third of it."""
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
-    from harness.measure import MeasureSettings, measure_on_device
+    from harness.measure.run import MeasureSettings, measure_on_device
 
     st = MeasureSettings(seq_len=64, rows=16, warmup=20, min_count=300, min_duration_s=1.0, null_floor=False, end_to_end=False,
                          profile=True, profile_runs=300)

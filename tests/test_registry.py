@@ -10,9 +10,8 @@ from eibutil.records import Record
 from tests.test_pipeline import edit_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
-ENGINE = ["harness/graph.py", "harness/scheduler.py", "harness/pipeline.py", "harness/executors.py", "harness/driver.py",
-          "harness/devicepool.py", "harness/stages/node.py", "harness/stages/base.py", "harness/stages/travel.py",
-          "harness/variants.py"]
+ENGINE = sorted(str(f.relative_to(ROOT)) for f in (ROOT / "harness/engine").glob("*.py")) + [
+    "harness/stages/node.py", "harness/stages/base.py", "harness/stages/travel.py", "harness/config/variants.py"]
 
 
 @dataclass
@@ -28,9 +27,9 @@ def shout(node, inputs: dict, ctx: dict) -> ShoutRecord:
 
 def _graph(cfg_path: Path):
     from devices.inventory import load_inventory
-    from harness.config import load_raw, validate_config
-    from harness.graph import build_graph
-    from harness.variants import expand
+    from harness.config.schema import load_raw, validate_config
+    from harness.config.variants import expand
+    from harness.engine.graph import build_graph
 
     raw = load_raw(cfg_path)
     cfg = validate_config(raw, cfg_path)
@@ -39,11 +38,11 @@ def _graph(cfg_path: Path):
 
 
 def test_a_throwaway_stage_is_keyed_placed_and_run_with_no_engine_file_edited(tiny_bert, task_files, tmp_path):
-    from harness.executors import InlineExecutor
-    from harness.scheduler import Scheduler
+    from harness.engine.executors import InlineExecutor
+    from harness.engine.scheduler import Scheduler
+    from harness.results.store import Store
     from harness.stages.base import Stage
     from harness.stages.registry import REGISTRY, registered
-    from harness.store import Store
 
     cfg_path = write_config(tmp_path, tiny_bert, task_files)
     with registered(Stage("shout", shout, ("teacher",), ShoutRecord, sections=("task.max_seq_len",))):

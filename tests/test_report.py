@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.report import parse_budget, signoff
-from harness.store import Store
+from harness.report.summary import parse_budget, signoff
+from harness.results.store import Store
 from tests.test_pipeline import edit_config, eib, write_config
 
 SLOW_ORT = """
@@ -178,7 +178,7 @@ def test_html_and_markdown_tables_carry_the_same_columns_and_numbers(run):
 
 
 def test_accuracy_interval_and_paired_test_against_hand_computed_values():
-    from eibutil.accstats import mcnemar_bits, mcnemar_exact, paired_diff_ci, wilson
+    from eibutil.stats import mcnemar_bits, mcnemar_exact, paired_diff_ci, wilson
 
     # Wilson, 95%: 80 of 100 right. centre = (0.8 + z^2/200) / (1 + z^2/100),
     # half-width = z sqrt(0.0016 + z^2/40000) / (1 + z^2/100)
@@ -276,7 +276,7 @@ def test_nightly_no_false_alarm_then_a_planted_slowdown_is_flagged(run):
 
 
 def test_nightly_thresholds_relative_and_absolute(monkeypatch):
-    import harness.nightly as nightly
+    import harness.report.nightly as nightly
 
     def rows(p50s, shift=0.0):
         return [{"variant_id": v, "variant": v, "device": "d", "runtime": "onnxruntime", "p50_ms": p + shift, "emulated": False,
@@ -298,9 +298,9 @@ def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):
     """report --against a run of another config, and a nightly whose variants changed, compare 0 rows: exit 2, one line."""
     import argparse
 
-    import harness.cli_report as cr
-    import harness.nightly as nightly
-    import harness.report_data as rd
+    import harness.cli.reports as cr
+    import harness.report.data as rd
+    import harness.report.nightly as nightly
 
     rows = {"a": [{"variant_id": "v1", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}],
             "b": [{"variant_id": "v2", "device": "local", "runtime": "onnxruntime", "samples": [1.0]}]}
@@ -324,10 +324,10 @@ def test_a_comparison_that_compares_nothing_is_refused(monkeypatch, capsys):
 def test_a_nightly_with_nothing_to_compare_exits_2(monkeypatch, tmp_path, capsys):
     import argparse
 
-    import harness.cli_report as cr
-    import harness.nightly as nightly
-    import harness.pipeline as pipeline
-    import harness.report_data as rd
+    import harness.cli.reports as cr
+    import harness.engine.pipeline as pipeline
+    import harness.report.data as rd
+    import harness.report.nightly as nightly
     from eibutil import UserError
 
     (tmp_path / "inv.yaml").write_text("devices:\n  local: {transport: local}\n")

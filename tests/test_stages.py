@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from harness import config as C
+from harness.config import schema as C
 from harness.stages.state import Payload
 
 
@@ -16,12 +16,12 @@ def _defaults(dc) -> dict:
 
 def _pairs():
     from eibert.augment import AugmentSettings
+    from eibert.cached_stages import VocabSettings
     from eibert.distill import DistillSettings
     from eibert.quant import QuantSettings
     from eibert.selection import SelectionSettings
-    from eibert.stages import VocabSettings
     from eibert.student import StudentSpec
-    from harness.measure import MeasureSettings
+    from harness.measure.run import MeasureSettings
 
     return [(StudentSpec, C.StudentConfig), (DistillSettings, C.DistillConfig), (QuantSettings, C.QuantConfig),
             (VocabSettings, C.VocabConfig), (AugmentSettings, C.AugmentConfig), (MeasureSettings, C.MeasureConfig),
@@ -44,7 +44,7 @@ def test_eibert_and_devices_defaults_equal_the_configs(settings, section):
 
 def test_teacher_and_cli_defaults_equal_the_configs():
     from eibert.teacher import DEFAULT_HP
-    from harness.cli_devices import MEASURE_DEFAULTS
+    from harness.cli.devices import MEASURE_DEFAULTS
 
     t = C.TeacherConfig()
     assert {k: v for k, v in DEFAULT_HP.items() if k in C.TeacherConfig.model_fields} == {k: getattr(t, k) for k in DEFAULT_HP
@@ -65,7 +65,7 @@ def test_registry_lists_every_stage_with_a_record_type():
 
 
 def test_records_round_trip_with_nested_records_and_extra_facts():
-    from eibert.stages import StudentRecord, VocabRecord
+    from eibert.cached_stages import StudentRecord, VocabRecord
 
     rec = StudentRecord("k", "/c/student/k", VocabRecord("v", "/c/vocab/v", 300, 0.9, 0.01), 0.8, 12,
                         extra={"node_key": "n", "ray_node": "abc"})
@@ -77,8 +77,8 @@ def test_a_pinned_device_and_a_placed_stage_ask_for_their_nodes_resource():
     from types import SimpleNamespace
 
     from devices.inventory import DeviceSpec
-    from harness.graph import Node
-    from harness.scheduler import PIN, placement
+    from harness.engine.graph import Node
+    from harness.engine.scheduler import PIN, placement
 
     cfg = SimpleNamespace(cluster=C.ClusterConfig(resources={"student": "gpu-box"}))
     measure = Node("m", "measure", ["v"], [], Payload(cfg, device="pi"))
@@ -86,7 +86,7 @@ def test_a_pinned_device_and_a_placed_stage_ask_for_their_nodes_resource():
     assert placement(measure, DeviceSpec(transport="local")) is None  # unpinned: anywhere
     assert placement(Node("s", "student", ["v"], [], Payload(cfg))) == {"gpu-box": PIN}
     from eibutil import ConfigError
-    from harness.variants import expand
+    from harness.engine.pipeline import check_stage_names
 
     with pytest.raises(ConfigError, match="cluster.resources: unknown stage 'studnet'"):
-        expand(C.ExperimentConfig(name="x", cluster={"resources": {"studnet": "x"}}), "c.yaml")
+        check_stage_names(C.ExperimentConfig(name="x", cluster={"resources": {"studnet": "x"}}), "c.yaml")

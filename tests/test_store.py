@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from harness.store import Store
+from harness.results.store import Store
 
 
 def test_round_trip(tmp_path):
@@ -55,7 +55,7 @@ def test_killed_process_mid_transaction_leaves_no_row(tmp_path):
     run_id = store.create_run("exp", {})
     code = textwrap.dedent(f"""
         import os
-        from harness.store import Store
+        from harness.results.store import Store
         s = Store({str(db)!r})
         with s.transaction() as tx:
             tx.add_stage({run_id!r}, "v1", "compress", output={{"a": 1}})
@@ -83,7 +83,7 @@ def test_processes_opening_a_new_database_at_once(tmp_path):
     """A driver and a reader (or two drivers) creating the schema at the same moment both succeed."""
     code = textwrap.dedent("""
         import sys, time
-        from harness.store import Store
+        from harness.results.store import Store
         t = float(sys.argv[2])
         while time.time() < t:
             pass
@@ -99,7 +99,7 @@ def test_processes_opening_a_new_database_at_once(tmp_path):
 
 
 def test_display_url_masks_passwords_and_leaves_paths():
-    from harness.store import display_url, public_config
+    from harness.results.store import display_url, public_config
 
     assert display_url("postgresql://u:s3cr%40t@db.example:5432/eib") == "postgresql://u:***@db.example:5432/eib"
     assert display_url("results/eib.sqlite") == "results/eib.sqlite"

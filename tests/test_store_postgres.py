@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import Store
+from harness.results.store import Store
 
 pytestmark = pytest.mark.integration  # real Ray nodes, a real database or full `eib run`s: not in make test-fast
 
@@ -68,7 +68,7 @@ def test_round_trip_and_rollback_on_postgres(postgres_url):
 
 
 def test_password_in_the_url_is_never_shown_or_stored(postgres_url):
-    from harness.store import public_config
+    from harness.results.store import public_config
 
     canary = "c@n:ary/p%w"
     from urllib.parse import quote

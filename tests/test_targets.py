@@ -142,7 +142,7 @@ def test_the_transfer_filter_drops_dev_sentences_and_sentences_containing_them(t
 
 
 def test_an_mpnet_structural_teacher_is_refused_with_its_role_named(tmp_path):
-    from eibert.stages import _teacher
+    from eibert.cached_stages import _teacher
     from eibutil import UserError
 
     folder = _st_mpnet_folder(tmp_path / "mpnet")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_database_urls_sqlalchemy_cannot_build(url, want, capsys):
 
 
 def test_a_reports_folder_that_is_a_file(tmp_path, capsys):
-    from harness.store import Store
+    from harness.results.store import Store
 
     store = Store(str(tmp_path / "db.sqlite"))
     run = store.create_run("t", {})

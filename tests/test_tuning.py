@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_metaschedule_tunes_a_tiny_model(tmp_path, tiny_artifact):
-    from harness.measure import MeasureSettings, build_for
+    from harness.measure.run import MeasureSettings, build_for
 
     art, _, _ = tiny_artifact
     st = MeasureSettings(seq_len=16, trials=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from eibert.verify import ArtifactError, verify_artifact
-from harness.cli import main
+from harness.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

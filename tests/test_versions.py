@@ -22,9 +22,9 @@ def _student_key(tmp_path):
     from types import SimpleNamespace
 
     from eibert.augment import AugmentSettings
+    from eibert.cached_stages import student_key
     from eibert.distill import DistillSettings
-    from eibert.phases import PhaseSettings
-    from eibert.stages import student_key
+    from eibert.phase_training import PhaseSettings
     from eibert.student import StudentSpec
     from eibert.targets import TargetSettings
     from eibutil.cache import Cache
@@ -46,7 +46,7 @@ def test_bumping_a_version_changes_the_keys_downstream(name, monkeypatch, tmp_pa
 
 
 def test_the_build_version_is_in_the_memo_key(monkeypatch, tmp_path):
-    import devices.tvm_build as tb
+    import compiler.build as tb
 
     memo = _memo(tmp_path)
     monkeypatch.setattr(tb, "BUILD_VERSION", tb.BUILD_VERSION + 1)
@@ -56,9 +56,9 @@ def test_the_build_version_is_in_the_memo_key(monkeypatch, tmp_path):
 def test_each_version_is_read_where_its_output_is_keyed():
     """Each constant is used by the module that makes that output (no constant defined and never keyed)."""
     root = Path(__file__).resolve().parents[1] / "eibert"
-    users = {"STAGES": "stages.py", "EXPORT": "compress.py", "TEACHER_TRAINING": "teacher.py",
+    users = {"STAGES": "cached_stages.py", "EXPORT": "compress.py", "TEACHER_TRAINING": "teacher.py",
              "TEACHER_OUTPUTS": "teacher_outputs.py",
-             "AUGMENT": "phased.py", "TARGETS": "targets.py"}
+             "AUGMENT": "phase_data.py", "TARGETS": "targets.py"}
     assert set(users) == set(versions.NAMES)
     for name, module in users.items():
         assert f"versions.{name}" in (root / module).read_text(), (name, module)
@@ -67,7 +67,7 @@ def test_each_version_is_read_where_its_output_is_keyed():
 def test_a_diverged_student_fails_its_stage_with_the_reason():
     import torch
 
-    from eibert.stages import NonFiniteModel, check_finite
+    from eibert.cached_stages import NonFiniteModel, check_finite
 
     m = torch.nn.Linear(3, 2)
     check_finite(m)

@@ -12,15 +12,15 @@ from pathlib import Path
 from eibutil import atomic_write_json
 from eibutil.cache import Cache
 from eibutil.files import content_key
-from harness.settings import measure_settings
 from harness.stages.base import StageError
 from harness.stages.records import BuildRecord, MeasureRecord
+from harness.stages.settings import measure_settings
 from harness.stages.state import RunContext
 
 
 def build(node, inputs: dict, ctx: RunContext) -> BuildRecord:
-    from devices.tvm_build import BuildError
-    from harness.measure import build_for
+    from compiler.build import BuildError
+    from harness.measure.run import build_for
 
     cfg = node.payload.config
     try:
@@ -50,7 +50,7 @@ def measure_cache(node, inputs: dict, device: str, spec) -> tuple[str, Path]:
 
 def measure(node, inputs: dict, ctx: RunContext) -> MeasureRecord:
     from devices.errors import DeviceError
-    from harness.measure import measure_on_device
+    from harness.measure.run import measure_on_device
     from harness.stages.model import _data
 
     cfg = node.payload.config

@@ -11,7 +11,7 @@ from harness.stages.state import RunContext
 
 
 def _data(node, ctx):
-    from harness.settings import load_data
+    from harness.stages.settings import load_data
 
     data = load_data(node.payload.config)
     if ctx.sources:  # the inputs came by content to this node: name them as the user did
@@ -37,14 +37,14 @@ def teacher(node, inputs: dict, ctx: RunContext) -> TeacherRecord:
 
 
 def _vocab_settings(cfg):
-    from eibert.stages import VocabSettings
+    from eibert.cached_stages import VocabSettings
 
     v = cfg.compress.vocab
     return VocabSettings(size=v.size, method=v.method, importance_rows=v.importance_rows)
 
 
 def importance(node, inputs: dict, ctx: RunContext):
-    from eibert import stages
+    from eibert import cached_stages as stages
 
     cfg = node.payload.config
     return stages.importance(inputs["teacher"].model_dir, _data(node, ctx), _vocab_settings(cfg), cache_dir=str(cfg.cache_dir),
@@ -52,7 +52,7 @@ def importance(node, inputs: dict, ctx: RunContext):
 
 
 def vocab(node, inputs: dict, ctx: RunContext):
-    from eibert import stages
+    from eibert import cached_stages as stages
 
     cfg = node.payload.config
     return stages.vocab(inputs["teacher"].model_dir, inputs["importance"], _data(node, ctx), _vocab_settings(cfg),
@@ -60,8 +60,8 @@ def vocab(node, inputs: dict, ctx: RunContext):
 
 
 def student(node, inputs: dict, ctx: RunContext):
-    from eibert import stages
-    from harness.settings import compress_settings
+    from eibert import cached_stages as stages
+    from harness.stages.settings import compress_settings
 
     cfg = node.payload.config
     s = compress_settings(cfg)
@@ -73,7 +73,7 @@ def student(node, inputs: dict, ctx: RunContext):
 
 def artifact(node, inputs: dict, ctx: RunContext):
     from eibert.compress import artifact as make_artifact
-    from harness.settings import compress_settings
+    from harness.stages.settings import compress_settings
 
     cfg = node.payload.config
     s = compress_settings(cfg)

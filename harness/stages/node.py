@@ -19,7 +19,7 @@ from harness.stages.base import StageResult, run_stage
 from harness.stages.registry import REGISTRY
 from harness.stages.state import RunContext
 
-RECORDS_VERSION = 2  # the memo's format: 2 = the stage records (eibert.stages, harness.stages.records)
+RECORDS_VERSION = 2  # the memo's format: 2 = the stage records (eibert.cached_stages, harness.stages.records)
 
 
 def _threads(ctx: RunContext) -> None:
@@ -38,7 +38,7 @@ def records(node, deps: dict) -> dict:
 
 
 def _memo_path(node) -> Path:
-    from devices.tvm_build import BUILD_VERSION
+    from compiler.build import BUILD_VERSION
     from eibert import versions
 
     cfg = node.payload.config

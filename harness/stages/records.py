@@ -1,4 +1,4 @@
-"""The records the harness's own stages return (eibert.stages has the compression ones).
+"""The records the harness's own stages return (eibert.cached_stages has the compression ones).
 
 Each is a dataclass with `to_json`/`from_json` (eibutil.records): what a stage returns is what the
 store keeps in its row's `output`, and `Record.from_json(row["output"])` gives it back; run facts the
@@ -38,7 +38,7 @@ class BuildRecord(Record):
     lib_sha256: str | None = None
     lib_bytes: int | None = None
     cache_hit: bool = False
-    extra: dict = field(default_factory=dict)  # build time, tuning facts, target (devices.tvm_build's record)
+    extra: dict = field(default_factory=dict)  # build time, tuning facts, target (compiler.build's record)
 
 
 @dataclass

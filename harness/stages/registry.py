@@ -13,7 +13,7 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from eibert.stages import ArtifactRecord, ImportanceRecord, StudentRecord, VocabRecord
+from eibert.cached_stages import ArtifactRecord, ImportanceRecord, StudentRecord, VocabRecord
 from harness.stages import device, model
 from harness.stages.base import Stage
 from harness.stages.records import BuildRecord, MeasureRecord, TeacherRecord

@@ -1,0 +1,5 @@
+import sys
+
+from harness.cli.commands import main
+
+sys.exit(main())

@@ -1,0 +1,391 @@
+"""The experiment config: YAML in, typed and validated objects out.
+
+    from harness.config.schema import load_config
+    cfg = load_config("configs/quickstart.yaml")
+    cfg.teacher.epochs, cfg.compress.vocab.size
+
+Every section forbids unknown keys; every bad value becomes one `ConfigError` line that names the
+file, the dotted key and what is allowed (exit code 2 from the CLI). Relative paths are resolved
+against the config file's folder. Importing this module imports none of torch, tvm or ray.
+"""
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eibutil import ConfigError, load_yaml, validation_error
+from eibutil.files import check_ray_resource
+
+PosInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+LossWeight = Annotated[float, Field(ge=0, le=1000)]  # finite (every section refuses inf/nan), and no overflow to NaN
+
+
+def _base_types(annotation) -> set:
+    """The plain types a field annotation admits (through Annotated, Optional and unions)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _base_types(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*(_base_types(a) for a in typing.get_args(annotation)))
+    return {annotation}
+
+
+class _Section(BaseModel):
+    # floats must be finite everywhere (a loss weight of .inf trains a model of NaNs)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strict_scalars(cls, data):
+        """No `true` for an integer, no 2.0 or 1e38 for an integer, no 1 for a boolean: YAML says what it means."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            if name not in data:
+                continue
+            v, kinds = data[name], _base_types(field.annotation)
+            if int in kinds and bool not in kinds and (isinstance(v, bool) or isinstance(v, float)):
+                raise ValueError(f"{name}: must be an integer, not {v!r}")
+            if kinds == {bool} and not isinstance(v, bool):
+                raise ValueError(f"{name}: must be true or false, not {v!r}")
+        return data
+
+
+class SelectionConfig(_Section):
+    """A selection split carved from train (eibert.selection): whole sentences held out with their sub-phrases."""
+
+    sentences: Annotated[int, Field(ge=0, le=100_000)] = 0  # 0: no selection split
+    min_words: Annotated[int, Field(ge=1, le=200)] = 8
+    min_phrase_words: Annotated[int, Field(ge=1, le=200)] = 3
+    seed: Seed = 0
+
+
+class TaskConfig(_Section):
+    """The task and its data: the embedded SST-2 sample, a Hugging Face hub dataset or local files."""
+
+    name: str = "sst2"
+    source: Literal["embedded", "hub", "files"] = "embedded"
+    hub_id: str | None = None  # e.g. "glue" (source: hub)
+    hub_config: str | None = None  # e.g. "sst2"
+    train_split: str = "train"
+    dev_split: str = "validation"
+    train_file: Path | None = None  # .tsv .csv .json .jsonl .parquet (source: files)
+    dev_file: Path | None = None
+    text_fields: Annotated[list[str], Field(min_length=1, max_length=2)] = ["sentence"]
+    label_field: str = "label"
+    max_seq_len: Annotated[int, Field(ge=8, le=512)] = 64
+    max_train_rows: PosInt | None = None  # subsample the train split (stratified, seeded)
+    selection: SelectionConfig = SelectionConfig()
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> "TaskConfig":
+        if self.source == "hub" and not self.hub_id:
+            raise ValueError("source 'hub' needs task.hub_id (for example: glue, with hub_config: sst2)")
+        if self.source == "files" and (self.train_file is None or self.dev_file is None):
+            raise ValueError("source 'files' needs both task.train_file and task.dev_file")
+        return self
+
+
+class TeacherConfig(_Section):
+    """The teacher BERT and how it is fine-tuned on the task (cached by content)."""
+
+    model: str = "bundled"  # "bundled" (all-MiniLM-L6-v2), a Hugging Face id, or a local folder
+    epochs: Annotated[float, Field(gt=0, le=100)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    learning_rate: Annotated[float, Field(gt=0, lt=1)] = 5e-5
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    max_steps: PosInt | None = None
+    seed: Seed = 0
+
+
+class StudentConfig(_Section):
+    """Shape of the student BERT; initialised from the teacher where shapes allow."""
+
+    layers: Annotated[int, Field(ge=1, le=12)] = 2
+    hidden: Annotated[int, Field(ge=16, le=1024)] = 256
+    heads: Annotated[int, Field(ge=1, le=16)] = 8  # hidden/heads = the teacher's head size lets whole heads be kept
+    ffn: Annotated[int, Field(ge=16, le=4096)] = 512
+    embedding_size: Annotated[int, Field(ge=8, le=1024)] | None = 128  # None: same as hidden
+    share_layers: bool = False  # ALBERT-style: one set of layer weights applied `layers` times
+    max_positions: Annotated[int, Field(ge=8, le=4096)] | None = None  # None: task.max_seq_len; larger lets it run longer inputs
+    init: Literal["teacher", "random"] = "teacher"
+    fold_head: bool = False  # fold the integrated head's bridge into its pooler at export (one matrix; frees bytes)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "StudentConfig":
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        return self
+
+
+class VocabConfig(_Section):
+    """Hard token (vocabulary) pruning."""
+
+    size: Annotated[int, Field(ge=100, le=250_000)] | None = 8000  # None: keep the full vocabulary
+    method: Literal["attention", "frequency"] = "attention"
+    importance_rows: PosInt | None = 2000  # sentences scored for attention importance
+
+
+class PhaseConfig(_Section):
+    """One phase of `compress.distill.phases` (eibert.phase_training)."""
+
+    kind: Literal["intermediate", "prediction", "cross"]
+    epochs: Annotated[float, Field(gt=0, le=100)] = 1.0
+    lr: Annotated[float, Field(gt=0, lt=1)] = 3e-4
+    warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    augmented: bool = True  # intermediate/prediction: train on the augmented rows too
+    patience: Annotated[int, Field(ge=1, le=1000)] | None = 2  # epochs without a selection gain before the phase stops
+
+
+class AugmentConfig(_Section):
+    """Teacher-labelled augmentation of the train rows (eibert.augment); used by `distill.phases`."""
+
+    copies: Annotated[float, Field(ge=0, le=100)] = 0.0  # new rows per train row on average (0: none)
+    p_replace: Annotated[float, Field(ge=0, le=1)] = 0.4
+    neighbours: Annotated[int, Field(ge=1, le=1000)] = 15
+    p_mask: Annotated[float, Field(ge=0, le=1)] = 0.1
+    p_ngram: Annotated[float, Field(ge=0, le=1)] = 0.25
+    max_ngram: Annotated[int, Field(ge=1, le=100)] = 5
+    seed: Seed = 0
+
+
+class DistillConfig(_Section):
+    """How the student learns: plain fine-tuning, one-way distillation or cross-distillation."""
+
+    mode: Literal["finetune", "standard", "cross"] = "cross"
+    integrate: bool = True  # parameter integration: the teacher's task layers on top of the student
+    epochs: Annotated[float, Field(gt=0, le=100)] = 3
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 32
+    student_lr: Annotated[float, Field(gt=0, lt=1)] = 3e-4
+    teacher_lr: Annotated[float, Field(ge=0, lt=1)] = 1e-5
+    temperature: Annotated[float, Field(gt=0, le=100)] = 4.0
+    alpha_ce: LossWeight = 1.0
+    alpha_kl: LossWeight = 1.0
+    alpha_hidden: LossWeight = 1.0
+    alpha_attn: LossWeight = 0.0
+    teacher_kl: LossWeight = 0.5  # the teacher's pull toward the student (cross mode)
+    weight_decay: Annotated[float, Field(ge=0, lt=1)] = 0.01  # AdamW's (biases and LayerNorm weights exempt)
+    stage_gates: bool = False
+    max_steps: PosInt | None = None
+    seed: Seed = 0
+    phases: Annotated[list[PhaseConfig], Field(max_length=20)] = []  # in order; empty: one `mode` run of `epochs`
+
+
+class QuantConfig(_Section):
+    """Weight quantization of the student."""
+
+    granularity: Literal["none", "per-tensor", "per-channel", "per-module"] = "per-channel"
+    method: Literal["lsq", "minmax"] = "lsq"
+    bits: Literal[4, 8] = 8  # 8 only for now; see mixed
+    activations: bool = False
+    mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm
+    calib_rows: Annotated[int, Field(ge=8, le=100_000)] = 512
+    steps_per_block: Annotated[int, Field(ge=0, le=100_000)] = 200
+    lr: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # relative to each step size
+
+    @model_validator(mode="after")
+    def _supported(self) -> "QuantConfig":
+        if self.bits != 8:
+            raise ValueError("only bits: 8 is implemented for every weight; mixed: true gives INT4 feed-forward weights")
+        if self.mixed and self.granularity == "per-module":
+            raise ValueError("mixed: true needs granularity per-tensor or per-channel (INT4 and INT8 cannot share a step size)")
+        return self
+
+
+class CompressConfig(_Section):
+    student: StudentConfig = StudentConfig()
+    vocab: VocabConfig = VocabConfig()
+    distill: DistillConfig = DistillConfig()
+    augment: AugmentConfig = AugmentConfig()
+    quant: QuantConfig = QuantConfig()
+
+
+class MeasureConfig(_Section):
+    """Run rules for on-device measurement (MLPerf SingleStream style)."""
+
+    runtimes: Annotated[list[Literal["onnxruntime", "tvm", "openvino"]], Field(min_length=1)] = ["onnxruntime"]
+    seq_len: Annotated[int, Field(ge=8, le=512)] = 64
+    warmup: Annotated[int, Field(ge=0, le=10_000)] = 10
+    min_count: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    min_duration_s: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    max_duration_s: Annotated[float, Field(gt=0, le=36_000)] = 60.0
+    rows: Annotated[int, Field(ge=1)] | None = None  # dev rows run on the device for accuracy (None: all)
+    trials: Annotated[int, Field(ge=0, le=100_000)] = 0  # MetaSchedule tuning trials for TVM builds (0: untuned)
+    reuse: bool = True  # reuse a stored measurement of the same artifact, device and rules (nightly runs set false)
+    end_to_end: bool = True  # also time text -> label per sentence on the device, tokeniser included
+    profile: bool = False  # also record the time per operator (after the timed pass; `eib measure --profile`)
+    teacher: bool = True  # measure the teacher too (onnxruntime, fp32) on every device: the reports' reference
+
+    @model_validator(mode="after")
+    def _durations(self) -> "MeasureConfig":
+        if self.max_duration_s < self.min_duration_s:
+            raise ValueError(f"max_duration_s ({self.max_duration_s}) is below min_duration_s ({self.min_duration_s})")
+        return self
+
+
+# Where things go when a config does not say: relative to the working directory, exactly as the CLI's
+# own defaults (`--db`, `--reports-dir`, `--cache-dir`, `--inventory` use these). Paths a config does
+# write are relative to the config file's folder.
+DEFAULT_DATABASE = "results/eib.sqlite"
+DEFAULT_REPORTS_DIR = "reports"
+DEFAULT_CACHE_DIR = ".eib-cache"
+DEFAULT_INVENTORY = "inventory.yaml"
+
+
+class ResultsConfig(_Section):
+    database: Annotated[str, Field(min_length=1)] = DEFAULT_DATABASE  # a file path (SQLite) or any SQLAlchemy URL
+    reports_dir: Path = Path(DEFAULT_REPORTS_DIR)
+
+
+class VariantEntry(_Section):
+    name: str | None = None
+    set: Annotated[dict[str, Any], Field(min_length=1)]
+
+
+class SweepConfig(_Section):
+    """Sweep axes over any config key by dotted path: a grid, an explicit list, or a named preset."""
+
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    variants: list[VariantEntry] = []
+    ablation: Literal["eibert"] | None = None
+
+
+class ClusterConfig(_Section):
+    """Where stages run on a Ray cluster: `resources` maps a stage name to a custom resource that only the
+    nodes meant for it have (`ray start --resources '{"gpu-box": 1}'`). Devices pin themselves in the
+    inventory (`ray_resource`)."""
+
+    resources: dict[str, Annotated[str, Field(min_length=1, max_length=128)]] = {}
+
+    @field_validator("resources")
+    @classmethod
+    def _resources(cls, v: dict) -> dict:  # its stage names are checked against the registry (harness.config.variants)
+        for name in v.values():
+            check_ray_resource(name)
+        return v
+
+
+class ExperimentConfig(_Section):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+    task: TaskConfig = TaskConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    compress: CompressConfig = CompressConfig()
+    targets: Annotated[list[str], Field(min_length=1)] = ["x86-64"]
+    devices: Annotated[list[str], Field(min_length=1)] = ["local"]
+    inventory: Path = Path(DEFAULT_INVENTORY)
+    measure: MeasureConfig = MeasureConfig()
+    results: ResultsConfig = ResultsConfig()
+    cache_dir: Path = Path(DEFAULT_CACHE_DIR)
+    sweep: SweepConfig = SweepConfig()
+    cluster: ClusterConfig = ClusterConfig()
+
+    @model_validator(mode="after")
+    def _positions(self) -> "ExperimentConfig":
+        mp, n = self.compress.student.max_positions, self.task.max_seq_len
+        if mp is not None and mp < n:
+            raise ValueError(f"compress.student.max_positions ({mp}) is below task.max_seq_len ({n})")
+        if self.measure.seq_len > max(mp or n, 8):
+            raise ValueError(f"measure.seq_len ({self.measure.seq_len}) exceeds the student's positions ({mp or n}: "
+                             "task.max_seq_len, or compress.student.max_positions when set)")
+        return self
+
+    @field_validator("targets", "devices")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({x for x in v if v.count(x) > 1})
+        if dup:
+            raise ValueError(f"listed twice: {', '.join(dup)}")
+        return v
+
+
+def _teacher_path(model: str, base: Path) -> str:
+    """A teacher folder named relative to the config's folder becomes absolute; "bundled" and hub ids stay."""
+    if model == "bundled":
+        return model
+    p = Path(model).expanduser()
+    if p.is_absolute():
+        return str(p)
+    if model.startswith((".", "~")) or (base / p).exists():
+        return str((base / p).resolve())
+    return model  # a Hugging Face id
+
+
+def _resolve_paths(cfg: ExperimentConfig, base: Path) -> ExperimentConfig:
+    """One rule: a path the config writes is relative to its folder (`base`); a path it leaves out takes the
+    CLI's default, relative to the working directory (so `eib runs`, `eib report` and `eib measure` find it)."""
+
+    def absolute(p: Path | None, written: bool = True) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else ((base if written else Path.cwd()) / p)).resolve()
+
+    res_set = cfg.results.model_fields_set if "results" in cfg.model_fields_set else set()
+    task = cfg.task.model_copy(update={"train_file": absolute(cfg.task.train_file), "dev_file": absolute(cfg.task.dev_file)})
+    db = cfg.results.database
+    if "://" not in db:
+        db = str(absolute(Path(db), "database" in res_set))
+    results = cfg.results.model_copy(update={"database": db,
+                                             "reports_dir": absolute(cfg.results.reports_dir, "reports_dir" in res_set)})
+    return cfg.model_copy(
+        update={
+            "task": task,
+            "teacher": cfg.teacher.model_copy(update={"model": _teacher_path(cfg.teacher.model, base)}),
+            "results": results,
+            "inventory": absolute(cfg.inventory, "inventory" in cfg.model_fields_set),
+            "cache_dir": absolute(cfg.cache_dir, "cache_dir" in cfg.model_fields_set),
+        }
+    )
+
+
+def _check_files(cfg: ExperimentConfig, file: str) -> None:
+    for key in ("train_file", "dev_file"):
+        p = getattr(cfg.task, key)
+        if p is not None and p.suffix.lower() not in (".tsv", ".csv", ".json", ".jsonl", ".parquet"):
+            raise ConfigError(file, f"task.{key}",
+                              f"unsupported format {p.suffix!r}; allowed: .tsv, .csv, .json, .jsonl, .parquet")
+        if p is not None and cfg.task.source == "files" and not p.is_file():
+            raise ConfigError(file, f"task.{key}", f"file not found: {p}")
+
+
+def _check_devices(cfg: ExperimentConfig, file: str) -> None:
+    from devices.inventory import TARGETS, load_inventory
+
+    for i, t in enumerate(cfg.targets):
+        if t not in TARGETS:
+            raise ConfigError(file, f"targets[{i}]", f"unknown target {t!r}; allowed: {', '.join(TARGETS)}")
+    if not cfg.inventory.is_file():
+        raise ConfigError(file, "inventory", f"inventory file not found: {cfg.inventory}")
+    inv = load_inventory(cfg.inventory)
+    for i, d in enumerate(cfg.devices):
+        if d not in inv.devices:
+            raise ConfigError(file, f"devices[{i}]", f"unknown device {d!r}; {cfg.inventory.name} has: {', '.join(inv.names())}")
+
+
+def validate_config(raw: dict, file: str | Path, base: Path | None = None) -> ExperimentConfig:
+    """Validate a raw mapping as an experiment config; `base` resolves relative paths."""
+    try:
+        cfg = ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise validation_error(file, e, ExperimentConfig) from None
+    cfg = _resolve_paths(cfg, base or Path(file).resolve().parent)
+    _check_files(cfg, str(file))
+    _check_devices(cfg, str(file))
+    return cfg
+
+
+def load_raw(path: str | Path) -> dict:
+    return load_yaml(path, what="config file")
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Load and validate an experiment config; raises `ConfigError` with file and key on any problem."""
+    return validate_config(load_raw(path), path)
+
+
+def load_config_file(path) -> tuple["ExperimentConfig", dict]:
+    """(validated config, raw mapping) of a config file; user mistakes raise ConfigError (one line)."""
+    raw = load_raw(path)
+    return validate_config(raw, path), raw

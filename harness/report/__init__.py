@@ -1,0 +1,1 @@
+"""Reports: the summary, tables, figures, HTML, history and nightly comparisons, their statistics."""
