@@ -53,7 +53,7 @@ def export_onnx(model: torch.nn.Module, path: Path, vocab_size: int, seq_len: in
         torch.onnx.export(
             wrapped, (ids, mask), str(path), input_names=["input_ids", "attention_mask"], output_names=["logits"],
             dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}, "logits": {0: "batch"}},
-            opset_version=OPSET, dynamo=False,
+            opset_version=OPSET, dynamo=False, custom_opsets={"com.microsoft": 1},
             do_constant_folding=False,  # folding would turn the int8 weights and their dequantization back into float32
         )
 

@@ -8,7 +8,8 @@ through a dequantization (bytes kept, speed not).
 import tempfile
 from pathlib import Path
 
-INTEGER_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm", "Gather"}
+INTEGER_OPS = {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm", "Gather",
+               "MatMulNBits"}
 FLOAT_MATMUL = {"MatMul", "FusedMatMul", "Gemm"}
 PASS_THROUGH = {"DequantizeLinear", "Cast", "Mul", "Transpose", "Reshape", "Unsqueeze", "Squeeze", "Identity"}
 FLOAT, INT8, UINT8 = 1, 3, 2
@@ -26,11 +27,16 @@ def optimised_graph(onnx_path: str | Path):
         return onnx.load(so.optimized_model_filepath).graph
 
 
+def _matrix(dims) -> bool:
+    """A weight matrix: two or more axes longer than one (INT4 weights are packed (N, K/block, block/2))."""
+    return sum(d > 1 for d in dims) >= 2
+
+
 def float_weight_paths(onnx_path: str | Path) -> list[str]:
     g = optimised_graph(onnx_path)
     problems = [f"float weight matrix {i.name} {list(i.dims)}" for i in g.initializer
-                if i.data_type == FLOAT and len(i.dims) == 2 and min(i.dims) > 1]
-    weights = {i.name for i in g.initializer if len(i.dims) == 2 and min(i.dims) > 1}
+                if i.data_type == FLOAT and _matrix(i.dims)]
+    weights = {i.name for i in g.initializer if _matrix(i.dims)}
     derived = set(weights)
     for node in g.node:  # topological order: what a weight matrix becomes through casts, scales and reshapes
         if node.op_type in PASS_THROUGH and any(x in derived for x in node.input):

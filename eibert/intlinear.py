@@ -74,3 +74,53 @@ class IntLinear(torch.autograd.Function):
         flat = g.op("Reshape", scale, g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64)))
         y = g.op("Mul", acc, g.op("Mul", xs, flat))
         return y if symbolic_helper._is_none(bias) else g.op("Add", y, bias)
+
+
+# ---- INT4: com.microsoft MatMulNBits -------------------------------------------------------------------------
+
+NBITS_ACCURACY = 4  # MatMulNBits' accuracy level 4: int8 activations per block, integer dot products
+NBITS_MAX_BLOCK = 256  # the CPU provider quantizes activations in blocks of at most this many inputs
+
+
+def nbits_block(k: int) -> int | None:
+    """The MatMulNBits block for `k` inputs: the largest power of two <= 256 dividing k, at least 16; None: none fits."""
+    b = NBITS_MAX_BLOCK
+    while b >= 16 and k % b:
+        b //= 2
+    return b if b >= 16 else None
+
+
+def _block_quant(x: torch.Tensor, block: int) -> torch.Tensor:
+    """x as the CPU provider hands it to its int8 kernel: symmetric int8 per block of `block` inputs, dequantized."""
+    xb = x.reshape(*x.shape[:-1], x.shape[-1] // block, block)
+    sc = xb.abs().amax(-1, keepdim=True) / 127.0
+    q = torch.where(sc > 0, torch.round(xb / torch.where(sc > 0, sc, torch.ones_like(sc))), torch.zeros_like(xb))
+    return (q * sc).reshape(x.shape)
+
+
+class Int4Linear(torch.autograd.Function):
+    """y = x @ W.T + b with W (out, in) in INT4 codes two per byte (code = q + 8), one step per row (or one in all)."""
+
+    @staticmethod
+    def forward(ctx, x, w_packed, scale, bias, act_step, block: int, k: int):
+        if act_step is not None:
+            x = torch.clamp(torch.round(x / act_step), -127, 127) * act_step
+        p = w_packed.to(torch.int32)
+        hi = torch.div(p, 16, rounding_mode="floor")
+        w = torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k].to(torch.float32) - 8.0
+        y = torch.matmul(_block_quant(x, block), (w * scale).t())
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def symbolic(g, x, w_packed, scale, bias, act_step, block: int, k: int):
+        n = symbolic_helper._get_tensor_sizes(w_packed)[0]
+        if not symbolic_helper._is_none(act_step):
+            r = g.op("Round", g.op("Div", x, act_step))
+            lo, hi = (g.op("Constant", value_t=torch.tensor(v, dtype=torch.float32)) for v in (-127.0, 127.0))
+            x = g.op("Mul", g.op("Clip", r, lo, hi), act_step)
+        const = lambda v: g.op("Constant", value_t=torch.tensor(v, dtype=torch.int64))  # noqa: E731
+        b = g.op("Reshape", w_packed, const([n, k // block, block // 2]))  # the same bytes in MatMulNBits' layout
+        s = g.op("Reshape", g.op("Expand", scale, const([n, k // block])), const([-1]))
+        y = g.op("com.microsoft::MatMulNBits", x, b, s, K_i=k, N_i=n, bits_i=4, block_size_i=block,
+                 accuracy_level_i=NBITS_ACCURACY)
+        return y if symbolic_helper._is_none(bias) else g.op("Add", y, bias)

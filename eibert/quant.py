@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eibert.intlinear import IntLinear, integer_on
+from eibert.intlinear import Int4Linear, IntLinear, integer_on, nbits_block
 
 
 @dataclass(frozen=True)
@@ -264,8 +264,10 @@ class DeployEmbedding(nn.Module):
 
 
 class DeployLinear4(nn.Module):
-    """INT4 weights, two per byte (offset binary: code = q + 8 in 1..15), unpacked in the graph with
-    integer arithmetic any runtime has (no bitwise ops needed)."""
+    """INT4 weights, two per byte (offset binary: code = q + 8 in 1..15; consecutive inputs share a byte, the even
+    one in the low nibble: MatMulNBits' layout). Exported to ONNX as com.microsoft MatMulNBits (eibert/intlinear.py:
+    packed weights, int8 activations, integer dot products) where the input width allows a block; otherwise, and
+    for torch.export (TVM), unpacked in the graph with integer arithmetic any runtime has and run in float."""
 
     def __init__(self, q: QuantLinear):
         super().__init__()
@@ -287,6 +289,9 @@ class DeployLinear4(nn.Module):
         return (w.to(torch.float32) - 8.0) * self.scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = nbits_block(self.in_features)
+        if integer_on() and block is not None:
+            return Int4Linear.apply(x, self.w_uint4x2, self.scale, self.bias, self.act_step, block, self.in_features)
         if self.act_step is not None:
             x = torch.clamp(torch.round(x / self.act_step), -127, 127) * self.act_step
         return F.linear(x, self.weight(), self.bias)

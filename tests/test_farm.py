@@ -40,7 +40,7 @@ def farm():
     _need()
     from devices.testfarm.farm import Farm
 
-    f = Farm(log=lambda msg: print(msg, flush=True))
+    f = Farm()
     yield f
     f.close()
 

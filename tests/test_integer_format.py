@@ -21,11 +21,13 @@ SPEC = StudentSpec(vocab_size=300, hidden=32, layers=2, heads=2, ffn=64, embeddi
 
 def _deploy(**quant):
     torch.manual_seed(0)
-    return to_deploy(quantize(Student(SPEC).eval(), QuantSettings(**quant)))
+    return to_deploy(quantize(Student(SPEC).eval(), QuantSettings(**quant)), half_float=quant.get("mixed", False))
 
 
 @pytest.mark.parametrize("quant", [{"granularity": "per-tensor"}, {"granularity": "per-channel"},
-                                   {"granularity": "per-module"}, {"granularity": "per-channel", "activations": True}])
+                                   {"granularity": "per-module"}, {"granularity": "per-channel", "activations": True},
+                                   {"granularity": "per-channel", "mixed": True}, {"granularity": "per-tensor", "mixed": True},
+                                   {"granularity": "per-channel", "mixed": True, "activations": True}])
 def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path):
     model = _deploy(**quant)
     path = tmp_path / "model.onnx"
@@ -33,6 +35,8 @@ def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path)
     assert float_weight_paths(path) == []
     ops = {n.op_type for n in optimised_graph(path).node}
     assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    if quant.get("mixed"):  # the INT4 feed-forward layers: packed weights in MatMulNBits, one per layer and matrix
+        assert sum(n.op_type == "MatMulNBits" for n in optimised_graph(path).node) == 2 * SPEC.layers
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
     for length in (5, 17, 32):
@@ -44,8 +48,9 @@ def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path)
         assert np.abs(got - want).max() < 1e-4, (length, np.abs(got - want).max())
 
 
-def test_the_check_catches_weights_dequantized_into_a_float_matmul(tmp_path):
-    model = _deploy(granularity="per-channel")
+@pytest.mark.parametrize("mixed", [False, True])
+def test_the_check_catches_weights_dequantized_into_a_float_matmul(tmp_path, mixed):
+    model = _deploy(granularity="per-channel", mixed=mixed)
     path = tmp_path / "weight-only.onnx"
     # outside integer_graph(): the old format (int8 bytes, Cast-Mul dequantization, a float MatMul)
     torch.onnx.export(LogitsOnly(model).eval(), (torch.ones((1, 8), dtype=torch.long),) * 2, str(path),
@@ -53,6 +58,8 @@ def test_the_check_catches_weights_dequantized_into_a_float_matmul(tmp_path):
                       do_constant_folding=False)
     problems = float_weight_paths(path)
     assert problems and any("float" in p for p in problems)
+    if mixed:  # the INT4 matrices unpacked with integer arithmetic into a float MatMul (folded to float): named too
+        assert any("ffn_in" in p for p in problems) and any("ffn_out" in p for p in problems), problems
 
 
 def test_the_shipped_model_runs_integer_kernels():
