@@ -99,7 +99,8 @@ def _block_quant(x: torch.Tensor, block: int) -> torch.Tensor:
 
 
 class Int4Linear(torch.autograd.Function):
-    """y = x @ W.T + b with W (out, in) in INT4 codes two per byte (code = q + 8), one step per row (or one in all)."""
+    """y = x @ W.T + b with W (out, in) in INT4 codes two per byte (code = q + 8), one step per row, per block of
+    `block` inputs of a row, or one in all."""
 
     @staticmethod
     def forward(ctx, x, w_packed, scale, bias, act_step, block: int, k: int):
@@ -108,7 +109,9 @@ class Int4Linear(torch.autograd.Function):
         p = w_packed.to(torch.int32)
         hi = torch.div(p, 16, rounding_mode="floor")
         w = torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k].to(torch.float32) - 8.0
-        y = torch.matmul(_block_quant(x, block), (w * scale).t())
+        n, nb = scale.shape
+        per = scale if nb == 1 else scale[:, :, None].expand(n, nb, k // nb).reshape(n, k)  # block-wise steps
+        y = torch.matmul(_block_quant(x, min(block, NBITS_MAX_BLOCK)), (w * per).t())
         return y if bias is None else y + bias
 
     @staticmethod

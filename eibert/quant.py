@@ -28,9 +28,10 @@ from eibert.intlinear import Int4Linear, IntLinear, integer_on, nbits_block
 class QuantSettings:
     granularity: str = "per-channel"  # per-tensor | per-channel | per-module
     method: str = "lsq"  # lsq | minmax
-    bits: int = 8
+    bits: int = 8  # 4: every linear layer INT4 (embeddings stay INT8), run by MatMulNBits
     activations: bool = False  # fake-quantize the input of every linear layer (int8, per tensor, LSQ)
     mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm, INT8 elsewhere
+    block: int | None = None  # INT4: one step per block of this many inputs of each output (32, 64, 128); None: per channel
     steps_per_block: int = 200
     lr: float = 1e-2  # relative to each step size
     batch_size: int = 32
@@ -47,14 +48,23 @@ def grad_scale(x: torch.Tensor, g: float) -> torch.Tensor:
     return (x - x * g).detach() + x * g
 
 
+def per_input(step: torch.Tensor, k: int) -> torch.Tensor:
+    """A step of shape (out, k / block) (block-wise) repeated to one per weight: (out, k); others as they are."""
+    return step if step.shape[1] == 1 else step.repeat_interleave(k // step.shape[1], dim=1)
+
+
 def fake_quant(w: torch.Tensor, step: torch.Tensor, qp: int) -> torch.Tensor:
     """LSQ fake quantization: round(clamp(w / s, -Qp, Qp)) * s with straight-through gradients."""
-    s = grad_scale(step, 1.0 / math.sqrt(w.numel() * qp))
+    s = per_input(grad_scale(step, 1.0 / math.sqrt(w.numel() * qp)), w.shape[-1])
     return round_ste(torch.clamp(w / s, -qp, qp)) * s
 
 
-def _init_step(w: torch.Tensor, per_channel: bool, qp: int) -> torch.Tensor:
-    amax = w.detach().abs().amax(dim=1, keepdim=True) if per_channel else w.detach().abs().max().reshape(1, 1)
+def _init_step(w: torch.Tensor, per_channel: bool, qp: int, block: int | None = None) -> torch.Tensor:
+    w = w.detach().abs()
+    if block:
+        amax = w.reshape(w.shape[0], -1, block).amax(dim=2)
+    else:
+        amax = w.amax(dim=1, keepdim=True) if per_channel else w.max().reshape(1, 1)
     return (amax / qp).clamp_min(1e-8)
 
 
@@ -94,10 +104,12 @@ def _targets(module: nn.Module) -> list[tuple[nn.Module, str, nn.Module]]:
             if isinstance(child, (nn.Linear, nn.Embedding))]
 
 
-def _qp(name: str, s: QuantSettings) -> int:
+def _qp(name: str, s: QuantSettings, linear: bool = True) -> int:
     if s.mixed and name in ("ffn_in", "ffn_out"):
         return 7  # INT4 feed-forward weights
-    return 2 ** (s.bits - 1) - 1
+    if s.bits == 4 and linear:
+        return 7  # the embedding table stays INT8
+    return 127
 
 
 def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
@@ -108,8 +120,13 @@ def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
     if s.granularity == "per-module" and targets:  # one step for every matrix of this module
         shared = nn.Parameter(max(c.weight.detach().abs().max() for _, _, c in targets).reshape(1, 1) / _qp("", s))
     for parent, name, child in targets:
-        qp = _qp(name, s)
-        step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp))
+        linear = isinstance(child, nn.Linear)
+        qp = _qp(name, s, linear)
+        if qp == 7 and nbits_block(child.weight.shape[1]) is None:
+            qp = 127  # no MatMulNBits block fits its input width (< 16, or not a multiple of 16): it stays INT8
+        block = s.block if qp == 7 and s.block and child.weight.shape[1] % s.block == 0 else None
+        step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp,
+                                                                         block))
         setattr(parent, name,
                 QuantLinear(child, step, qp, s.activations) if isinstance(child, nn.Linear) else QuantEmbedding(child, step, qp))
 
@@ -118,10 +135,12 @@ def quantize(student: nn.Module, s: QuantSettings) -> nn.Module:
     """Swap every Linear and Embedding of `student` (in place) for its fake-quantized twin."""
     if s.granularity not in ("per-tensor", "per-channel", "per-module"):
         raise ValueError(f"unknown granularity {s.granularity!r}; allowed: per-tensor, per-channel, per-module")
-    if s.bits != 8:
-        raise ValueError(f"bits must be 8 (mixed: true gives INT4 feed-forward weights), got {s.bits}")
-    if s.mixed and s.granularity == "per-module":
-        raise ValueError("mixed precision needs per-tensor or per-channel step sizes (INT4 and INT8 cannot share one)")
+    if s.bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {s.bits}")
+    if (s.mixed or s.bits == 4) and s.granularity == "per-module":
+        raise ValueError("INT4 needs per-tensor or per-channel step sizes (INT4 and INT8 cannot share one)")
+    if s.block is not None and (s.block not in (16, 32, 64, 128, 256) or not (s.mixed or s.bits == 4)):
+        raise ValueError(f"block {s.block}: INT4 steps per block of 16, 32, 64, 128 or 256 inputs (bits: 4 or mixed)")
     *body, head = _modules(student)
     for module in body:
         _quantize_module(module, s)
@@ -272,10 +291,12 @@ class DeployLinear4(nn.Module):
     def __init__(self, q: QuantLinear):
         super().__init__()
         step = q.step.detach().clone()
-        codes = (torch.clamp(torch.round(q.weight.detach() / step), -q.qp, q.qp) + 8).to(torch.int32)  # (out, in)
+        k = q.weight.shape[1]
+        codes = (torch.clamp(torch.round(q.weight.detach() / per_input(step, k)), -q.qp, q.qp) + 8).to(torch.int32)  # (out, in)
         if codes.shape[1] % 2:
             codes = F.pad(codes, (0, 1), value=8)
-        self.in_features = q.weight.shape[1]
+        self.in_features = k
+        self.block = k // step.shape[1] if step.shape[1] > 1 else nbits_block(k)  # block-wise steps: MatMulNBits' blocks
         self.register_buffer("w_uint4x2", (codes[:, 0::2] + 16 * codes[:, 1::2]).to(torch.uint8))  # (out, ceil(in/2))
         self.register_buffer("scale", step)
         self.register_buffer("bias", q.bias.detach().clone() if q.bias is not None else None)
@@ -286,12 +307,11 @@ class DeployLinear4(nn.Module):
         hi = torch.div(p, 16, rounding_mode="floor")
         lo = p - hi * 16
         w = torch.stack((lo, hi), dim=-1).reshape(p.shape[0], -1)[:, : self.in_features]  # (out, in)
-        return (w.to(torch.float32) - 8.0) * self.scale
+        return (w.to(torch.float32) - 8.0) * per_input(self.scale, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block = nbits_block(self.in_features)
-        if integer_on() and block is not None:
-            return Int4Linear.apply(x, self.w_uint4x2, self.scale, self.bias, self.act_step, block, self.in_features)
+        if integer_on() and self.block is not None:
+            return Int4Linear.apply(x, self.w_uint4x2, self.scale, self.bias, self.act_step, self.block, self.in_features)
         if self.act_step is not None:
             x = torch.clamp(torch.round(x / self.act_step), -127, 127) * self.act_step
         return F.linear(x, self.weight(), self.bias)

@@ -197,6 +197,28 @@ def test_mixed_precision_packs_int4_ffn_and_fp16_embeddings(tiny):
     assert mixed["parts"]["embeddings"] > int8["parts"]["embeddings"] and mixed["parts"]["encoder"] < int8["parts"]["encoder"]
 
 
+def test_an_int4_artifact_stays_packed_runs_matmulnbits_and_accounts_for_its_bytes(tiny):
+    """bits: 4 with block-wise steps: every linear layer's weights packed two per byte in MatMulNBits (the integer
+    check passes), the logits equal the torch model's under the same activation quantization, the manifest's
+    bytes equal the files', and fewer encoder bytes than INT8 for the same student (at this toy size the graph's
+    own nodes outweigh what packing saves)."""
+    from eibert.export import load_deploy_model
+    from eibert.intcheck import float_weight_paths, optimised_graph
+
+    int8 = run(tiny)
+    int4 = run(tiny, quant=QuantSettings(granularity="per-channel", bits=4, block=16, steps_per_block=20))
+    art = Path(int4["artifact_dir"])
+    assert int4["stages"]["student"]["cache_hit"] and int4["parts"]["encoder"] < int8["parts"]["encoder"]
+    assert int4["max_logit_diff_vs_torch"] < LOGIT_TOL
+    assert float_weight_paths(art / "model.onnx") == []
+    assert {n.op_type for n in optimised_graph(art / "model.onnx").node} >= {"MatMulNBits"}
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["quant"]["bits"] == 4 and manifest["quant"]["block"] == 16
+    assert manifest["size_bytes"] == sum((art / n).stat().st_size for n, f in manifest["files"].items() if f["deployed"])
+    model = load_deploy_model(art)  # deploy.pt rebuilds (TVM's path): INT4 buffers, float matmul
+    assert any(type(m).__name__ == "DeployLinear4" and m.block == 16 for m in model.modules())
+
+
 def test_int4_packing_round_trips(tiny, tmp_path):
     from eibert.quant import DeployLinear4, QuantLinear
 

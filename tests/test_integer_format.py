@@ -27,16 +27,22 @@ def _deploy(**quant):
 @pytest.mark.parametrize("quant", [{"granularity": "per-tensor"}, {"granularity": "per-channel"},
                                    {"granularity": "per-module"}, {"granularity": "per-channel", "activations": True},
                                    {"granularity": "per-channel", "mixed": True}, {"granularity": "per-tensor", "mixed": True},
-                                   {"granularity": "per-channel", "mixed": True, "activations": True}])
+                                   {"granularity": "per-channel", "mixed": True, "activations": True},
+                                   {"granularity": "per-channel", "bits": 4},
+                                   {"granularity": "per-channel", "bits": 4, "block": 16},
+                                   {"granularity": "per-tensor", "bits": 4, "block": 32, "activations": True}])
 def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path):
     model = _deploy(**quant)
     path = tmp_path / "model.onnx"
     export_onnx(model, path, SPEC.vocab_size)
     assert float_weight_paths(path) == []
     ops = {n.op_type for n in optimised_graph(path).node}
-    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits"}
+    nbits = sum(n.op_type == "MatMulNBits" for n in optimised_graph(path).node)
     if quant.get("mixed"):  # the INT4 feed-forward layers: packed weights in MatMulNBits, one per layer and matrix
-        assert sum(n.op_type == "MatMulNBits" for n in optimised_graph(path).node) == 2 * SPEC.layers
+        assert nbits == 2 * SPEC.layers
+    if quant.get("bits") == 4:  # every linear layer INT4: 6 a layer, the embedding projection, pooler and classifier
+        assert nbits == 6 * SPEC.layers + 3
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
     for length in (5, 17, 32):

@@ -181,19 +181,22 @@ class QuantConfig(_Section):
 
     granularity: Literal["none", "per-tensor", "per-channel", "per-module"] = "per-channel"
     method: Literal["lsq", "minmax"] = "lsq"
-    bits: Literal[4, 8] = 8  # 8 only for now; see mixed
+    bits: Literal[4, 8] = 8  # 4: every linear layer INT4 (MatMulNBits), the embedding table INT8
     activations: bool = False
     mixed: bool = False  # INT4 feed-forward weights, FP16 embeddings and LayerNorm
+    block: Literal[16, 32, 64, 128, 256] | None = None  # INT4 steps per block of inputs (None: per granularity)
     calib_rows: Annotated[int, Field(ge=8, le=100_000)] = 512
     steps_per_block: Annotated[int, Field(ge=0, le=100_000)] = 200
     lr: Annotated[float, Field(gt=0, lt=1)] = 1e-2  # relative to each step size
 
     @model_validator(mode="after")
     def _supported(self) -> "QuantConfig":
-        if self.bits != 8:
-            raise ValueError("only bits: 8 is implemented for every weight; mixed: true gives INT4 feed-forward weights")
-        if self.mixed and self.granularity == "per-module":
-            raise ValueError("mixed: true needs granularity per-tensor or per-channel (INT4 and INT8 cannot share a step size)")
+        int4 = self.bits == 4 or self.mixed
+        if int4 and self.granularity == "per-module":
+            raise ValueError("INT4 (bits: 4 or mixed: true) needs granularity per-tensor or per-channel (INT4 and INT8 "
+                             "cannot share a step size)")
+        if self.block is not None and not int4:
+            raise ValueError("block is for INT4 weights: set bits: 4 or mixed: true")
         return self
 
 

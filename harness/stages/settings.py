@@ -35,7 +35,7 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
     d["phases"] = tuple(PhaseSettings(**p.model_dump()) for p in c.distill.phases)
     q = c.quant
     quant = None if q.granularity == "none" else QuantSettings(granularity=q.granularity, method=q.method, bits=q.bits,
-                                                               activations=q.activations, mixed=q.mixed,
+                                                               activations=q.activations, mixed=q.mixed, block=q.block,
                                                                steps_per_block=q.steps_per_block,
                                                                lr=q.lr)
     return {
