@@ -269,7 +269,11 @@ def _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, d
                "torch_selection_accuracy": accuracy(predict_logits(model, sel_s), [y for _, y in sel_s]) if sel_s else None}
     if distill.mode == "cross":
         metrics["teacher_dev_accuracy_after"] = accuracy(predict_logits(teacher_model, dev_t), [y for _, y in dev_t])
-    with cache.publish("student", key) as tmp:
-        torch.save(model.state_dict(), tmp / "student.pt")
-        (tmp / "spec.json").write_text(json.dumps(spec.to_json()))
+    from eibert.qat import float_state, is_quantized, step_state
+
+    with cache.publish("student", key) as tmp:  # a QAT student: its latent float weights, its step sizes beside
+        torch.save(float_state(model), tmp / "student.pt")
+        if is_quantized(model):
+            torch.save(step_state(model), tmp / "qat.pt")
+        (tmp / "spec.json").write_text(json.dumps(model.spec.to_json()))  # QAT may have folded the head
         (tmp / "metrics.json").write_text(json.dumps(metrics, default=str))

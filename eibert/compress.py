@@ -77,7 +77,11 @@ def _export(cache, key, stu, s_tok, data, dev_s, sel_s, quant, calib_rows, fold,
     if fold:
         model = fold_head(model).eval()
         spec = model.spec
-    if quant is None:
+    if (sdir / "qat.pt").is_file():  # quantization-aware training learned the weights and step sizes together
+        qmodel = _qat_model(model, sdir, stu, quant, fold)
+        qreport = {"method": "qat", "modules": {}}
+        deploy = to_deploy(qmodel, half_float=quant.mixed)
+    elif quant is None:
         deploy = model
     else:
         qmodel = quantize(copy.deepcopy(model), quant)
@@ -107,6 +111,21 @@ def _export(cache, key, stu, s_tok, data, dev_s, sel_s, quant, calib_rows, fold,
             preds["selection"] = sel.argmax(-1).tolist()
         (tmp / "predictions.json").write_text(json.dumps(preds))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+
+
+def _qat_model(model, sdir: Path, stu, quant, fold: bool):
+    """The QAT student as it trained: its quantization must be the artifact's (steps and rounding were learned for
+    it), its head folded exactly when the artifact folds it."""
+    import torch
+
+    from eibert.qat import QatSettings, load_trained
+
+    qs = QatSettings.from_json(stu.distill["qat"])
+    if quant is None or qs.quant != quant or qs.fold != fold:
+        raise ValueError(f"the student was trained quantization-aware for quant {qs.quant.to_json()} (fold {qs.fold}); "
+                         f"the artifact asks for {quant.to_json() if quant else None} (fold {fold}): they must agree")
+    return load_trained(model, torch.load(sdir / "student.pt", weights_only=True),
+                        torch.load(sdir / "qat.pt", weights_only=True), quant).eval()
 
 
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill, quant, cache_dir: str,

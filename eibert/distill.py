@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eibert.qat import QatSettings, clamp_steps, start_qat, step_groups
 from eibert.student import layer_map
 from eibert.textcls import length_grouped, set_seed
 from eibert.trainloop import TrainLoop, adamw
@@ -48,9 +49,14 @@ class DistillSettings:
     ckpt_every: int = 200
     weight_decay: float = 0.01  # AdamW's, for the student and (cross) the teacher; biases and LayerNorm exempt
     phases: tuple = ()  # eibert.phase_training.PhaseSettings in order; empty: one `mode` run of `epochs`
+    qat: dict | None = None  # eibert.qat.QatSettings as JSON: the artifact's quantization in the forward pass
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["phases"] = [p.to_json() for p in self.phases]
+        if d["qat"] is None:  # students trained before QAT existed keep their keys
+            del d["qat"]
+        return d
 
 
 def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
@@ -137,6 +143,13 @@ def _student_terms(st: DistillSettings, out: dict, t_out, sb: dict, aligned, hpr
     return parts
 
 
+def qat_optim(student, qat) -> dict:
+    """The optimizer's QAT arguments: the step sizes' own groups and keeping them positive (none without QAT)."""
+    if qat is None:
+        return {}
+    return {"groups": step_groups(student, qat), "post": clamp_steps(student)}
+
+
 def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: torch.Tensor | None = None,
                   pad_id: int = 0, ckpt_dir: str | Path | None = None, progress: bool = True,
                   on_step=None) -> dict:
@@ -156,9 +169,12 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
                              dims) if use_teacher and st.alpha_hidden > 0 else None
     per_epoch = math.ceil(len(rows) / st.batch_size)
     total = st.max_steps or max(1, math.ceil(st.epochs * per_epoch))
+    qat = QatSettings.from_json(st.qat) if st.qat else None
+    if qat is not None:  # the artifact's quantization in the forward pass from the first step
+        start_qat(student, qat)
     modules = {"student": student, "teacher": teacher, **({"hproj": hproj} if hproj else {})}
     optims = {"student": adamw([student] + ([hproj] if hproj else []), lr=st.student_lr, weight_decay=st.weight_decay,
-                               total=total, warmup_ratio=st.warmup_ratio)}
+                               total=total, warmup_ratio=st.warmup_ratio, **qat_optim(student, qat))}
     if train_teacher:  # its word embeddings stay frozen: the student never sees most of those rows (pruned
         # vocabulary), and updating a 30k x H matrix every step would cost more than the rest
         optims["teacher"] = adamw([teacher], lr=st.teacher_lr, weight_decay=st.weight_decay, total=total,

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from eibert.distill import HiddenProjection, kd_kl, train_student
+from eibert.distill import HiddenProjection, kd_kl, qat_optim, train_student
+from eibert.qat import QatSettings, start_qat
 from eibert.student import layer_map
 from eibert.teacher_outputs import slot_means
 from eibert.textcls import accuracy, length_grouped, predict_logits, set_seed
@@ -43,9 +44,13 @@ class PhaseSettings:
     warmup_ratio: float = 0.1
     augmented: bool = True  # train on the augmented rows too (intermediate, prediction)
     patience: int | None = 2  # epochs without a selection gain before the phase stops (None: never)
+    qat: bool = False  # with distill.qat: quantization-aware training starts at this phase (see run_phases)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["qat"]:  # phase lists from before QAT keep their keys
+            del d["qat"]
+        return d
 
 
 def _batch(rows: list, idx: list[int], outputs, pad_id: int, hidden: bool = True) -> dict:
@@ -104,14 +109,16 @@ def _selection(student, rows: list, pad_id: int) -> float | None:
 
 
 def cached_phase(student, ph: PhaseSettings, st, *, rows: list, outputs, lmap: list[int], dims, teacher_hidden: int,
-                 selection: list, pad_id: int, ckpt: Path | None, seed: int, progress: bool, on_step=None) -> dict:
-    """One intermediate or prediction phase over `rows` = [(student ids, word slots, label or -1, output index)]."""
+                 selection: list, pad_id: int, ckpt: Path | None, seed: int, progress: bool, on_step=None,
+                 qat: QatSettings | None = None) -> dict:
+    """One intermediate or prediction phase over `rows` = [(student ids, word slots, label or -1, output index)];
+    with `qat` the student is already fake-quantized and its step sizes learn too."""
     set_seed(seed)
     hproj = HiddenProjection(student.spec.hidden, teacher_hidden, dims) if ph.kind == "intermediate" else None
     per_epoch = math.ceil(len(rows) / st.batch_size)
     total = max(1, math.ceil(ph.epochs * per_epoch)) if not st.max_steps else st.max_steps
     opt = adamw([student] + ([hproj] if hproj else []), lr=ph.lr, weight_decay=st.weight_decay, total=total,
-                warmup_ratio=ph.warmup_ratio)
+                warmup_ratio=ph.warmup_ratio, **qat_optim(student, qat))
     state = {"best": -1.0, "best_state": None, "stale": 0, "history": []}
     lengths = [len(r[0]) for r in rows]
 
@@ -155,7 +162,10 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
     lmap = layer_map(teacher.config.num_hidden_layers, student.spec.layers)
     root = Path(ckpt_dir) if ckpt_dir else None
     reports = []
+    qat, qat_from = qat_start(st, phases)
     for k, ph in enumerate(phases):
+        if qat is not None and k >= qat_from:
+            start_qat(student, qat)
         # A phase's folder is named by the phases up to it, so phase lists with a common prefix share it
         prefix = content_key([p.to_json() for p in phases[: k + 1]])
         folder = root / f"phase-{k}-{ph.kind}-{prefix}" if root else None
@@ -167,7 +177,8 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
             continue
         ck = folder / "train.pt" if folder else None
         if ph.kind == "cross":
-            sub = replace(st, mode="cross", epochs=ph.epochs, student_lr=ph.lr, warmup_ratio=ph.warmup_ratio, stage_gates=False)
+            sub = replace(st, mode="cross", epochs=ph.epochs, student_lr=ph.lr, warmup_ratio=ph.warmup_ratio, stage_gates=False,
+                          qat=st.qat if qat is not None and k >= qat_from else None)
             rep = {"kind": "cross", **train_student(student, teacher, cross_rows, sub, dims=dims, pad_id=pad_id,
                                                     ckpt_dir=ck.parent if ck else None, progress=progress, on_step=on_step)}
             rep["selection_accuracy"] = _selection(student, selection, pad_id)
@@ -177,11 +188,20 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
             rep = cached_phase(student, ph, st, rows=use, outputs=outputs, lmap=lmap, dims=dims,
                                teacher_hidden=teacher.config.hidden_size,
                                selection=selection, pad_id=pad_id, ckpt=ck, seed=st.seed + 1000 * k, progress=progress,
-                               on_step=on_step)
+                               on_step=on_step, qat=qat if qat is not None and k >= qat_from else None)
         rep = {k2: v for k2, v in rep.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))}
         if done is not None:
             save_state(done, {"student": student.state_dict(), "report": rep})
         reports.append({**rep, "cache_hit": False})
         student.train()
     student.eval()
-    return {"phases": reports, "steps": sum(r.get("steps", 0) for r in reports)}
+    return {"phases": reports, "steps": sum(r.get("steps", 0) for r in reports),
+            **({"qat_from_phase": qat_from} if qat is not None else {})}
+
+
+def qat_start(st, phases: tuple) -> tuple[QatSettings | None, int]:
+    """(QAT settings, the index of the phase it starts at): the first phase marked `qat`, else the first phase."""
+    marked = [k for k, ph in enumerate(phases) if ph.qat]
+    if marked and not st.qat:
+        raise ValueError(f"phase {marked[0]} ({phases[marked[0]].kind}) asks for qat, but distill.qat is not set")
+    return (QatSettings.from_json(st.qat), marked[0] if marked else 0) if st.qat else (None, len(phases))

@@ -69,10 +69,10 @@ def _init_step(w: torch.Tensor, per_channel: bool, qp: int, block: int | None = 
 
 
 class QuantLinear(nn.Module):
-    def __init__(self, lin: nn.Linear, step: nn.Parameter, qp: int, act: bool):
+    def __init__(self, lin: nn.Linear, step: nn.Parameter, qp: int, act: bool, trainable: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(lin.weight.detach().clone(), requires_grad=False)
-        self.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=False) if lin.bias is not None else None
+        self.weight = nn.Parameter(lin.weight.detach().clone(), requires_grad=trainable)
+        self.bias = nn.Parameter(lin.bias.detach().clone(), requires_grad=trainable) if lin.bias is not None else None
         self.step, self.qp = step, qp  # step: (out, 1) or (1, 1), possibly shared with siblings
         self.act_step = nn.Parameter(torch.tensor(0.05)) if act else None
 
@@ -83,9 +83,9 @@ class QuantLinear(nn.Module):
 
 
 class QuantEmbedding(nn.Module):
-    def __init__(self, emb: nn.Embedding, step: nn.Parameter, qp: int):
+    def __init__(self, emb: nn.Embedding, step: nn.Parameter, qp: int, trainable: bool = False):
         super().__init__()
-        self.weight = nn.Parameter(emb.weight.detach().clone(), requires_grad=False)
+        self.weight = nn.Parameter(emb.weight.detach().clone(), requires_grad=trainable)
         self.step, self.qp = step, qp
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ def _qp(name: str, s: QuantSettings, linear: bool = True) -> int:
     return 127
 
 
-def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
+def _quantize_module(module: nn.Module, s: QuantSettings, trainable: bool) -> None:
     targets = _targets(module)
     if s.mixed:  # embeddings stay float here and are deployed as FP16
         targets = [t for t in targets if not isinstance(t[2], nn.Embedding)]
@@ -127,12 +127,13 @@ def _quantize_module(module: nn.Module, s: QuantSettings) -> None:
         block = s.block if qp == 7 and s.block and child.weight.shape[1] % s.block == 0 else None
         step = shared if shared is not None else nn.Parameter(_init_step(child.weight, s.granularity == "per-channel", qp,
                                                                          block))
-        setattr(parent, name,
-                QuantLinear(child, step, qp, s.activations) if isinstance(child, nn.Linear) else QuantEmbedding(child, step, qp))
+        setattr(parent, name, QuantLinear(child, step, qp, s.activations, trainable) if isinstance(child, nn.Linear)
+                else QuantEmbedding(child, step, qp, trainable))
 
 
-def quantize(student: nn.Module, s: QuantSettings) -> nn.Module:
-    """Swap every Linear and Embedding of `student` (in place) for its fake-quantized twin."""
+def quantize(student: nn.Module, s: QuantSettings, trainable: bool = False) -> nn.Module:
+    """Swap every Linear and Embedding of `student` (in place) for its fake-quantized twin; with `trainable` its
+    weights keep learning (quantization-aware training, eibert.qat), else only the step sizes do."""
     if s.granularity not in ("per-tensor", "per-channel", "per-module"):
         raise ValueError(f"unknown granularity {s.granularity!r}; allowed: per-tensor, per-channel, per-module")
     if s.bits not in (4, 8):
@@ -143,8 +144,8 @@ def quantize(student: nn.Module, s: QuantSettings) -> nn.Module:
         raise ValueError(f"block {s.block}: INT4 steps per block of 16, 32, 64, 128 or 256 inputs (bits: 4 or mixed)")
     *body, head = _modules(student)
     for module in body:
-        _quantize_module(module, s)
-    _quantize_module(head, s)  # the head's ModuleDict is a view: put its swapped children back
+        _quantize_module(module, s, trainable)
+    _quantize_module(head, s, trainable)  # the head's ModuleDict is a view: put its swapped children back
     for name, m in head.items():
         setattr(student, name, m)
     return student

@@ -140,16 +140,26 @@ def fold_head(student: Student) -> Student:
     Linear on linear is one linear, so the integrated head costs H x H_t weights instead of H x H_t + H_t x H_t."""
     if student.bridge is None:
         return student
+    import copy
+
+    return fold_into(copy.deepcopy(student))
+
+
+def fold_into(student: Student) -> Student:
+    """`fold_head` in place (QAT folds the student it trains): the pooler becomes the product, the bridge goes."""
+    if student.bridge is None:
+        return student
     from dataclasses import replace
 
-    folded = Student(replace(student.spec, folded=True))
-    state = {k: v for k, v in student.state_dict().items() if not k.startswith(("bridge.", "pooler."))}
-    wp, bp = student.pooler.weight.double(), student.pooler.bias.double()
-    wb, bb = student.bridge.weight.double(), student.bridge.bias.double()
-    state["pooler.weight"] = (wp @ wb).float()
-    state["pooler.bias"] = (wp @ bb + bp).float()
-    folded.load_state_dict(state)
-    return folded.train(student.training)
+    wp, bp = student.pooler.weight.detach().double(), student.pooler.bias.detach().double()
+    wb, bb = student.bridge.weight.detach().double(), student.bridge.bias.detach().double()
+    pooler = nn.Linear(wb.shape[1], wp.shape[0])
+    with torch.no_grad():
+        pooler.weight.copy_((wp @ wb).float())
+        pooler.bias.copy_((wp @ bb + bp).float())
+    student.pooler, student.bridge = pooler, None
+    student.spec = replace(student.spec, folded=True)
+    return student
 
 
 class LogitsOnly(nn.Module):

@@ -54,6 +54,7 @@ class Optim:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     params: list = field(default_factory=list)
+    post: Callable[[], None] | None = None  # after every update (QAT keeps its step sizes positive)
 
 
 def _no_decay(module: nn.Module) -> set[int]:
@@ -66,18 +67,24 @@ def _no_decay(module: nn.Module) -> set[int]:
 
 
 def adamw(modules: list[nn.Module], *, lr: float, weight_decay: float, total: int, warmup_ratio: float,
-          skip: Callable[[str], bool] = lambda name: False) -> Optim:
+          skip: Callable[[str], bool] = lambda name: False, groups: list[dict] = (),
+          post: Callable[[], None] | None = None) -> Optim:
     """AdamW over the parameters of `modules` (those whose name `skip` picks stay out), biases and LayerNorm
-    weights without decay, with a linear warm-up over `warmup_ratio` of `total` steps and a linear decay to 0."""
+    weights without decay, with a linear warm-up over `warmup_ratio` of `total` steps and a linear decay to 0.
+    `groups`: parameter groups of their own (learning rate, decay), taken out of the modules' groups; `post` runs
+    after every update."""
+    own = {id(p) for g in groups for p in g["params"]}
     decay, exempt, every = [], [], []
     for mod in modules:
         free = _no_decay(mod)
         for n, p in mod.named_parameters():
             if not skip(n):
-                (exempt if id(p) in free else decay).append(p)
+                if id(p) not in own:
+                    (exempt if id(p) in free else decay).append(p)
                 every.append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0}], lr=lr)
-    return Optim(opt, linear_schedule(opt, total, warmup_ratio), every)  # clipped in the modules' order
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": exempt, "weight_decay": 0.0},
+                             *groups], lr=lr)
+    return Optim(opt, linear_schedule(opt, total, warmup_ratio), every, post)  # clipped in the modules' order
 
 
 def _rng() -> dict:
@@ -133,6 +140,8 @@ class TrainLoop:
             torch.nn.utils.clip_grad_norm_(o.params, self.clip)
             o.opt.step()
             o.sched.step()
+            if o.post is not None:
+                o.post()
 
     def run(self, modules: dict[str, nn.Module], optims: dict[str, Optim], *, batches: Callable[[int], Iterable],
             step: Callable, after: Callable[[int, bool], bool] | None = None, state: dict | None = None) -> dict:

@@ -5,6 +5,7 @@ from eibert.distill import DistillSettings, pair_rows
 from eibert.hub import load_classifier, load_tokenizer
 from eibert.phase_data import slot_rows, training_rows
 from eibert.phase_training import PhaseSettings, run_phases
+from eibert.quant import QuantSettings
 from eibert.student import Student, StudentSpec, init_from_teacher, layer_map, pick_hidden_dims
 from eibert.teacher_outputs import teacher_outputs
 from eibert.textcls import encode, set_seed
@@ -12,10 +13,14 @@ from eibutil.cache import Cache
 
 PHASES = (PhaseSettings("intermediate", epochs=1, patience=None), PhaseSettings("prediction", epochs=2),
           PhaseSettings("cross", epochs=0.25))
+# QAT from the prediction phase on: INT4 in blocks of 16 inputs, the head folded first (as the artifact will)
+QAT_PHASES = (PHASES[0], PhaseSettings("prediction", epochs=2, qat=True), PHASES[2])
+QAT = {"quant": QuantSettings(granularity="per-channel", bits=4, block=16).to_json(), "fold": True}
 
 
-def run(teacher_dir: str, ckpt_dir: str, on_step=None):
-    """Returns (report, student state) of intermediate -> prediction -> cross on 48 rows (+48 augmented)."""
+def run(teacher_dir: str, ckpt_dir: str, on_step=None, qat: bool = False):
+    """Returns (report, student state) of intermediate -> prediction -> cross on 48 rows (+48 augmented); with
+    `qat`, quantization-aware from the prediction phase on."""
     import tempfile
     from pathlib import Path
 
@@ -39,8 +44,9 @@ def run(teacher_dir: str, ckpt_dir: str, on_step=None):
     t_rows = encode(tok, data.train, 32)
     dims = pick_hidden_dims(teacher, t_rows, 16)
     init_from_teacher(student, teacher, old_ids, dims)
-    st = DistillSettings(mode="cross", batch_size=8, ckpt_every=5, phases=PHASES)
-    rep = run_phases(student, teacher, PHASES, st, rows=slot_rows(tok, texts, labels, 32), outputs=outputs,
+    phases = QAT_PHASES if qat else PHASES
+    st = DistillSettings(mode="cross", batch_size=8, ckpt_every=5, phases=phases, qat=QAT if qat else None)
+    rep = run_phases(student, teacher, phases, st, rows=slot_rows(tok, texts, labels, 32), outputs=outputs,
                      cross_rows=pair_rows(t_rows, t_rows, old_ids), dims=dims, selection=encode(tok, data.dev, 32), pad_id=0,
                      ckpt_dir=ckpt_dir, progress=False, on_step=on_step)
     return rep, student.state_dict()

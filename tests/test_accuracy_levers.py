@@ -130,21 +130,24 @@ def on_step(step):
     on_step.n = getattr(on_step, "n", 0) + 1
     if on_step.n == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
-rep, state = run(sys.argv[2], sys.argv[3], on_step)
+rep, state = run(sys.argv[2], sys.argv[3], on_step, qat=sys.argv[5] == "qat")
 torch.save(state, sys.argv[4])
 json.dump([p["kind"] for p in rep["phases"]], open(sys.argv[4] + ".json", "w"))
 """
 
 
 @pytest.mark.slow
-def test_phases_run_in_order_and_resume_after_sigkill_with_the_same_weights(tiny_bert, tmp_path):
+@pytest.mark.parametrize("qat", ["float", "qat"])
+def test_phases_run_in_order_and_resume_after_sigkill_with_the_same_weights(tiny_bert, tmp_path, qat):
+    """Killed in the prediction phase (with `qat`: the first quantization-aware one, so the resumed run must
+    quantize before it loads the checkpoint), a rerun ends with the unbroken run's weights and step sizes."""
     script = tmp_path / "run.py"
     script.write_text(PHASE_SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests")))
 
     def go(kill_at: int, ck: str, out: str) -> int:
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        return subprocess.run([sys.executable, str(script), str(kill_at), str(tiny_bert), ck, out], env=env, capture_output=True,
-                              timeout=300).returncode
+        return subprocess.run([sys.executable, str(script), str(kill_at), str(tiny_bert), ck, out, qat], env=env,
+                              capture_output=True, timeout=300).returncode
 
     ref = str(tmp_path / "ref.pt")
     assert go(0, str(tmp_path / "ck-ref"), ref) == 0
@@ -155,6 +158,7 @@ def test_phases_run_in_order_and_resume_after_sigkill_with_the_same_weights(tiny
     assert go(0, str(tmp_path / "ck"), out) == 0
     a, b = torch.load(ref, weights_only=True), torch.load(out, weights_only=True)
     assert a.keys() == b.keys()
+    assert any(k.endswith(".step") for k in a) == (qat == "qat") and ("bridge.weight" in a) == (qat == "float")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=0, rtol=0, msg=k)
 
@@ -176,5 +180,5 @@ def test_config_sections_default_to_the_eibert_settings():
     from harness.config.schema import AugmentConfig, PhaseConfig, SelectionConfig
 
     assert AugmentConfig().model_dump() == AugmentSettings().to_json()
-    assert PhaseConfig(kind="prediction").model_dump() == PhaseSettings("prediction").to_json()
+    assert PhaseSettings(**PhaseConfig(kind="prediction").model_dump()) == PhaseSettings("prediction")
     assert SelectionConfig().model_dump() == SelectionSettings().to_json()

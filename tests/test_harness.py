@@ -57,6 +57,14 @@ def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp
     assert len(ref.variant_ids) == 4 and ref.variant_id == ""
     students = [n for n in nodes if n.stage == "student"]
     assert all(len(n.variant_ids) == 2 for n in students)  # each trained student feeds two quantization variants
+    # quantization-aware training puts the quantization into the student: then each variant trains its own
+    edit_config(cfg_path, add={"compress.distill.qat": True})
+    raw = load_raw(cfg_path)
+    qat = build_graph(expand(validate_config(raw, cfg_path), cfg_path, raw), load_inventory(ROOT / "inventory.yaml").devices)
+    q_students = [n for n in qat if n.stage == "student"]
+    assert len(q_students) == 4 and all(len(n.variant_ids) == 1 for n in q_students)
+    assert not {n.key for n in q_students} & {n.key for n in students}
+    assert {n.key for n in qat if n.stage == "teacher"} == {n.key for n in nodes if n.stage == "teacher"}
 
 
 @pytest.mark.integration

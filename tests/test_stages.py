@@ -29,7 +29,8 @@ def _pairs():
 
 
 # derived where unset: the student's positions follow task.max_seq_len when the config leaves them out
-DERIVED = {("StudentSpec", "max_positions")}
+# and distill.qat (a switch in the config) becomes the quantization it trains with (eibert.qat.QatSettings as JSON)
+DERIVED = {("StudentSpec", "max_positions"), ("DistillSettings", "qat")}
 
 
 @pytest.mark.parametrize("settings, section", _pairs(), ids=lambda x: getattr(x, "__name__", ""))

@@ -140,6 +140,7 @@ class PhaseConfig(_Section):
     warmup_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
     augmented: bool = True  # intermediate/prediction: train on the augmented rows too
     patience: Annotated[int, Field(ge=1, le=1000)] | None = 2  # epochs without a selection gain before the phase stops
+    qat: bool = False  # with distill.qat: quantization-aware training starts at this phase (none marked: the first)
 
 
 class AugmentConfig(_Section):
@@ -174,6 +175,14 @@ class DistillConfig(_Section):
     max_steps: PosInt | None = None
     seed: Seed = 0
     phases: Annotated[list[PhaseConfig], Field(max_length=20)] = []  # in order; empty: one `mode` run of `epochs`
+    qat: bool = False  # quantization-aware training: compress.quant in the student's forward pass (eibert.qat)
+
+    @model_validator(mode="after")
+    def _qat_phases(self) -> "DistillConfig":
+        marked = [i for i, p in enumerate(self.phases) if p.qat]
+        if marked and not self.qat:
+            raise ValueError(f"phases[{marked[0]}].qat needs qat: true (quantization-aware training) in distill")
+        return self
 
 
 class QuantConfig(_Section):
@@ -206,6 +215,12 @@ class CompressConfig(_Section):
     distill: DistillConfig = DistillConfig()
     augment: AugmentConfig = AugmentConfig()
     quant: QuantConfig = QuantConfig()
+
+    @model_validator(mode="after")
+    def _qat_quant(self) -> "CompressConfig":
+        if self.distill.qat and self.quant.granularity == "none":
+            raise ValueError("distill.qat trains with the artifact's quantization: set quant.granularity")
+        return self
 
 
 class MeasureConfig(_Section):

@@ -41,14 +41,17 @@ class Node:
         return f"{self.stage}{'@' + extra if extra else ''}{'/' + p.runtime if p.runtime else ''}"
 
 
-def _pick(cfg_json: dict, paths: tuple[str, ...]) -> dict:
-    out = {}
-    for p in paths:
-        node = cfg_json
-        for part in p.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        out[p] = node
-    return out
+def _value(cfg_json: dict, path: str):
+    node = cfg_json
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _pick(cfg_json: dict, paths: tuple[str, ...], when: tuple[tuple[str, str], ...] = ()) -> dict:
+    """The values of `paths`; a path with a condition in `when` only where the condition's value is true."""
+    cond = dict(when)
+    return {p: _value(cfg_json, p) for p in paths if p not in cond or _value(cfg_json, cond[p])}
 
 
 class _Graph:
@@ -59,7 +62,7 @@ class _Graph:
         """The node of `stage` over `deps` ((stage, key) pairs) for `variant`; its key: the stage, its version,
         its config sections, its inputs' keys and `data` (the fan-out's target, device, runtime)."""
         st = reg.REGISTRY[stage]
-        key = content_key({"stage": stage, "version": st.version, "config": _pick(cj, st.sections),
+        key = content_key({"stage": stage, "version": st.version, "config": _pick(cj, st.sections, st.when),
                            "inputs": [list(d) for d in deps], **data})
         if key in self.nodes:
             if variant.variant_id not in self.nodes[key].variant_ids:

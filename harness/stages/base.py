@@ -39,6 +39,7 @@ class Stage:
     row: Callable | None = None  # (node, output JSON) -> the `measurements` row it contributes, or None
     paths: Callable = lambda out: []  # (output JSON) -> the folders/files it names: they travel between nodes
     sections: tuple[str, ...] = ()  # config paths its output depends on besides its inputs (whose keys are in its key)
+    when: tuple[tuple[str, str], ...] = ()  # (section, condition path): that section counts only where the condition holds
     version: int = 1  # in its key: bump when its output changes for the same inputs
     fanout: str | None = None  # None: once per model chain; "target": per TVM target; "device": per device and runtime
     reference: str | None = None  # (fanout "device") the input also measured alone on every device, as the reference

@@ -26,7 +26,9 @@ REGISTRY: dict[str, Stage] = {s.name: s for s in (
     Stage("vocab", model.vocab, ("teacher", "importance"), VocabRecord, paths=lambda o: [o["dir"]],
           sections=("compress.vocab.size",)),
     Stage("student", model.student, ("teacher", "vocab"), StudentRecord, paths=lambda o: [o["dir"], o["vocab"]["dir"]],
-          sections=("compress.student", "compress.distill")),
+          # quantization-aware training puts the artifact's quantization into the student
+          sections=("compress.student", "compress.distill", "compress.quant"),
+          when=(("compress.quant", "compress.distill.qat"),)),
     Stage("artifact", model.artifact, ("teacher", "student"), ArtifactRecord, row=model.artifact_row,
           paths=lambda o: [o["artifact_dir"]], sections=("compress.quant",)),
     Stage("build", device.build, ("artifact",), BuildRecord, paths=lambda o: [str(Path(o["lib"]).parent)], fanout="target",

@@ -26,6 +26,7 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
     from eibert.compress import VocabSettings
     from eibert.distill import DistillSettings
     from eibert.phase_training import PhaseSettings
+    from eibert.qat import QatSettings
     from eibert.quant import QuantSettings
 
     c = cfg.compress
@@ -38,6 +39,10 @@ def compress_settings(cfg: ExperimentConfig) -> dict:
                                                                activations=q.activations, mixed=q.mixed, block=q.block,
                                                                steps_per_block=q.steps_per_block,
                                                                lr=q.lr)
+    if c.distill.qat:  # the artifact's quantization (and head folding) in the student's forward pass
+        d["qat"] = QatSettings(quant, c.student.fold_head).to_json()
+    else:
+        d.pop("qat")
     return {
         "student": student,
         "vocab": VocabSettings(size=c.vocab.size, method=c.vocab.method, importance_rows=c.vocab.importance_rows),
