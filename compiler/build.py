@@ -32,7 +32,8 @@ from eibutil import atomic_write_json, sha256_file
 from eibutil.cache import Cache
 from eibutil.files import content_key
 
-BUILD_VERSION = 4  # bump when the build recipe changes (3: integer path chosen by CPU feature flags; 4: ARM sdot/smull kernels)
+BUILD_VERSION = 5  # bump when the build recipe changes (3: integer path chosen by CPU feature flags; 4: ARM sdot/smull kernels;
+# 5: the record names INT4 layers and their path)
 
 
 class BuildError(RuntimeError):
@@ -201,6 +202,16 @@ def integer_dense(mod, tdict: dict, arch: str, requested: bool):
     return mod, {"int8_path": path, "int8_reason": why, "int8_layers": layers}
 
 
+def int4_layers(ep) -> dict:
+    """What TVM does with the program's packed INT4 weights (eibert.quant.DeployLinear4): unpacks them in the graph
+    and multiplies in fp32 (no 4-bit kernels here), so they cost bytes in the library's constants, not speed."""
+    names = sorted(k.removesuffix(".w_uint4x2") for k in ep.state_dict if k.endswith("w_uint4x2"))
+    if not names:
+        return {"int4_layers": []}
+    return {"int4_layers": names, "int4_path": "float", "int4_reason": "INT4 weights unpacked in the graph and multiplied "
+            "in fp32: no 4-bit kernels in this TVM build (onnxruntime runs them as MatMulNBits)"}
+
+
 def _child(job: dict) -> dict:
     import torch
     import tvm
@@ -218,7 +229,8 @@ def _child(job: dict) -> dict:
     import_s = time.perf_counter() - t0
     if job["fast_math"]:
         mod = _fast_gelu(mod)
-    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": []}
+    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": [],
+                  **int4_layers(ep)}
     mod, int8_info = integer_dense(mod, tdict, spec.arch, bool(job.get("int8")))
     info.update(int8_info)
     if job["trials"]:

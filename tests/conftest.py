@@ -47,9 +47,7 @@ def task_files(tmp_path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_artifact(tiny_bert, tmp_path_factory):
     """(artifact folder, its task data, a cache folder): a compressed int8 artifact of the tiny BERT."""
-    from eibert.compress import VocabSettings, compress
     from eibert.data import load_task
-    from eibert.distill import DistillSettings
     from eibert.quant import QuantSettings
 
     folder = tmp_path_factory.mktemp("task-art")
@@ -58,13 +56,30 @@ def tiny_artifact(tiny_bert, tmp_path_factory):
         (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
     data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
     cache = tmp_path_factory.mktemp("cache-art")
+    return tiny_compress(tiny_bert, data, cache, QuantSettings(granularity="per-channel", steps_per_block=20)), data, cache
+
+
+def tiny_compress(tiny_bert, data, cache, quant) -> Path:
+    """The tiny artifact's folder with `quant` (the same student for every quantization)."""
+    from eibert.compress import VocabSettings, compress
+    from eibert.distill import DistillSettings
+
     res = compress(str(tiny_bert), data,
                    student={"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8, "integrate": True},
                    vocab=VocabSettings(size=400, importance_rows=64),
                    distill=DistillSettings(mode="cross", max_steps=4, batch_size=16),
-                   quant=QuantSettings(granularity="per-channel", steps_per_block=20), cache_dir=str(cache), max_seq_len=32,
-                   calib_rows=32, progress=False)
-    return Path(res["artifact_dir"]), data, cache
+                   quant=quant, cache_dir=str(cache), max_seq_len=32, calib_rows=32, progress=False)
+    return Path(res["artifact_dir"])
+
+
+@pytest.fixture(scope="session")
+def tiny_int4_artifact(tiny_bert, tiny_artifact):
+    """(artifact folder, data, cache): the tiny student with every linear layer INT4 in blocks of 16 inputs."""
+    from eibert.quant import QuantSettings
+
+    _, data, cache = tiny_artifact
+    quant = QuantSettings(granularity="per-channel", bits=4, block=16, steps_per_block=20)
+    return tiny_compress(tiny_bert, data, cache, quant), data, cache
 
 
 def pytest_runtest_makereport(item, call):

@@ -117,6 +117,22 @@ def test_emulated_aarch64_device_runs_the_cross_compiled_artifact(farm, arm, tin
         assert sha and (farm.devices[arm].host_workdir / "blobs" / f"{sha}.so").is_file()
 
 
+@pytest.mark.parametrize("where", ["x86", "arm"])
+def test_tvm_builds_and_runs_an_int4_artifact_as_float_and_says_so(farm, request, tiny_int4_artifact, where):
+    """bits: 4 on both architectures: TVM unpacks the packed weights in its graph and runs them in fp32 (the build
+    record names each INT4 layer and that path); predictions equal the host's onnxruntime (MatMulNBits, int8
+    activations per block), logits within its activation rounding."""
+    device = request.getfixturevalue(where)
+    art, data, cache = tiny_int4_artifact
+    rec = measure_on_device(art, device, _spec(farm, device), "tvm", data.dev, SETTINGS, cache)
+    build = rec["metrics"]["build"]
+    # every linear layer whose input width is a multiple of 16: the layer's six, the bridge, pooler and classifier
+    assert build["int4_path"] == "float" and len(build["int4_layers"]) == 9, build.get("int4_layers")
+    assert rec["metrics"]["device_facts"]["machine"] == {"x86": "x86_64", "arm": "aarch64"}[where]
+    assert rec["n"] == 16 and rec["metrics"]["predictions_agree"] == 16
+    assert rec["metrics"]["max_logit_drift"] < 5e-2, rec["metrics"]["max_logit_drift"]
+
+
 @pytest.mark.parametrize("target,path,instruction", [("arm64-cortex-a76", "sdot", "sdot"), ("arm64-cortex-a72", "neon", "smull")])
 def test_arm_builds_run_the_shipped_models_dense_layers_on_integer_kernels(farm, arm, tmp_path, target, path, instruction):
     """The shipped model built for a `+dotprod` core computes its dense layers with `sdot`, for a NEON-only core with

@@ -251,7 +251,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
-                                        "int8_layers",
+                                        "int8_layers", "int4_layers", "int4_path", "int4_reason",
                                         "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict")
                   if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"),
