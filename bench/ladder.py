@@ -15,6 +15,8 @@ from eibutil.cache import Cache
 from eibutil.stats import wilson
 
 MAX_SEQ_LEN = 64
+# the student recipe's defaults (bench/quality.py's flags; bench/frontier.py trains with them)
+RECIPE = {"epochs": 3.0, "inter_epochs": 1.0, "cross_epochs": 0.25, "aug_copies": 3.0}
 TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
 MPNET = Path("~/.cache/eibert/teachers/all-mpnet-base-v2").expanduser()  # scripts/get-teacher.sh mpnet puts it there
 CORPORA = Path("~/.cache/eibert/corpora").expanduser()  # scripts/get-corpora.sh

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from bench.ladder import (
     MAX_SEQ_LEN,
     MPNET,
+    RECIPE,
     TEACHER_HP,
     artifact_row,
     dump_texts,
@@ -130,10 +131,10 @@ def parse_args():
     ap.add_argument("--target-teacher", type=Path, default=MPNET,
                     help="the target teacher of the +mpnet rungs (scripts/get-teacher.sh mpnet)")
     ap.add_argument("--selection-sentences", type=int, default=600)
-    ap.add_argument("--epochs", type=float, default=3.0, help="prediction-phase epochs")
-    ap.add_argument("--inter-epochs", type=float, default=1.0, help="intermediate-phase epochs")
-    ap.add_argument("--cross-epochs", type=float, default=0.25)
-    ap.add_argument("--aug-copies", type=float, default=3.0)
+    ap.add_argument("--epochs", type=float, default=RECIPE["epochs"], help="prediction-phase epochs")
+    ap.add_argument("--inter-epochs", type=float, default=RECIPE["inter_epochs"], help="intermediate-phase epochs")
+    ap.add_argument("--cross-epochs", type=float, default=RECIPE["cross_epochs"])
+    ap.add_argument("--aug-copies", type=float, default=RECIPE["aug_copies"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1],
                     help="seeds of the last rung (the headline); others use the first")
     ap.add_argument("--rungs", nargs="+", help="only these variants (the stored rows of the others are kept)")

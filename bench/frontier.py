@@ -1,0 +1,247 @@
+"""The accuracy-against-bytes frontier: at 1.0, 1.5 and 2.0 MB, the best student shape among INT8 and INT4 shapes,
+chosen on the selection split, with two seeds, timed on the local device.
+
+    python bench/frontier.py                             # everything; resumes where a previous run stopped
+    python bench/frontier.py --budgets 2.0 --seeds 0 --budget-minutes 120
+    python bench/frontier.py --candidates 2x256-int8 4x256-int4
+
+Every student learns the +mixed rung of bench/quality.py (the headline's teacher targets and transfer set): MPNet's
+prediction targets over the train rows, their augmented copies and the review and nlp-corpus transfer rows; an
+intermediate phase toward MiniLM's hidden states, then the prediction phase; the head folded. INT8 shapes quantize
+after training (per-channel LSQ, as the ladder); INT4 shapes (`bits: 4`, per-channel steps, so MatMulNBits' block
+is the input width and its scales cost one float per row) train quantization-aware from the prediction phase on.
+
+The plan: every candidate whose exact deployed bytes (model.onnx of the untrained shape, which has the trained one's
+bytes, plus the pruned vocabulary's vocab.txt) fit the largest budget trains with the first seed; per budget the
+best fitting candidate on selection accuracy, and the best fitting INT8 candidate, train with every seed; each
+chosen artifact is timed on the local device (onnxruntime and TVM, batch 1, 2 threads) in the same run. Each
+finished row goes to bench/results/frontier.json and the frontier section of docs/results.md at once. Stages
+are cached by content and phases checkpoint (`--budget-minutes` stops cleanly at one): rerun to continue.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.frontier_report import markdown, plot, summarize  # noqa: E402
+from bench.ladder import MAX_SEQ_LEN, MPNET, RECIPE, TEACHER_HP, ladder, load_split, target_key, target_settings  # noqa: E402
+from bench.ladder import target_teacher_row, transfer_texts  # noqa: E402
+from bench.mdsection import replace_section  # noqa: E402
+from eibutil import atomic_write_json  # noqa: E402
+from eibutil.logs import configure  # noqa: E402
+from eibutil.stats import wilson  # noqa: E402
+
+CKPT_EVERY = 200
+SHAPE = {"heads": 8, "embedding_size": 128, "integrate": True}
+# name: (student shape, vocabulary size, weight bits); in the order they train (the 2 MB comparison first)
+CANDIDATES = {
+    "2x256-int8": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 8),
+    "4x256-int4": ({"layers": 4, "hidden": 256, "ffn": 512}, 5000, 4),
+    "4x192-int4": ({"layers": 4, "hidden": 192, "heads": 6, "ffn": 768}, 5000, 4),
+    "2x256-int4": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 4),
+    "1x256-int8": ({"layers": 1, "hidden": 256, "ffn": 512}, 5000, 8),
+    "2x128-int8-v3000": ({"layers": 2, "hidden": 128, "heads": 4, "ffn": 512}, 3000, 8),
+    "4x128-int4-v3000": ({"layers": 4, "hidden": 128, "heads": 4, "ffn": 512}, 3000, 4),
+    "2x192-int4-v3000": ({"layers": 2, "hidden": 192, "heads": 6, "ffn": 768, "embedding_size": 96}, 3000, 4),
+}
+
+
+class BudgetReached(Exception):
+    pass
+
+
+def quant_of(bits: int):
+    from eibert.quant import QuantSettings
+
+    return QuantSettings(granularity="per-channel", method="lsq", bits=bits, steps_per_block=200)
+
+
+def deployed_bytes(name: str, vocab_dir: Path, vocab: int, num_labels: int, teacher_hidden: int) -> int:
+    """model.onnx of the untrained shape (folded, quantized: the same tensors and graph as the trained one) plus
+    the pruned vocabulary's vocab.txt (`vocab` tokens: fewer than asked for where the data has fewer)."""
+    import tempfile
+
+    from eibert.export import export_onnx
+    from eibert.quant import quantize, to_deploy
+    from eibert.student import Student, StudentSpec, fold_head
+
+    shape, _, bits = CANDIDATES[name]
+    spec = StudentSpec(vocab_size=vocab, num_labels=num_labels, teacher_hidden=teacher_hidden, max_positions=MAX_SEQ_LEN,
+                       **{**SHAPE, **shape})
+    import torch
+
+    model = fold_head(Student(spec).eval())
+    with torch.no_grad():  # distinct values: the ONNX exporter stores equal tensors (zero biases, unit norms) once
+        for p in model.parameters():
+            p.normal_(0.0, 0.05)
+    model = quantize(model, replace(quant_of(bits), method="minmax"))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx(to_deploy(model), path, vocab)
+        return path.stat().st_size + (vocab_dir / "tokenizer" / "vocab.txt").stat().st_size
+
+
+def train(name: str, seed: int, ctx: dict) -> dict:
+    """One candidate and seed through compress (cached by content): the row of its artifact."""
+    from eibert.compress import VocabSettings, compress
+    from eibert.distill import DistillSettings
+    from eibert.qat import QatSettings
+
+    shape, vocab, bits = CANDIDATES[name]
+    rung, quant = ctx["rung"], quant_of(bits)
+    phases = rung["phases"]
+    qat = None
+    if bits == 4:  # quantization-aware from the prediction phase on
+        phases = tuple(replace(p, qat=True) if p.kind == "prediction" else p for p in phases)
+        qat = QatSettings(quant, fold=True).to_json()
+    t0 = time.perf_counter()
+    res = compress(ctx["tdir"], ctx["data"], student={**SHAPE, **shape}, vocab=VocabSettings(size=vocab, importance_rows=20000),
+                   distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
+                   quant=quant, cache_dir=ctx["cache_dir"], max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=True,
+                   on_step=ctx["on_step"], targets=ctx["targets"], transfer=ctx["transfer"])
+    art = Path(res["artifact_dir"])
+    return {"candidate": name, "bits": bits, "layers": shape["layers"], "hidden": shape["hidden"], "vocab_size": vocab,
+            "seed": seed, "size_bytes": res["size_bytes"], "parts": res["parts"], "dev_accuracy": res["dev_accuracy"],
+            "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]), "selection_accuracy": res["selection_accuracy"],
+            "qat": qat is not None, "key": res["cache_key"], "artifact_dir": str(art), "wall_s": time.perf_counter() - t0,
+            "predictions": json.loads((art / "predictions.json").read_text())}
+
+
+def timed(row: dict, ctx: dict) -> dict:
+    """p50 / p90 (ms) of the artifact on this machine, onnxruntime and untuned TVM, batch 1, seq 64, 2 threads."""
+    from devices.inventory import DeviceSpec
+    from harness.measure.run import MeasureSettings, build_for, measure_on_device
+
+    spec = DeviceSpec(transport="local", target="x86-64-host", threads=2, workdir="/tmp/eib-bench-frontier")
+    st = MeasureSettings(seq_len=64, rows=64, warmup=10, min_count=300, min_duration_s=5.0, max_duration_s=120,
+                         end_to_end=False)
+    out = {}
+    for runtime in ("onnxruntime", "tvm"):
+        build = build_for(row["artifact_dir"], spec.target, st, Path(ctx["cache_dir"])) if runtime == "tvm" else None
+        rec = measure_on_device(row["artifact_dir"], "local", spec, runtime, ctx["data"].dev, st, ctx["cache_dir"], build=build)
+        out[runtime] = {"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "count": rec["metrics"]["count"],
+                        "accuracy_rows": rec["n"], "predictions_agree": rec["metrics"].get("predictions_agree"),
+                        **({"int8_path": build.get("int8_path"), "int4_path": build.get("int4_path")} if build else {})}
+    return out
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
+    ap.add_argument("--teacher", default="bundled", help="the structural teacher")
+    ap.add_argument("--target-teacher", type=Path, default=MPNET, help="the +mixed rung's target teacher")
+    ap.add_argument("--rung", default="+mixed", help="the ladder rung whose recipe every student follows (a smoke run: "
+                    "+augment needs no target teacher or corpora)")
+    ap.add_argument("--selection-sentences", type=int, default=600)
+    ap.add_argument("--budgets", type=float, nargs="+", default=[1.0, 1.5, 2.0], help="MB (10^6 bytes)")
+    ap.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--no-timing", action="store_true", help="leave out the latency runs (a machine shared with other work)")
+    ap.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly at the first checkpoint after this long")
+    ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
+    ap.add_argument("--out", type=Path, default=ROOT / "bench/results/frontier.json")
+    ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs/frontier.png")
+    return ap.parse_args()
+
+
+def setup(args) -> dict:
+    """The data, teachers, targets and transfer rows every candidate shares (each cached by content)."""
+    from eibert.teacher import finetune_teacher
+
+    data = load_split(args.data, args.selection_sentences)
+    ns = argparse.Namespace(**RECIPE, rungs=[args.rung], target_teacher=args.target_teacher, cache_dir=args.cache_dir)
+    (rung,) = ladder(ns)
+    teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=TEACHER_HP, max_seq_len=MAX_SEQ_LEN)
+    mpnet = target_key(ns, data) if "mpnet" in rung.get("targets", ()) else None
+    transfer, t_report = transfer_texts(rung.get("transfer"), data)
+    teachers = {"all-MiniLM-L6-v2 (structural)" if args.teacher == "bundled" else f"{args.teacher} (structural)":
+                teacher.dev_accuracy}
+    if (mrow := target_teacher_row(args.cache_dir, mpnet)) is not None:
+        teachers["all-mpnet-base-v2 (targets)"] = mrow["dev_accuracy"]
+    return {"data": data, "rung": rung, "tdir": teacher.model_dir, "teachers": teachers,
+            "targets": target_settings(rung, mpnet), "transfer": transfer, "transfer_report": t_report,
+            "cache_dir": str(args.cache_dir)}
+
+
+def sizes(names: list[str], ctx: dict) -> dict[str, int]:
+    from eibert.cached_stages import VocabSettings, importance, vocab
+
+    out = {}
+    for name in names:
+        v = VocabSettings(size=CANDIDATES[name][1], importance_rows=20000)
+        imp = importance(ctx["tdir"], ctx["data"], v, cache_dir=ctx["cache_dir"], max_seq_len=MAX_SEQ_LEN, progress=False)
+        voc = vocab(ctx["tdir"], imp, ctx["data"], v, cache_dir=ctx["cache_dir"], max_seq_len=MAX_SEQ_LEN)
+        t_cfg = json.loads((Path(ctx["tdir"]) / "config.json").read_text())
+        out[name] = deployed_bytes(name, Path(voc.dir), voc.size, ctx["data"].num_labels, t_cfg["hidden_size"])
+    return out
+
+
+def main() -> None:
+    configure()
+    args = parse_args()
+    command = " ".join(["python bench/frontier.py", shlex.join(sys.argv[1:])]).strip()
+    deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
+
+    def on_step(step: int) -> None:
+        if deadline is not None and step % CKPT_EVERY == 0 and time.time() > deadline:
+            raise BudgetReached
+
+    ctx = {**setup(args), "on_step": on_step}
+    budgets = sorted(int(b * 1_000_000) for b in args.budgets)
+    size = sizes(args.candidates, ctx)
+    fitting = [n for n in args.candidates if size[n] <= budgets[-1]]
+    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    stored_rows = {r["key"]: r for r in stored.get("rows", [])}  # a cache hit keeps its first wall time and timings
+    rows: list[dict] = []
+    labels = {"dev": list(ctx["data"].dev["label"]), "selection": list(ctx["data"].selection["label"])}
+
+    def flush(final: bool = False) -> None:
+        summary = summarize(rows, budgets, labels)
+        doc = {"command": command, "budgets": budgets, "candidates": {n: {"size_bytes": size[n], "fits": n in fitting}
+                                                                       for n in args.candidates},
+               "rung": args.rung, "transfer": ctx["transfer_report"], "teachers": ctx["teachers"], "rows": rows,
+               "summary": summary, "complete": final}
+        atomic_write_json(args.out, doc)
+        plot(doc, args.figure)
+        replace_section(args.md, "frontier", markdown(doc, args.figure.relative_to(args.md.parent)))
+
+    def add(name: str, seed: int) -> dict:
+        if (have := next((r for r in rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
+            return have
+        print(f"{name} seed {seed}: {size[name]:,} bytes", flush=True)
+        rows.append(train(name, seed, ctx))
+        old = stored_rows.get(rows[-1]["key"], {})
+        rows[-1].update(latency=old.get("latency"), wall_s=old.get("wall_s", rows[-1]["wall_s"]),
+                        planned_bytes=size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
+        flush()
+        return rows[-1]
+
+    try:
+        for name in fitting:
+            add(name, args.seeds[0])
+        for b in budgets:
+            for name in summarize(rows, [b], labels)[str(b)]["train_every_seed"]:
+                for seed in args.seeds:
+                    add(name, seed)
+        if not args.no_timing:
+            for r in rows:
+                if r["seed"] == args.seeds[0] and r.get("latency") is None:
+                    r["latency"] = timed(r, ctx)
+                    flush()
+        flush(final=True)
+    except BudgetReached:
+        flush()
+        print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""bench/frontier_report: per budget the shape chosen on the first seed's selection accuracy among those that fit,
+the best INT8 shape beside it, their means over seeds, a McNemar test on pooled predictions, and verdicts that say
+when they cannot judge."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.frontier_report import markdown, summarize  # noqa: E402
+
+LABELS = [1, 0, 1, 1, 0, 1, 0, 1, 1, 0]
+
+
+def _row(name, bits, seed, size, sel, right):
+    preds = [y if i < right else 1 - y for i, y in enumerate(LABELS)]
+    return {"candidate": name, "bits": bits, "seed": seed, "size_bytes": size, "selection_accuracy": sel,
+            "dev_accuracy": right / len(LABELS), "dev_ci95": [0.0, 1.0], "predictions": {"dev": preds}}
+
+
+def test_the_chosen_shape_fits_and_wins_on_selection_and_int8_stands_beside_it():
+    rows = [_row("2x256-int8", 8, 0, 1_960_000, 0.84, 8), _row("4x256-int4", 4, 0, 1_940_000, 0.86, 9),
+            _row("6x256-int4", 4, 0, 2_500_000, 0.99, 10), _row("2x256-int4", 4, 0, 1_370_000, 0.80, 7)]
+    s = summarize(rows, [1_500_000, 2_000_000], {"dev": LABELS})
+    assert s["2000000"]["chosen"] == "4x256-int4" and s["2000000"]["best_int8"] == "2x256-int8"  # 6x256 does not fit
+    assert s["2000000"]["train_every_seed"] == ["4x256-int4", "2x256-int8"]
+    assert s["1500000"]["chosen"] == "2x256-int4" and s["1500000"]["best_int8"] is None
+    assert s["2000000"]["verdicts"]["accuracy"] == "not judged (one seed)"
+    rows += [_row("4x256-int4", 4, 1, 1_940_000, 0.85, 10), _row("2x256-int8", 8, 1, 1_960_000, 0.83, 8)]
+    s = summarize(rows, [2_000_000], {"dev": LABELS})["2000000"]
+    assert s["chosen_dev_mean"] == pytest.approx(0.95) and s["gain_points"] == pytest.approx(15.0)
+    m = s["mcnemar_vs_int8"]
+    assert m["seeds"] == [0, 1] and (m["a_only"], m["b_only"]) == (3, 0)  # pooled over both seeds' 20 predictions
+    assert s["verdicts"]["accuracy"] == "met: 0.9500 against 0.88" and s["verdicts"]["int4_gain"] == "met: +15.00 points"
+
+
+def test_a_latency_ratio_is_judged_only_with_both_timed_and_the_table_names_every_row():
+    rows = [_row("2x256-int8", 8, 0, 1_960_000, 0.84, 8), _row("4x256-int4", 4, 0, 1_940_000, 0.86, 9)]
+    assert "p50_ratio" not in summarize(rows, [2_000_000], {"dev": LABELS})["2000000"]["verdicts"]
+    rows[0]["latency"] = {"onnxruntime": {"p50_ms": 0.6}, "tvm": {"p50_ms": 2.0}}
+    rows[1]["latency"] = {"onnxruntime": {"p50_ms": 0.9}, "tvm": None}
+    s = summarize(rows, [2_000_000], {"dev": LABELS})
+    assert s["2000000"]["verdicts"]["p50_ratio"] == "missed: 1.50x the INT8 artifact (at most 1.2)"
+    doc = {"command": "python bench/frontier.py", "complete": False, "rung": "+mixed", "transfer": {"rows": 5},
+           "teachers": {"t": 0.9}, "rows": rows, "summary": s, "budgets": [2_000_000],
+           "candidates": {"2x256-int8": {"size_bytes": 1_960_000, "fits": True}}}
+    md = markdown(doc, Path("frontier.png"))
+    assert "(in progress)" in md and "| 4x256-int4 | 4 | 0 | 1,940,000 |" in md and "| 0.900 | - |" in md
