@@ -32,8 +32,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontier_report import markdown, plot, summarize  # noqa: E402
-from bench.ladder import MAX_SEQ_LEN, MPNET, RECIPE, TEACHER_HP, ladder, load_split, target_key, target_settings  # noqa: E402
-from bench.ladder import target_teacher_row, transfer_texts  # noqa: E402
+from bench.ladder import (  # noqa: E402  # noqa: E402
+    MAX_SEQ_LEN,
+    MPNET,
+    RECIPE,
+    TEACHER_HP,
+    ladder,
+    load_split,
+    target_key,
+    target_settings,
+    target_teacher_row,
+    transfer_texts,
+)
 from bench.mdsection import replace_section  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
