@@ -19,7 +19,7 @@ import torch
 from torch.onnx import symbolic_helper
 
 _STATE = threading.local()
-FLOAT = 1  # onnx TensorProto.FLOAT
+FLOAT, INT8, INT32 = 1, 3, 6  # onnx TensorProto data types
 
 
 def integer_on() -> bool:
@@ -74,6 +74,35 @@ class IntLinear(torch.autograd.Function):
         flat = g.op("Reshape", scale, g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64)))
         y = g.op("Mul", acc, g.op("Mul", xs, flat))
         return y if symbolic_helper._is_none(bias) else g.op("Add", y, bias)
+
+
+# ---- INT4 ----------------------------------------------------------------------------------------------------
+
+
+class Int4Codes(torch.autograd.Function):
+    """(out, ceil(k/2)) uint8, two codes a byte (code = q + 8, the even input in the low nibble) -> (out, k) int8 q.
+    In ONNX: a few integer ops on the packed constant, which onnxruntime folds at load into an int8 initializer
+    (the file keeps 4 bits a weight; the INT8 kernels run the layer)."""
+
+    @staticmethod
+    def forward(ctx, packed, k: int):
+        p = packed.to(torch.int32)
+        hi = torch.div(p, 16, rounding_mode="floor")
+        return (torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k] - 8).to(torch.int8)
+
+    @staticmethod
+    def symbolic(g, packed, k: int):
+        n = symbolic_helper._get_tensor_sizes(packed)[0]
+        i32 = lambda v: g.op("Constant", value_t=torch.tensor(v, dtype=torch.int32))  # noqa: E731
+        i64 = lambda v: g.op("Constant", value_t=torch.tensor(v, dtype=torch.int64))  # noqa: E731
+        p = g.op("Cast", packed, to_i=INT32)
+        hi = g.op("Div", p, i32(16))  # non-negative: truncation is the floor
+        lo = g.op("Sub", p, g.op("Mul", hi, i32(16)))
+        both = g.op("Concat", g.op("Unsqueeze", lo, i64([2])), g.op("Unsqueeze", hi, i64([2])), axis_i=2)
+        codes = g.op("Reshape", both, i64([n, -1]))
+        if k % 2:
+            codes = g.op("Slice", codes, i64([0]), i64([k]), i64([1]))
+        return g.op("Cast", g.op("Sub", codes, i32(8)), to_i=INT8)
 
 
 # ---- INT4: com.microsoft MatMulNBits -------------------------------------------------------------------------

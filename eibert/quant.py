@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eibert.intlinear import Int4Linear, IntLinear, integer_on, nbits_block
+from eibert.intlinear import Int4Codes, Int4Linear, IntLinear, integer_on, nbits_block
 
 
 @dataclass(frozen=True)
@@ -283,14 +283,22 @@ class DeployEmbedding(nn.Module):
         return rows * F.embedding(ids, self.scale)
 
 
+INT4_KERNELS = ("int8", "nbits")  # how an INT4 layer with one step per row runs under onnxruntime (see DeployLinear4)
+
+
 class DeployLinear4(nn.Module):
     """INT4 weights, two per byte (offset binary: code = q + 8 in 1..15; consecutive inputs share a byte, the even
-    one in the low nibble: MatMulNBits' layout). Exported to ONNX as com.microsoft MatMulNBits (eibert/intlinear.py:
-    packed weights, int8 activations, integer dot products) where the input width allows a block; otherwise, and
-    for torch.export (TVM), unpacked in the graph with integer arithmetic any runtime has and run in float."""
+    one in the low nibble: MatMulNBits' layout). In ONNX, with one step per row (per channel or per tensor) and
+    `kernel` "int8" (the default, chosen by measurement: bench/int4.py), the packed bytes are unpacked by integer
+    ops on constants, which onnxruntime folds at load into an int8 matrix for the INT8 layers' MatMulInteger
+    kernels (the file holds 4 bits a weight, memory 8); with block-wise steps, or `kernel` "nbits", they run as
+    com.microsoft MatMulNBits (packed weights, int8 activations per block, integer dot products). For
+    torch.export (TVM) they are unpacked in the graph and run in float."""
 
-    def __init__(self, q: QuantLinear):
+    def __init__(self, q: QuantLinear, kernel: str = "int8"):
         super().__init__()
+        if kernel not in INT4_KERNELS:
+            raise ValueError(f"INT4 kernel {kernel!r}; allowed: {', '.join(INT4_KERNELS)}")
         step = q.step.detach().clone()
         k = q.weight.shape[1]
         codes = (torch.clamp(torch.round(q.weight.detach() / per_input(step, k)), -q.qp, q.qp) + 8).to(torch.int32)  # (out, in)
@@ -302,15 +310,20 @@ class DeployLinear4(nn.Module):
         self.register_buffer("scale", step)
         self.register_buffer("bias", q.bias.detach().clone() if q.bias is not None else None)
         self.register_buffer("act_step", q.act_step.detach().clone() if q.act_step is not None else None)
+        self.kernel = kernel if step.shape[1] == 1 else "nbits"  # block-wise steps: only MatMulNBits has them
 
-    def weight(self) -> torch.Tensor:
+    def codes(self) -> torch.Tensor:
+        """The signed INT4 values (out, in) as int32, unpacked with integer arithmetic."""
         p = self.w_uint4x2.to(torch.int32)
         hi = torch.div(p, 16, rounding_mode="floor")
-        lo = p - hi * 16
-        w = torch.stack((lo, hi), dim=-1).reshape(p.shape[0], -1)[:, : self.in_features]  # (out, in)
-        return (w.to(torch.float32) - 8.0) * per_input(self.scale, self.in_features)
+        return torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, : self.in_features] - 8
+
+    def weight(self) -> torch.Tensor:
+        return self.codes().to(torch.float32) * per_input(self.scale, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if integer_on() and self.kernel == "int8":
+            return IntLinear.apply(x, Int4Codes.apply(self.w_uint4x2, self.in_features), self.scale, self.bias, self.act_step)
         if integer_on() and self.block is not None:
             return Int4Linear.apply(x, self.w_uint4x2, self.scale, self.bias, self.act_step, self.block, self.in_features)
         if self.act_step is not None:
@@ -338,15 +351,16 @@ class DeployHalfLayerNorm(nn.Module):
         return F.layer_norm(x, self.shape, self.w_fp16.to(torch.float32), self.b_fp16.to(torch.float32), self.eps)
 
 
-def to_deploy(qmodel: nn.Module, half_float: bool = False) -> nn.Module:
+def to_deploy(qmodel: nn.Module, half_float: bool = False, int4_kernel: str = "int8") -> nn.Module:
     """A copy of `qmodel` with packed low-bit weight buffers (and, with `half_float`, FP16 float
-    embeddings and LayerNorms); its outputs equal the fake-quantized model's up to FP16 rounding."""
+    embeddings and LayerNorms); its outputs equal the fake-quantized model's up to FP16 rounding.
+    `int4_kernel`: how INT4 layers with one step per row run under onnxruntime (DeployLinear4)."""
     model = copy.deepcopy(qmodel)
 
     def swap(parent: nn.Module) -> None:
         for name, child in list(parent.named_children()):
             if isinstance(child, QuantLinear):
-                setattr(parent, name, DeployLinear4(child) if child.qp == 7 else DeployLinear(child))
+                setattr(parent, name, DeployLinear4(child, int4_kernel) if child.qp == 7 else DeployLinear(child))
             elif isinstance(child, QuantEmbedding):
                 setattr(parent, name, DeployEmbedding(child))
             elif half_float and isinstance(child, nn.Embedding):

@@ -19,9 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = StudentSpec(vocab_size=300, hidden=32, layers=2, heads=2, ffn=64, embedding_size=16, num_labels=2)
 
 
-def _deploy(**quant):
+def _deploy(int4_kernel="int8", **quant):
     torch.manual_seed(0)
-    return to_deploy(quantize(Student(SPEC).eval(), QuantSettings(**quant)), half_float=quant.get("mixed", False))
+    return to_deploy(quantize(Student(SPEC).eval(), QuantSettings(**quant)), half_float=quant.get("mixed", False),
+                     int4_kernel=int4_kernel)
 
 
 @pytest.mark.parametrize("quant", [{"granularity": "per-tensor"}, {"granularity": "per-channel"},
@@ -29,9 +30,15 @@ def _deploy(**quant):
                                    {"granularity": "per-channel", "mixed": True}, {"granularity": "per-tensor", "mixed": True},
                                    {"granularity": "per-channel", "mixed": True, "activations": True},
                                    {"granularity": "per-channel", "bits": 4},
+                                   {"granularity": "per-channel", "bits": 4, "int4_kernel": "nbits"},
+                                   {"granularity": "per-channel", "mixed": True, "int4_kernel": "nbits"},
                                    {"granularity": "per-channel", "bits": 4, "block": 16},
                                    {"granularity": "per-tensor", "bits": 4, "block": 32, "activations": True}])
 def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path):
+    """INT4 layers with a step per row run, by default, on the INT8 kernels (their packed bytes unpacked by
+    constant integer ops that onnxruntime folds at load); block-wise ones, or int4_kernel nbits, on MatMulNBits."""
+    import onnx
+
     model = _deploy(**quant)
     path = tmp_path / "model.onnx"
     export_onnx(model, path, SPEC.vocab_size)
@@ -39,10 +46,15 @@ def test_every_weight_matrix_is_consumed_by_an_integer_operator(quant, tmp_path)
     ops = {n.op_type for n in optimised_graph(path).node}
     assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulNBits"}
     nbits = sum(n.op_type == "MatMulNBits" for n in optimised_graph(path).node)
-    if quant.get("mixed"):  # the INT4 feed-forward layers: packed weights in MatMulNBits, one per layer and matrix
-        assert nbits == 2 * SPEC.layers
-    if quant.get("bits") == 4:  # every linear layer INT4: 6 a layer, the embedding projection, pooler and classifier
-        assert nbits == 6 * SPEC.layers + 3
+    # INT4 layers: the feed-forward pair of each layer (mixed), or 6 a layer + the embedding projection, pooler and
+    # classifier (bits 4); every one packed two weights a byte in the file
+    int4 = 2 * SPEC.layers if quant.get("mixed") else (6 * SPEC.layers + 3 if quant.get("bits") == 4 else 0)
+    packed = [i for i in onnx.load(str(path)).graph.initializer if i.name.endswith("w_uint4x2") or i.name.endswith("w_int4")]
+    assert len(packed) == int4 and all(i.data_type == onnx.TensorProto.UINT8 for i in packed)
+    # on MatMulNBits: every INT4 layer with int4_kernel nbits; else those with more than one step a row (block-wise)
+    blockwise = sum(type(m).__name__ == "DeployLinear4" and m.scale.shape[1] > 1 for m in model.modules())
+    assert nbits == (int4 if quant.get("int4_kernel") == "nbits" else blockwise)
+    assert (blockwise > 0) == bool(quant.get("block"))
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
     for length in (5, 17, 32):
