@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 from bench.mdsection import replace_section  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 
-SHAPES = {"2x256": {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512}, "4x256": {"layers": 4, "hidden": 256, "heads": 8, "ffn": 512}}
+SHAPES = {"2x256": {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512},
+          "4x256": {"layers": 4, "hidden": 256, "heads": 8, "ffn": 512}}
 # (name, bits, block, int4 kernel, MatMulNBits accuracy level)
 VARIANTS = [("int8", 8, None, None, None), ("int4 per-channel, INT8 kernels", 4, None, "int8", None),
             ("int4 per-channel, MatMulNBits level 4", 4, None, "nbits", 4),
