@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontier_report import markdown, plot, summarize  # noqa: E402
-from bench.ladder import (  # noqa: E402  # noqa: E402
+from bench.ladder import (  # noqa: E402
     MAX_SEQ_LEN,
     MPNET,
     RECIPE,

@@ -44,17 +44,29 @@ def task_files(tmp_path) -> dict[str, Path]:
     return {"train": train, "dev": dev}
 
 
-@pytest.fixture(scope="session")
-def tiny_artifact(tiny_bert, tmp_path_factory):
-    """(artifact folder, its task data, a cache folder): a compressed int8 artifact of the tiny BERT."""
+def tiny_task(folder: Path):
+    """The tiny task (64 train, 32 dev sentences) written to `folder` and loaded."""
     from eibert.data import load_task
-    from eibert.quant import QuantSettings
 
-    folder = tmp_path_factory.mktemp("task-art")
     rows = tiny_sentences(96)
     for name, part in (("train", rows[:64]), ("dev", rows[64:])):
         (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
-    data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
+    return load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_bert, tmp_path_factory):
+    """{teacher, data, cache}: the tiny teacher, the tiny task and a cache of the module's own."""
+    return {"teacher": str(tiny_bert), "data": tiny_task(tmp_path_factory.mktemp("task")),
+            "cache": str(tmp_path_factory.mktemp("cache"))}
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tiny_bert, tmp_path_factory):
+    """(artifact folder, its task data, a cache folder): a compressed int8 artifact of the tiny BERT."""
+    from eibert.quant import QuantSettings
+
+    data = tiny_task(tmp_path_factory.mktemp("task-art"))
     cache = tmp_path_factory.mktemp("cache-art")
     return tiny_compress(tiny_bert, data, cache, QuantSettings(granularity="per-channel", steps_per_block=20)), data, cache
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from eibert.compress import VocabSettings, compress
-from eibert.data import load_task
 from eibert.distill import DistillSettings, pair_rows, train_student
 from eibert.export import ort_logits
 from eibert.hub import load_classifier, load_tokenizer
@@ -24,18 +23,6 @@ STUDENT = {"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8
 # onnxruntime vs the same int8 graph in torch: float32 rounding only, which can move an activation across a
 # rounding boundary of the dynamic int8 quantization (one such step: 1.6e-4 on a tiny model)
 LOGIT_TOL = 5e-4
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_bert, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("task")
-    from tests.conftest import tiny_sentences
-
-    rows = tiny_sentences(96)
-    for name, part in (("train", rows[:64]), ("dev", rows[64:])):
-        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
-    data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
-    return {"teacher": str(tiny_bert), "data": data, "cache": str(tmp_path_factory.mktemp("cache"))}
 
 
 QUANT = QuantSettings(granularity="per-channel", steps_per_block=20)

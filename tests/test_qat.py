@@ -33,19 +33,6 @@ def _run(tiny, quant=INT4, fold=False, qat=True, steps=6):
                     fold=fold)
 
 
-@pytest.fixture(scope="module")
-def tiny(tiny_bert, tmp_path_factory):
-    from eibert.data import load_task
-    from tests.conftest import tiny_sentences
-
-    folder = tmp_path_factory.mktemp("task-qat")
-    rows = tiny_sentences(96)
-    for name, part in (("train", rows[:64]), ("dev", rows[64:])):
-        (folder / f"{name}.tsv").write_text("sentence\tlabel\n" + "".join(f"{s}\t{y}\n" for s, y in part))
-    data = load_task(source="files", train_file=folder / "train.tsv", dev_file=folder / "dev.tsv", text_fields=["sentence"])
-    return {"teacher": str(tiny_bert), "data": data, "cache": str(tmp_path_factory.mktemp("cache-qat"))}
-
-
 @pytest.mark.parametrize("fold", [False, True])
 def test_a_qat_students_int4_artifact_is_the_trained_model(tiny, fold):
     res = _run(tiny, fold=fold)
