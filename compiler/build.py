@@ -101,7 +101,7 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     tmp.mkdir(parents=True)
     job = {"program": str(Path(program).resolve()), "target": target, "num_cores": num_cores, "trials": trials,
            "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc,
-           "int8": int8,
+           "int8": int8, "int4_float": int4_facts(program).get("int4_path") in ("float", "int8+float"),
            "features": list(features)}
     env = {**os.environ, "TVM_NUM_THREADS": str(num_cores)}
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     if child.get("int8_path") in PATH_INSTRUCTION:  # the kernels really execute their path's instruction
         child["int8_verified"] = kernels_verified(str(tmp / "model.so"), child["int8_layers"],
                                                   PATH_INSTRUCTION[child["int8_path"]], spec.arch)
-    rec = {**child, "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
+    rec = {**child, **int4_facts(program), "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
            "lib_bytes": (tmp / "model.so").stat().st_size, "lib_sha256": sha256_file(tmp / "model.so"),
            "db_sha256": db_digest(db_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(tmp / "build.json", rec)
@@ -202,14 +202,19 @@ def integer_dense(mod, tdict: dict, arch: str, requested: bool):
     return mod, {"int8_path": path, "int8_reason": why, "int8_layers": layers}
 
 
-def int4_layers(ep) -> dict:
-    """What TVM does with the program's packed INT4 weights (eibert.quant.DeployLinear4): unpacks them in the graph
-    and multiplies in fp32 (no 4-bit kernels here), so they cost bytes in the library's constants, not speed."""
-    names = sorted(k.removesuffix(".w_uint4x2") for k in ep.state_dict if k.endswith("w_uint4x2"))
+def int4_facts(program: str | Path) -> dict:
+    """The program's INT4 layers (eibert.deploy.export_program's note beside it): those with one step a row reach
+    TVM as int8 values and run on the INT8 layers' path; block-wise ones are unpacked at build time into fp32
+    constants and run in float (no 4-bit kernels in this TVM)."""
+    side = Path(program).with_suffix(".json")
+    note = json.loads(side.read_text()) if side.is_file() else {}
+    names, as_int8, flt = note.get("int4_layers", []), note.get("int4_as_int8", []), note.get("int4_float", [])
     if not names:
         return {"int4_layers": []}
-    return {"int4_layers": names, "int4_path": "float", "int4_reason": "INT4 weights unpacked in the graph and multiplied "
-            "in fp32: no 4-bit kernels in this TVM build (onnxruntime runs them as MatMulNBits)"}
+    path = "float" if not as_int8 else ("int8" if not flt else "int8+float")
+    return {"int4_layers": names, "int4_as_int8": as_int8, "int4_path": path,
+            "int4_reason": f"{len(as_int8)} INT4 layer(s) with a step per row as int8 values on the INT8 path (int8_path); "
+                           f"{len(flt)} block-wise one(s) unpacked to fp32 constants at build time, run in float"}
 
 
 def _child(job: dict) -> dict:
@@ -229,10 +234,11 @@ def _child(job: dict) -> dict:
     import_s = time.perf_counter() - t0
     if job["fast_math"]:
         mod = _fast_gelu(mod)
-    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": [],
-                  **int4_layers(ep)}
+    info: dict = {"target_dict": tdict, "import_s": round(import_s, 2), "tuned": bool(job["trials"]), "int8_layers": []}
     mod, int8_info = integer_dense(mod, tdict, spec.arch, bool(job.get("int8")))
     info.update(int8_info)
+    if job.get("int4_float"):  # unpack block-wise INT4 weights once, at build time, not every call (the INT8
+        mod = relax.transform.FoldConstant()(mod)  # layers are integer kernels by now, their inputs not constant)
     if job["trials"]:
         from tvm.s_tir import meta_schedule as ms
 

@@ -38,8 +38,15 @@ def deployable(model_dir: str | Path) -> torch.nn.Module:
 
 
 def export_program(model_dir: str | Path, seq_len: int, out: str | Path) -> Path:
-    """torch.export of the deployable model at batch 1 and a fixed sequence length, saved as .pt2."""
+    """torch.export of the deployable model at batch 1 and a fixed sequence length, saved as .pt2; beside it
+    (.json) the INT4 layers and how they were handed over (eibert.quant.int4_rows_as_int8)."""
+    from eibert.quant import int4_rows_as_int8
+    from eibutil import atomic_write_json
+
     model = deployable(model_dir)
+    int4 = int4_rows_as_int8(model)
+    atomic_write_json(Path(out).with_suffix(".json"), {"int4_layers": sorted(int4["as_int8"] + int4["float"]),
+                                                        "int4_as_int8": int4["as_int8"], "int4_float": int4["float"]})
     ids = torch.zeros((1, seq_len), dtype=torch.long)
     with torch.no_grad():
         ep = torch.export.export(model, (ids, torch.ones_like(ids)))

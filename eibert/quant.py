@@ -260,6 +260,15 @@ class DeployLinear(nn.Module):
         self.register_buffer("bias", q.bias.detach().clone() if q.bias is not None else None)
         self.register_buffer("act_step", q.act_step.detach().clone() if q.act_step is not None else None)
 
+    @classmethod
+    def of(cls, w_int8: torch.Tensor, scale: torch.Tensor, bias, act_step) -> "DeployLinear":
+        """The layer from its int8 values and per-row (or single) steps."""
+        m = cls.__new__(cls)
+        nn.Module.__init__(m)
+        for name, t in (("w_int8", w_int8), ("scale", scale), ("bias", bias), ("act_step", act_step)):
+            m.register_buffer(name, t)
+        return m
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if integer_on():  # exported as integer ops (eibert/intlinear.py)
             return IntLinear.apply(x, self.w_int8, self.scale, self.bias, self.act_step)
@@ -349,6 +358,26 @@ class DeployHalfLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, self.shape, self.w_fp16.to(torch.float32), self.b_fp16.to(torch.float32), self.eps)
+
+
+def int4_rows_as_int8(model: nn.Module, prefix: str = "") -> dict[str, list[str]]:
+    """For torch.export (TVM), in place: each INT4 layer with one step a row becomes a DeployLinear holding its
+    values in int8, which TVM's integer dense kernels take like any INT8 layer; block-wise ones stay packed (float
+    there). Returns the names of both kinds."""
+    out: dict[str, list[str]] = {"as_int8": [], "float": []}
+    for name, child in list(model.named_children()):
+        full = f"{prefix}{name}"
+        if isinstance(child, DeployLinear4) and child.scale.shape[1] == 1:
+            codes = Int4Codes.apply(child.w_uint4x2, child.in_features)
+            setattr(model, name, DeployLinear.of(codes, child.scale, child.bias, child.act_step))
+            out["as_int8"].append(full)
+        elif isinstance(child, DeployLinear4):
+            out["float"].append(full)
+        else:
+            sub = int4_rows_as_int8(child, f"{full}.")
+            out["as_int8"] += sub["as_int8"]
+            out["float"] += sub["float"]
+    return out
 
 
 def to_deploy(qmodel: nn.Module, half_float: bool = False, int4_kernel: str = "int8") -> nn.Module:

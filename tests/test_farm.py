@@ -118,16 +118,24 @@ def test_emulated_aarch64_device_runs_the_cross_compiled_artifact(farm, arm, tin
 
 
 @pytest.mark.parametrize("where", ["x86", "arm"])
-def test_tvm_builds_and_runs_an_int4_artifact_as_float_and_says_so(farm, request, tiny_int4_artifact, where):
-    """bits: 4 on both architectures: TVM unpacks the packed weights in its graph and runs them in fp32 (the build
-    record names each INT4 layer and that path); predictions equal the host's onnxruntime (MatMulNBits, int8
-    activations per block), logits within its activation rounding."""
+def test_tvm_builds_and_runs_an_int4_artifact_and_says_how(farm, request, tiny_int4_artifact, where):
+    """bits: 4 on both architectures: INT4 layers with a step per row reach TVM as int8 values and run on the INT8
+    path (sdot on the ARM device; float on the x86 one, whose target has no VNNI), block-wise ones as fp32 constants
+    unpacked at build time; the build record names them; predictions equal the host's onnxruntime, logits within
+    its activation rounding."""
     device = request.getfixturevalue(where)
     art, data, cache = tiny_int4_artifact
     rec = measure_on_device(art, device, _spec(farm, device), "tvm", data.dev, SETTINGS, cache)
     build = rec["metrics"]["build"]
-    # every linear layer whose input width is a multiple of 16: the layer's six, the bridge, pooler and classifier
-    assert build["int4_path"] == "float" and len(build["int4_layers"]) == 9, build.get("int4_layers")
+    # every linear layer whose input width is a multiple of 16: the layer's six, the bridge, pooler and classifier;
+    # those 16 wide (one block: a step per row) run as int8 values on the INT8 path, the 32-wide ones (two blocks) float
+    assert build["int4_path"] == "int8+float" and len(build["int4_layers"]) == 9, build.get("int4_layers")
+    assert len(build["int4_as_int8"]) == 6 and not any(n.endswith(("ffn_out", "pooler", "classifier"))
+                                                       for n in build["int4_as_int8"]), build["int4_as_int8"]
+    assert build["int8_path"] == {"x86": "float", "arm": "sdot"}[where]  # the farm's x86 target has no VNNI
+    if where == "arm":  # on the sdot kernels with the INT8 embedding projection: q, k, v, o and ffn_in (the bridge
+        # reads [CLS] alone, one row, which does not tile: float like any such layer)
+        assert sorted((x["n"], x["k"]) for x in build["int8_layers"]) == [(16, 8)] + [(16, 16)] * 4 + [(32, 16)]
     assert rec["metrics"]["device_facts"]["machine"] == {"x86": "x86_64", "arm": "aarch64"}[where]
     assert rec["n"] == 16 and rec["metrics"]["predictions_agree"] == 16
     assert rec["metrics"]["max_logit_drift"] < 5e-2, rec["metrics"]["max_logit_drift"]

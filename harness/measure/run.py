@@ -113,9 +113,11 @@ def build_for(model_dir, target: str, settings: MeasureSettings, cache_dir: Path
     """The TVM library of `model_dir` for `target` (the exported program and the build are cached)."""
     from compiler.build import build
     from eibert.deploy import export_program
+    from eibert.versions import EXPORT
 
     _verified(model_dir)
-    program = Cache(cache_dir).file("programs", f"{_model_digest(model_dir)[:KEY_CHARS]}-s{settings.seq_len}", ".pt2")
+    # the export's version in the name: a new export of the same model is a new program
+    program = Cache(cache_dir).file("programs", f"{_model_digest(model_dir)[:KEY_CHARS]}-s{settings.seq_len}-e{EXPORT}", ".pt2")
     if not program.exists():
         export_program(model_dir, settings.seq_len, program)
     return build(program, target, cache_dir, trials=settings.trials, fast_math=settings.fast_math, int8=settings.int8_compute,
@@ -251,7 +253,7 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
         "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
-                                        "int8_layers", "int4_layers", "int4_path", "int4_reason",
+                                        "int8_layers", "int4_layers", "int4_as_int8", "int4_path", "int4_reason",
                                         "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict")
                   if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"),
