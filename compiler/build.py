@@ -99,9 +99,10 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     tmp = out.with_name(f".{key}.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    int4 = int4_facts(program)
     job = {"program": str(Path(program).resolve()), "target": target, "num_cores": num_cores, "trials": trials,
            "db_dir": str(db_dir) if db_dir else None, "fast_math": fast_math, "out": str(tmp / "model.so"), "cc": cc,
-           "int8": int8, "int4_float": int4_facts(program).get("int4_path") in ("float", "int8+float"),
+           "int8": int8, "int4_float": int4.get("int4_path") in ("float", "int8+float"),
            "features": list(features)}
     env = {**os.environ, "TVM_NUM_THREADS": str(num_cores)}
     t0 = time.perf_counter()
@@ -123,7 +124,7 @@ def build(program: str | Path, target: str, cache_dir: str | Path, *, trials: in
     if child.get("int8_path") in PATH_INSTRUCTION:  # the kernels really execute their path's instruction
         child["int8_verified"] = kernels_verified(str(tmp / "model.so"), child["int8_layers"],
                                                   PATH_INSTRUCTION[child["int8_path"]], spec.arch)
-    rec = {**child, **int4_facts(program), "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
+    rec = {**child, **int4, "key": key, "key_src": key_src, "build_s": round(time.perf_counter() - t0, 2),
            "lib_bytes": (tmp / "model.so").stat().st_size, "lib_sha256": sha256_file(tmp / "model.so"),
            "db_sha256": db_digest(db_dir), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     atomic_write_json(tmp / "build.json", rec)

@@ -124,8 +124,7 @@ def _qat_model(model, sdir: Path, stu, quant, fold: bool):
     if quant is None or qs.quant != quant or qs.fold != fold:
         raise ValueError(f"the student was trained quantization-aware for quant {qs.quant.to_json()} (fold {qs.fold}); "
                          f"the artifact asks for {quant.to_json() if quant else None} (fold {fold}): they must agree")
-    return load_trained(model, torch.load(sdir / "student.pt", weights_only=True),
-                        torch.load(sdir / "qat.pt", weights_only=True), quant).eval()
+    return load_trained(model, torch.load(sdir / "qat.pt", weights_only=True), quant).eval()
 
 
 def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill, quant, cache_dir: str,

@@ -79,6 +79,13 @@ class IntLinear(torch.autograd.Function):
 # ---- INT4 ----------------------------------------------------------------------------------------------------
 
 
+def unpack_int4(packed: torch.Tensor, k: int) -> torch.Tensor:
+    """(out, ceil(k/2)) uint8, two codes a byte (code = q + 8, the even input in the low nibble) -> (out, k) int32 q."""
+    p = packed.to(torch.int32)
+    hi = torch.div(p, 16, rounding_mode="floor")
+    return torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k] - 8
+
+
 class Int4Codes(torch.autograd.Function):
     """(out, ceil(k/2)) uint8, two codes a byte (code = q + 8, the even input in the low nibble) -> (out, k) int8 q.
     In ONNX: a few integer ops on the packed constant, which onnxruntime folds at load into an int8 initializer
@@ -86,9 +93,7 @@ class Int4Codes(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, packed, k: int):
-        p = packed.to(torch.int32)
-        hi = torch.div(p, 16, rounding_mode="floor")
-        return (torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k] - 8).to(torch.int8)
+        return unpack_int4(packed, k).to(torch.int8)
 
     @staticmethod
     def symbolic(g, packed, k: int):
@@ -135,9 +140,7 @@ class Int4Linear(torch.autograd.Function):
     def forward(ctx, x, w_packed, scale, bias, act_step, block: int, k: int):
         if act_step is not None:
             x = torch.clamp(torch.round(x / act_step), -127, 127) * act_step
-        p = w_packed.to(torch.int32)
-        hi = torch.div(p, 16, rounding_mode="floor")
-        w = torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, :k].to(torch.float32) - 8.0
+        w = unpack_int4(w_packed, k).to(torch.float32)
         n, nb = scale.shape
         per = scale if nb == 1 else scale[:, :, None].expand(n, nb, k // nb).reshape(n, k)  # block-wise steps
         y = torch.matmul(_block_quant(x, min(block, NBITS_MAX_BLOCK)), (w * per).t())

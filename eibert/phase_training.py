@@ -164,8 +164,9 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
     reports = []
     qat, qat_from = qat_start(st, phases)
     for k, ph in enumerate(phases):
-        if qat is not None and k >= qat_from:
-            start_qat(student, qat)
+        ph_qat = qat if k >= qat_from else None  # qat_from is past the last phase without QAT
+        if ph_qat is not None:
+            start_qat(student, ph_qat)
         # A phase's folder is named by the phases up to it, so phase lists with a common prefix share it
         prefix = content_key([p.to_json() for p in phases[: k + 1]])
         folder = root / f"phase-{k}-{ph.kind}-{prefix}" if root else None
@@ -178,7 +179,7 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
         ck = folder / "train.pt" if folder else None
         if ph.kind == "cross":
             sub = replace(st, mode="cross", epochs=ph.epochs, student_lr=ph.lr, warmup_ratio=ph.warmup_ratio, stage_gates=False,
-                          qat=st.qat if qat is not None and k >= qat_from else None)
+                          qat=st.qat if ph_qat is not None else None)
             rep = {"kind": "cross", **train_student(student, teacher, cross_rows, sub, dims=dims, pad_id=pad_id,
                                                     ckpt_dir=ck.parent if ck else None, progress=progress, on_step=on_step)}
             rep["selection_accuracy"] = _selection(student, selection, pad_id)
@@ -188,7 +189,7 @@ def run_phases(student, teacher, phases: tuple, st, *, rows: list, outputs, cros
             rep = cached_phase(student, ph, st, rows=use, outputs=outputs, lmap=lmap, dims=dims,
                                teacher_hidden=teacher.config.hidden_size,
                                selection=selection, pad_id=pad_id, ckpt=ck, seed=st.seed + 1000 * k, progress=progress,
-                               on_step=on_step, qat=qat if qat is not None and k >= qat_from else None)
+                               on_step=on_step, qat=ph_qat)
         rep = {k2: v for k2, v in rep.items() if isinstance(v, (int, float, str, bool, list, dict, type(None)))}
         if done is not None:
             save_state(done, {"student": student.state_dict(), "report": rep})

@@ -6,7 +6,7 @@
     opt = adamw([student], ..., groups=step_groups(student, qs), post=clamp_steps(student))
     ...                                            # train as usual: the weights and the LSQ step sizes both learn
     float_state(student), step_state(student)      # what the student stage saves (student.pt, qat.pt)
-    qmodel = load_trained(spec, state, steps, quant)   # the artifact stage: the same fake-quantized model again
+    qmodel = load_trained(model, steps, quant)     # the artifact stage (model: the saved spec and student.pt)
 
 The weights train through the straight-through estimator (LSQ, Esser et al.): rounding and clamping are in the
 forward pass, gradients pass them unchanged inside the range. Step sizes learn with AdamW at a rate relative to
@@ -84,11 +84,14 @@ def step_state(student: nn.Module) -> dict:
     return {k: v for k, v in student.state_dict().items() if _is_step(k)}
 
 
-def load_trained(model: nn.Module, state: dict, steps: dict, quant: QuantSettings) -> nn.Module:
-    """`model` (the saved spec, float) quantized with `quant` and loaded with the trained weights and steps."""
+def load_trained(model: nn.Module, steps: dict, quant: QuantSettings) -> nn.Module:
+    """`model` (the saved spec with the trained latent weights) quantized with `quant`, with the trained steps."""
     qmodel = quantize(model, quant)
+    mine = step_state(qmodel)
     try:
-        qmodel.load_state_dict({**state, **steps})
+        if set(steps) != set(mine):
+            raise RuntimeError(f"step sizes {sorted(set(steps) ^ set(mine))[:3]} on one side only")
+        qmodel.load_state_dict({**qmodel.state_dict(), **steps})
     except RuntimeError as e:  # missing or unexpected step sizes, or step shapes of another granularity
         raise ValueError(f"the QAT student does not fit quant settings {quant.to_json()}: {str(e).splitlines()[0]}") from None
     return qmodel

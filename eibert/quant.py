@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eibert.intlinear import Int4Codes, Int4Linear, IntLinear, integer_on, nbits_block
+from eibert.intlinear import Int4Codes, Int4Linear, IntLinear, integer_on, nbits_block, unpack_int4
 
 
 @dataclass(frozen=True)
@@ -321,14 +321,8 @@ class DeployLinear4(nn.Module):
         self.register_buffer("act_step", q.act_step.detach().clone() if q.act_step is not None else None)
         self.kernel = kernel if step.shape[1] == 1 else "nbits"  # block-wise steps: only MatMulNBits has them
 
-    def codes(self) -> torch.Tensor:
-        """The signed INT4 values (out, in) as int32, unpacked with integer arithmetic."""
-        p = self.w_uint4x2.to(torch.int32)
-        hi = torch.div(p, 16, rounding_mode="floor")
-        return torch.stack((p - hi * 16, hi), dim=-1).reshape(p.shape[0], -1)[:, : self.in_features] - 8
-
     def weight(self) -> torch.Tensor:
-        return self.codes().to(torch.float32) * per_input(self.scale, self.in_features)
+        return unpack_int4(self.w_uint4x2, self.in_features).to(torch.float32) * per_input(self.scale, self.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if integer_on() and self.kernel == "int8":

@@ -64,8 +64,9 @@ def _trained(stu: Path, quant):
     from eibert.qat import load_trained
 
     spec = StudentSpec(**json.loads((stu / "spec.json").read_text()))
-    return load_trained(Student(spec), torch.load(stu / "student.pt", weights_only=True),
-                        torch.load(stu / "qat.pt", weights_only=True), quant).eval()
+    model = Student(spec)
+    model.load_state_dict(torch.load(stu / "student.pt", weights_only=True))
+    return load_trained(model, torch.load(stu / "qat.pt", weights_only=True), quant).eval()
 
 
 def test_qat_trains_weights_and_step_sizes_through_the_quantizer():
