@@ -60,7 +60,7 @@ CANDIDATES = {
     "2x256-int4": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 4),
     "1x256-int8": ({"layers": 1, "hidden": 256, "ffn": 512}, 5000, 8),
     "2x128-int8-v3000": ({"layers": 2, "hidden": 128, "heads": 4, "ffn": 512}, 3000, 8),
-    "4x128-int4-v3000": ({"layers": 4, "hidden": 128, "heads": 4, "ffn": 512}, 3000, 4),
+    "4x128-f256-int4-v3000": ({"layers": 4, "hidden": 128, "heads": 4, "ffn": 256}, 3000, 4),  # ffn 512: 1.05 MB
     "2x192-int4-v3000": ({"layers": 2, "hidden": 192, "heads": 6, "ffn": 768, "embedding_size": 96}, 3000, 4),
 }
 
