@@ -33,9 +33,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench.frontier_report import markdown, plot, summarize  # noqa: E402
 from bench.ladder import (  # noqa: E402
+    CKPT_EVERY,
     MAX_SEQ_LEN,
     MPNET,
     RECIPE,
+    STUDENT,
     TEACHER_HP,
     ladder,
     load_split,
@@ -43,14 +45,13 @@ from bench.ladder import (  # noqa: E402
     target_settings,
     target_teacher_row,
     transfer_texts,
+    weights_recipe,
 )
 from bench.mdsection import replace_section  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
 from eibutil.stats import wilson  # noqa: E402
 
-CKPT_EVERY = 200
-SHAPE = {"heads": 8, "embedding_size": 128, "integrate": True}
 # name: (student shape, vocabulary size, weight bits); in the order they train (the 2 MB comparison first)
 CANDIDATES = {
     "2x256-int8": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 8),
@@ -69,12 +70,6 @@ class BudgetReached(Exception):
     pass
 
 
-def quant_of(bits: int):
-    from eibert.quant import QuantSettings
-
-    return QuantSettings(granularity="per-channel", method="lsq", bits=bits, steps_per_block=200)
-
-
 def deployed_bytes(name: str, vocab_dir: Path, vocab: int, num_labels: int, teacher_hidden: int) -> int:
     """model.onnx of the untrained shape (folded, quantized: the same tensors and graph as the trained one) plus
     the pruned vocabulary's vocab.txt (`vocab` tokens: fewer than asked for where the data has fewer)."""
@@ -86,14 +81,14 @@ def deployed_bytes(name: str, vocab_dir: Path, vocab: int, num_labels: int, teac
 
     shape, _, bits = CANDIDATES[name]
     spec = StudentSpec(vocab_size=vocab, num_labels=num_labels, teacher_hidden=teacher_hidden, max_positions=MAX_SEQ_LEN,
-                       **{**SHAPE, **shape})
+                       **{**STUDENT, **shape})
     import torch
 
     model = fold_head(Student(spec).eval())
     with torch.no_grad():  # distinct values: the ONNX exporter stores equal tensors (zero biases, unit norms) once
         for p in model.parameters():
             p.normal_(0.0, 0.05)
-    model = quantize(model, replace(quant_of(bits), method="minmax"))
+    model = quantize(model, replace(weights_recipe((), bits)[0], method="minmax"))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(to_deploy(model), path, vocab)
@@ -104,17 +99,12 @@ def train(name: str, seed: int, ctx: dict) -> dict:
     """One candidate and seed through compress (cached by content): the row of its artifact."""
     from eibert.compress import VocabSettings, compress
     from eibert.distill import DistillSettings
-    from eibert.qat import QatSettings
 
     shape, vocab, bits = CANDIDATES[name]
-    rung, quant = ctx["rung"], quant_of(bits)
-    phases = rung["phases"]
-    qat = None
-    if bits == 4:  # quantization-aware from the prediction phase on
-        phases = tuple(replace(p, qat=True) if p.kind == "prediction" else p for p in phases)
-        qat = QatSettings(quant, fold=True).to_json()
+    rung = ctx["rung"]
+    quant, phases, qat = weights_recipe(rung["phases"], bits)  # INT4: quantization-aware from the prediction phase on
     t0 = time.perf_counter()
-    res = compress(ctx["tdir"], ctx["data"], student={**SHAPE, **shape}, vocab=VocabSettings(size=vocab, importance_rows=20000),
+    res = compress(ctx["tdir"], ctx["data"], student={**STUDENT, **shape}, vocab=VocabSettings(size=vocab, importance_rows=20000),
                    distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
                    quant=quant, cache_dir=ctx["cache_dir"], max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=True,
                    on_step=ctx["on_step"], targets=ctx["targets"], transfer=ctx["transfer"])

@@ -17,6 +17,8 @@ from eibutil.stats import wilson
 MAX_SEQ_LEN = 64
 # the student recipe's defaults (bench/quality.py's flags; bench/frontier.py trains with them)
 RECIPE = {"epochs": 3.0, "inter_epochs": 1.0, "cross_epochs": 0.25, "aug_copies": 3.0}
+CKPT_EVERY = 200  # phase checkpoints (steps); --budget-minutes stops at one
+STUDENT = {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512, "embedding_size": 128, "integrate": True}  # a rung's shape
 TEACHER_HP = {"epochs": 2.0, "seed": 0}  # every teacher of the ladder (structural and target) is fine-tuned so
 MPNET = Path("~/.cache/eibert/teachers/all-mpnet-base-v2").expanduser()  # scripts/get-teacher.sh mpnet puts it there
 CORPORA = Path("~/.cache/eibert/corpora").expanduser()  # scripts/get-corpora.sh
@@ -66,8 +68,28 @@ def ladder(args) -> list[dict]:
         {"variant": "+mixed", "lever": "transfer set: + 30k nlp-corpus sentences and sub-phrases (MPNet targets)",
          "base": "+reviews", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
          "transfer": {"pang-lee1": None, "nlp-corpus": 30000}},
+        # capacity per byte (bench/frontier.py's 4x256-f384-int4: the same student, so one training serves both)
+        {"variant": "+int4", "lever": "4 layers x 256 (ffn 384), INT4 weights learned in the prediction phase; same bytes",
+         "base": "+mixed", **base, "vocab": 5000, "fold": True, "augment": A, "phases": aug, "targets": ("mpnet",),
+         "transfer": {"pang-lee1": None, "nlp-corpus": 30000}, "student": {"layers": 4, "hidden": 256, "ffn": 384},
+         "bits": 4},
     ]
     return [r for r in rungs if not args.rungs or r["variant"] in args.rungs]
+
+
+def weights_recipe(phases: tuple, bits: int):
+    """(quant, phases, distill.qat) of a student with `bits`-bit weights: INT8 quantizes after training (per-channel
+    LSQ); INT4 (a step per row) trains quantization-aware from the prediction phase on, with the head folded."""
+    from dataclasses import replace
+
+    from eibert.qat import QatSettings
+    from eibert.quant import QuantSettings
+
+    quant = QuantSettings(granularity="per-channel", method="lsq", bits=bits, steps_per_block=200)
+    if bits != 4:
+        return quant, phases, None
+    return (quant, tuple(replace(p, qat=True) if p.kind == "prediction" else p for p in phases),
+            QatSettings(quant, fold=True).to_json())
 
 
 def transfer_texts(spec: dict | None, data) -> tuple[list[str], dict]:
@@ -157,7 +179,7 @@ def artifact_row(rung: dict, seed: int, res: dict, old: dict, wall_s: float, tea
     names = rung.get("targets", ())
     t_acc = {"mpnet": (mrow or {}).get("dev_accuracy"), "structural": teacher.dev_accuracy}
     fit = res["stages"]["student"].get("fit") or {}
-    return {"variant": rung["variant"], "lever": rung["lever"], "stage": "int8-artifact", "seed": seed,
+    return {"variant": rung["variant"], "lever": rung["lever"], "stage": f"int{rung.get('bits', 8)}-artifact", "seed": seed,
             "vocab_size": rung["vocab"],
             "size_bytes": res["size_bytes"], "dev_accuracy": res["dev_accuracy"],
             "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),

@@ -1,4 +1,4 @@
-"""Accuracy at 2 MB on the full SST-2: the ladder of levers, one added per rung, every rung an INT8 artifact.
+"""Accuracy at 2 MB on the full SST-2: the ladder of levers, one added per rung, every rung an INT8 artifact but `+int4`.
 
     python bench/quality.py                              # everything; resumes where a previous run stopped
     python bench/quality.py --budget-minutes 60          # stop cleanly at the first checkpoint after an hour
@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ladder import (
+    CKPT_EVERY,
     MAX_SEQ_LEN,
     MPNET,
     RECIPE,
+    STUDENT,
     TEACHER_HP,
     artifact_row,
     dump_texts,
@@ -38,6 +40,7 @@ from bench.ladder import (
     target_settings,
     target_teacher_row,
     transfer_texts,
+    weights_recipe,
 )
 from bench.mdsection import replace_section
 from eibutil import atomic_write_json
@@ -46,7 +49,8 @@ from eibutil.stats import mcnemar_exact, wilson
 
 BUDGET_BYTES = 2_000_000
 TARGET_ACC = 0.88
-CKPT_EVERY = 200
+
+
 class BudgetReached(Exception):
     pass
 
@@ -68,7 +72,8 @@ def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, ho
     lines = [
         "## Accuracy at 2 MB: the ladder (full SST-2, selection split from train, 872-row dev set)", "",
         f"Produced by `{command}` (`bench/results/quality.json`) on {host}. Every rung is an INT8 (per-channel LSQ)",
-        "artifact scored under onnxruntime; size is model.onnx + vocab.txt. Selection: "
+        "artifact (`+int4`: INT4 weights, a step per row, learned during its prediction phase) scored under onnxruntime;",
+        "size is model.onnx + vocab.txt. Selection: "
         f"{split.get('selection_sentences')} whole train sentences; {split.get('removed_rows'):,} train rows removed with them "
         f"({split.get('removed_share', 0):.1%}), leaving {split.get('train_rows_after'):,}. p: exact McNemar against "
         "the row before (dev / selection); p >= 0.05 is within noise.", "",
@@ -170,7 +175,6 @@ def main() -> None:
 
     from eibert.compress import VocabSettings, compress
     from eibert.distill import DistillSettings
-    from eibert.quant import QuantSettings
     from eibert.teacher import finetune_teacher
 
     data = load_split(args.data, args.selection_sentences)
@@ -223,16 +227,16 @@ def main() -> None:
         flush()
         print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        student = {"layers": 2, "hidden": 256, "heads": 8, "ffn": 512, "embedding_size": 128, "integrate": True, **args.student}
-        quant = QuantSettings(granularity="per-channel", method="lsq", steps_per_block=200)
         for k, (rung, seed) in enumerate(plan):
             print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)",
                   flush=True)
             t1 = time.perf_counter()
             targets = target_settings(rung, mpnet_key)
             transfer, t_report = transfer_texts(rung.get("transfer"), data)
-            res = compress(str(tdir), data, student=student, vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
-                           distill=DistillSettings(mode="cross", seed=seed, phases=rung["phases"], ckpt_every=CKPT_EVERY),
+            quant, phases, qat = weights_recipe(rung["phases"], rung.get("bits", 8))
+            res = compress(str(tdir), data, student={**STUDENT, **rung.get("student", {}), **args.student},
+                           vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
+                           distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
                            quant=quant,
                            cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=rung["fold"],
                            on_step=on_step,

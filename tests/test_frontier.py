@@ -47,3 +47,39 @@ def test_a_latency_ratio_is_judged_only_with_both_timed_and_the_table_names_ever
            "candidates": {"2x256-int8": {"size_bytes": 1_960_000, "fits": True}}}
     md = markdown(doc, Path("frontier.png"))
     assert "(in progress)" in md and "| 4x256-int4 | 4 | 0 | 1,940,000 |" in md and "| 0.900 | - |" in md
+
+
+def _rungs(*names):
+    import argparse
+
+    from bench.ladder import RECIPE, ladder
+
+    return {r["variant"]: r for r in ladder(argparse.Namespace(**RECIPE, rungs=list(names)))}
+
+
+def test_the_int4_rung_of_the_ladder_is_the_frontiers_4x256_int4_candidate_on_the_mixed_recipe():
+    """One training serves both benchmarks only if every compress argument agrees: shape, vocabulary, bits and the
+    +mixed rung's phases, augmentation, targets, transfer sources and fold."""
+    from bench.frontier import CANDIDATES
+    from bench.ladder import STUDENT
+
+    r = _rungs("+mixed", "+int4")
+    shape, vocab, bits = CANDIDATES["4x256-f384-int4"]
+    assert {**STUDENT, **r["+int4"]["student"]} == {**STUDENT, **shape}
+    assert (r["+int4"]["vocab"], r["+int4"]["bits"]) == (vocab, bits)
+    for k in ("phases", "augment", "targets", "transfer", "fold", "vocab"):
+        assert r["+int4"][k] == r["+mixed"][k], k
+    assert "student" not in r["+mixed"] and CANDIDATES["2x256-int8"][0] == {k: STUDENT[k] for k in ("layers", "hidden", "ffn")}
+
+
+def test_weights_recipe_int8_is_the_ladders_old_quantization_and_int4_learns_it_in_the_prediction_phase():
+    from bench.ladder import weights_recipe
+    from eibert.quant import QuantSettings
+
+    phases = _rungs("+mixed")["+mixed"]["phases"]
+    quant, same, qat = weights_recipe(phases, 8)
+    assert quant == QuantSettings(granularity="per-channel", method="lsq", steps_per_block=200)  # keys of INT8 rungs kept
+    assert same == phases and qat is None
+    quant4, marked, qat4 = weights_recipe(phases, 4)
+    assert quant4.bits == 4 and quant4.block is None
+    assert [p.qat for p in marked] == [p.kind == "prediction" for p in phases] and qat4["fold"] is True
