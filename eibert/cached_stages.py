@@ -188,11 +188,14 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
     key, stu_spec = student_key(cache, voc.key, teacher_fp, spec, init, distill, data, max_seq_len, augment, targets, transfer)
     hit = cache.get("student", key) is not None
     if not hit:
-        # phase checkpoints live under the key without the phase list: lists with a common prefix share phases
-        ckpt_dir = cache.area("checkpoints") / (cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}})
-                                                 if distill.phases else key)
-        _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len, ckpt_dir,
-                       progress, on_step, targets, transfer)
+        with cache.lock("student", key):  # the same student training in a parallel process: wait for it, then load it
+            hit = cache.get("student", key) is not None
+            if not hit:
+                # phase checkpoints live under the key without the phase list: lists with a common prefix share phases
+                ckpt_dir = cache.area("checkpoints") / (
+                    cache.key("phased", {**stu_spec, "distill": {**distill.to_json(), "phases": []}}) if distill.phases else key)
+                _train_student(cache, key, spec, init, teacher_dir, teacher_fp, voc, data, distill, augment, max_seq_len,
+                               ckpt_dir, progress, on_step, targets, transfer)
     sdir = cache.path("student", key)
     m = json.loads((sdir / "metrics.json").read_text())
     return StudentRecord(key, str(sdir), voc, m["torch_dev_accuracy"], m["fit"]["steps"], m["fit"],

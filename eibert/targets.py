@@ -47,11 +47,19 @@ def cached_targets(cache, teacher_key: str, texts: list[str], max_seq_len: int) 
 def label_texts(model, tok, texts: list[str], *, cache, teacher_key: str, max_seq_len: int, batch_size: int = 256,
                 progress: bool = True, teacher: dict | None = None) -> tuple[np.ndarray, dict]:
     """Logits (N, C) of `model` over `texts`, cached (see module doc); `teacher` (its accuracies) rides in the report."""
-    from eibert.textcls import model_device, predict_logits
-
     if (hit := cached_targets(cache, teacher_key, texts, max_seq_len)) is not None:
         return hit
     key = targets_key(cache, teacher_key, texts, max_seq_len)
+    with cache.lock("targets", key):  # a parallel process labelling the same rows: wait, then take its entry
+        if (hit := cached_targets(cache, teacher_key, texts, max_seq_len)) is not None:
+            return hit
+        return _label(model, tok, texts, cache, teacher_key, key, max_seq_len, batch_size, progress, teacher)
+
+
+def _label(model, tok, texts, cache, teacher_key, key, max_seq_len, batch_size, progress, teacher) -> tuple[np.ndarray, dict]:
+    """Label `texts` shard by shard into a work folder (finished shards survive a kill), then publish the entry."""
+    from eibert.textcls import model_device, predict_logits
+
     work = cache.area("targets") / f".work-{key}"
     work.mkdir(parents=True, exist_ok=True)
     n_shards = (len(texts) + SHARD_ROWS - 1) // SHARD_ROWS

@@ -108,6 +108,15 @@ def teacher_outputs(teacher, tokenizer, texts: list[str], *, layers: list[int], 
                                         "texts": hash_texts(texts), "shard_rows": SHARD_ROWS})
     if (hit := cache.get("teacher_outputs", key)) is not None:
         return TeacherOutputs(hit), {**cache.meta("teacher_outputs", key)["report"], "cache_hit": True, "key": key}
+    with cache.lock("teacher_outputs", key):  # a parallel process computing it: wait, then take its entry
+        if cache.get("teacher_outputs", key) is not None:
+            return teacher_outputs(teacher, tokenizer, texts, layers=layers, max_seq_len=max_seq_len, cache=cache,
+                                   key_spec=key_spec, progress=progress)
+        return _compute(teacher, tokenizer, texts, layers, max_seq_len, cache, key, progress)
+
+
+def _compute(teacher, tokenizer, texts, layers, max_seq_len, cache, key: str, progress: bool) -> tuple[TeacherOutputs, dict]:
+    """Label `texts` shard by shard into a work folder (finished shards survive a kill), then publish the entry."""
     work = cache.area("teacher_outputs") / f".work-{key}"
     work.mkdir(parents=True, exist_ok=True)
     teacher.eval()

@@ -10,7 +10,9 @@ of the cache folder's layout: every area below the root is named in AREAS and re
         hit = cache.get("teacher", key)
 
 An entry exists only once complete: a crash mid-write leaves a `.tmp-*` folder that is ignored and
-cleaned up later, never a half entry.
+cleaned up later, never a half entry. Expensive entries are computed under `cache.lock(kind, key)`: a second
+process asking for the same entry (parallel benchmark workers) waits for the first and then finds it published,
+instead of computing it again beside it.
 """
 
 import contextlib
@@ -82,3 +84,18 @@ class Cache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    @contextlib.contextmanager
+    def lock(self, kind: str, key: str):
+        """Hold one entry's lock (an exclusive flock on `.lock-KEY` in its area) while computing it; released when
+        the block ends or the process dies. Check `get` again once inside: another process may have published it."""
+        import fcntl
+
+        area = self.area(kind)
+        area.mkdir(parents=True, exist_ok=True)
+        with open(area / f".lock-{key}", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)

@@ -148,3 +148,72 @@ def test_an_mpnet_structural_teacher_is_refused_with_its_role_named(tmp_path):
     folder = _st_mpnet_folder(tmp_path / "mpnet")
     with pytest.raises(UserError, match="structural teacher .* must be a BERT.*target teachers"):
         _teacher(str(folder))
+
+
+def test_a_second_labeller_of_the_same_rows_waits_for_the_first_and_takes_its_entry(tmp_path, monkeypatch, tiny_bert):
+    """Parallel benchmark workers: the rows are labelled once; the second caller blocks on the entry's lock and then
+    reads what the first published (no label computed twice, the same logits)."""
+    import threading
+    import time
+
+    from eibert import targets, textcls
+    from eibert.hub import load_classifier, load_tokenizer
+    from eibutil.cache import Cache
+
+    monkeypatch.setattr(targets, "SHARD_ROWS", 8)
+    texts = [s for s, _ in tiny_sentences(24)]
+    model, tok = load_classifier(str(tiny_bert)), load_tokenizer(str(tiny_bert))
+    real, calls, started, go = textcls.predict_logits, [], threading.Event(), threading.Event()
+
+    def slow(m, rows, **kw):
+        calls.append(threading.current_thread().name)
+        started.set()
+        go.wait(30)
+        return real(m, rows, **kw)
+
+    monkeypatch.setattr(textcls, "predict_logits", slow)
+    out: dict = {}
+
+    def label(name):
+        out[name] = targets.label_texts(model, tok, texts, cache=Cache(tmp_path), teacher_key="k", max_seq_len=32,
+                                        progress=False)
+
+    first = threading.Thread(target=label, args=("first",), name="first")
+    first.start()
+    assert started.wait(30)
+    second = threading.Thread(target=label, args=("second",), name="second")
+    second.start()
+    time.sleep(0.5)
+    assert second.is_alive() and "second" not in out  # waiting on the lock, not labelling beside the first
+    go.set()
+    first.join(60), second.join(60)
+    assert calls == ["first"] * 3 and not out["first"][1]["cache_hit"] and out["second"][1]["cache_hit"]
+    assert np.array_equal(out["first"][0], out["second"][0])
+
+
+def test_an_entry_lock_is_held_across_processes_and_freed_when_its_holder_dies(tmp_path):
+    import subprocess
+    import sys
+    import threading
+
+    from eibutil.cache import Cache
+
+    code = ("import sys, time; from eibutil.cache import Cache\n"
+            "with Cache(sys.argv[1]).lock('student', 'k'):\n    print('held', flush=True); time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    got = threading.Event()
+
+    def take():
+        with Cache(tmp_path).lock("student", "k"):
+            got.set()
+
+    try:
+        assert p.stdout.readline().strip() == "held"
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        assert not got.wait(1.0)  # another process holds it
+        p.kill()  # the holder dies mid-computation: its lock goes with it
+        assert got.wait(30)
+    finally:
+        p.kill()
+        p.wait()
