@@ -48,6 +48,7 @@ from bench.ladder import (  # noqa: E402
     weights_recipe,
 )
 from bench.mdsection import replace_section  # noqa: E402
+from bench.workers import count, job_done, parse_job, run_jobs  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
 from eibutil.stats import wilson  # noqa: E402
@@ -147,6 +148,10 @@ def parse_args():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--no-timing", action="store_true", help="leave out the latency runs (a machine shared with other work)")
     ap.add_argument("--budget-minutes", type=float, default=None, help="stop cleanly at the first checkpoint after this long")
+    ap.add_argument("--workers", type=count, default=1, help="train the candidates in this many processes side by side, "
+                    "1 torch thread each (~1.5x the steps on 2 cores; bench/workers.py)")
+    ap.add_argument("--threads", type=count, default=None, help="torch threads of this process (default: torch's)")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a worker's job, CANDIDATE:SEED
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/frontier.json")
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
@@ -196,7 +201,17 @@ def main() -> None:
         if deadline is not None and step % CKPT_EVERY == 0 and time.time() > deadline:
             raise BudgetReached
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     ctx = {**setup(args), "on_step": on_step}
+    if args.only:  # a worker: train one job, say so, write nothing
+        name, seed = parse_job(args.only)
+        if name not in CANDIDATES:
+            raise SystemExit(f"--only: no candidate {name!r}")
+        row = train(name, seed, ctx)
+        return job_done(args.only, row["key"], row["wall_s"])
     budgets = sorted(int(b * 1_000_000) for b in args.budgets)
     size = sizes(args.candidates, ctx)
     fitting = [n for n in args.candidates if size[n] <= budgets[-1]]
@@ -215,24 +230,37 @@ def main() -> None:
         plot(doc, args.figure)
         replace_section(args.md, "frontier", markdown(doc, args.figure.relative_to(args.md.parent)))
 
+    walls: dict[str, float] = {}
+
+    def in_workers(jobs: list[tuple[str, int]]) -> None:
+        todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in rows)]
+        if args.workers > 1 and todo:
+            walls.update(run_jobs(Path(__file__), sys.argv[1:], todo, workers=args.workers,
+                                  log_dir=Path(ctx["cache_dir"]) / "logs" / "frontier-workers", deadline=deadline))
+            if deadline is not None and time.time() > deadline:
+                raise BudgetReached
+
     def add(name: str, seed: int) -> dict:
         if (have := next((r for r in rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
             return have
         print(f"{name} seed {seed}: {size[name]:,} bytes", flush=True)
         rows.append(train(name, seed, ctx))
         old = stored_rows.get(rows[-1]["key"], {})
-        rows[-1].update(latency=old.get("latency"), wall_s=old.get("wall_s", rows[-1]["wall_s"]),
+        wall = walls.get(f"{name}:{seed}", rows[-1]["wall_s"])  # a worker's job: its own time
+        rows[-1].update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
                         planned_bytes=size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
         flush()
         return rows[-1]
 
     try:
+        in_workers([(n, args.seeds[0]) for n in fitting])
         for name in fitting:
             add(name, args.seeds[0])
-        for b in budgets:
-            for name in summarize(rows, [b], labels)[str(b)]["train_every_seed"]:
-                for seed in args.seeds:
-                    add(name, seed)
+        chosen = [n for b in budgets for n in summarize(rows, [b], labels)[str(b)]["train_every_seed"]]
+        in_workers([(n, s) for n in dict.fromkeys(chosen) for s in args.seeds])
+        for name in chosen:
+            for seed in args.seeds:
+                add(name, seed)
         if not args.no_timing:
             for r in rows:
                 if r["seed"] == args.seeds[0] and r.get("latency") is None:

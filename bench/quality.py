@@ -43,89 +43,15 @@ from bench.ladder import (
     weights_recipe,
 )
 from bench.mdsection import replace_section
+from bench.quality_report import add_paired_tests, markdown, pick_headline
+from bench.workers import count, job_done, parse_job, run_jobs
 from eibutil import atomic_write_json
 from eibutil.logs import configure
-from eibutil.stats import mcnemar_exact, wilson
-
-BUDGET_BYTES = 2_000_000
-TARGET_ACC = 0.88
+from eibutil.stats import wilson
 
 
 class BudgetReached(Exception):
     pass
-
-
-def add_paired_tests(rows: list[dict], seed: int, dev_labels: list[int], sel_labels: list[int]) -> None:
-    """p of an exact McNemar test of each rung against its base (the rung before it unless it names one; same
-    seed), on dev and selection."""
-    ladder_rows = [r for r in rows if r["stage"] != "teacher" and r["seed"] == seed]
-    by_name = {r["variant"]: r for r in ladder_rows}
-    for before, r in zip(ladder_rows, ladder_rows[1:]):
-        prev = by_name.get(r.get("base")) or before
-        r["vs"] = prev["variant"]
-        for split, labels in (("dev", dev_labels), ("selection", sel_labels)):
-            if split in r["predictions"] and split in prev["predictions"]:
-                r[f"p_{split}_vs_prev"] = mcnemar_exact(r["predictions"][split], prev["predictions"][split], labels)["p_value"]
-
-
-def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, host: str) -> str:
-    lines = [
-        "## Accuracy at 2 MB: the ladder (full SST-2, selection split from train, 872-row dev set)", "",
-        f"Produced by `{command}` (`bench/results/quality.json`) on {host}. Every rung is an INT8 (per-channel LSQ)",
-        "artifact (`+int4`: INT4 weights, a step per row, learned during its prediction phase) scored under onnxruntime;",
-        "size is model.onnx + vocab.txt. Selection: "
-        f"{split.get('selection_sentences')} whole train sentences; {split.get('removed_rows'):,} train rows removed with them "
-        f"({split.get('removed_share', 0):.1%}), leaving {split.get('train_rows_after'):,}. p: exact McNemar against "
-        "the row before (dev / selection); p >= 0.05 is within noise.", "",
-        "| variant | lever | seed | size bytes | dev accuracy [95% CI] | selection | p dev | p sel | wall s |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|",
-    ]
-    fmt = lambda p: "-" if p is None else f"{p:.3f}"
-    for r in rows:
-        lo, hi = r["dev_ci95"]
-        sel = "-" if r.get("selection_accuracy") is None else f"{r['selection_accuracy']:.4f}"
-        lines.append(f"| {r['variant']} | {r['lever']} | {r['seed']} | {r['size_bytes']:,} | {r['dev_accuracy']:.4f} [{lo:.3f}, "
-                     f"{hi:.3f}] | {sel} | {fmt(r.get('p_dev_vs_prev'))} | {fmt(r.get('p_selection_vs_prev'))} | "
-                     f"{r['wall_s']:.0f} |")
-    lines += ["", headline(rows), "", "Wall time of each stage (as first computed; cache hits cost ~0):", "",
-              "| stage | rows / steps | wall s |", "|---|---:|---:|"]
-    seen: dict[str, dict] = {}
-    for st in stages:
-        seen.setdefault(st["stage"], st)
-    lines += [f"| {st['stage']} | {st.get('rows') or '-'} | {st['wall_s']:.0f} |" for st in seen.values()]
-    return "\n".join(lines)
-
-
-def headline_candidates(rows: list[dict]) -> dict[str, list[dict]]:
-    """Artifacts within the byte budget, by variant, among those run with every seed (a rung measured on
-    one seed is not compared with a mean over two)."""
-    cands: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["stage"] != "teacher" and r["size_bytes"] <= BUDGET_BYTES:
-            cands.setdefault(r["variant"], []).append(r)
-    most = max((len(rs) for rs in cands.values()), default=0)
-    return {k: rs for k, rs in cands.items() if len(rs) == most}
-
-
-def pick_headline(rows: list[dict]) -> tuple[str, list[dict]] | None:
-    """The variant chosen on mean selection accuracy over its seeds."""
-    cands = headline_candidates(rows)
-    return max(cands.items(), key=lambda kv: sum(r["selection_accuracy"] or 0 for r in kv[1]) / len(kv[1])) if cands else None
-
-
-def headline(rows: list[dict]) -> str:
-    """The variant chosen on the selection split among artifacts within the byte budget, over its seeds."""
-    picked = pick_headline(rows)
-    if picked is None:
-        return "Headline: no artifact within the budget yet."
-    name, rs = picked
-    mean = sum(r["dev_accuracy"] for r in rs) / len(rs)
-    each = ", ".join(f"seed {r['seed']}: {r['dev_accuracy']:.4f}" for r in rs)
-    verdict = "reached" if mean >= TARGET_ACC and len(rs) >= 2 else ("not reached" if mean < TARGET_ACC
-                                                                     else "reached on one seed only")
-    return (f"Headline (chosen on mean selection accuracy among the variants run with every seed, <= {BUDGET_BYTES:,} bytes): "
-            f"**{name}**, {max(r['size_bytes'] for r in rs):,} bytes, dev accuracy {mean:.4f} mean over {len(rs)} "
-            f"seed(s) ({each}); target {TARGET_ACC:.1%} {verdict}.")
 
 
 def parse_args():
@@ -150,6 +76,10 @@ def parse_args():
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
     ap.add_argument("--ship", type=Path, default=ROOT / "models/sst2-2mb", help="where the headline artifact is copied")
     ap.add_argument("--ship-only", action="store_true", help="copy the headline of the rows in --out now (a run cut short)")
+    ap.add_argument("--workers", type=count, default=1, help="train the planned rungs and seeds in this many processes "
+                    "side by side, 1 torch thread each (~1.5x the steps on 2 cores; bench/workers.py)")
+    ap.add_argument("--threads", type=count, default=None, help="torch threads of this process (default: torch's)")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a worker's job, VARIANT:SEED
     ap.add_argument("--dump-texts", type=Path, default=None, help="write the rows each target-teacher rung needs labelled "
                     "(JSON lists, for bench/label_targets.py on another machine) and stop")
     return ap.parse_args()
@@ -173,15 +103,17 @@ def main() -> None:
         if deadline is not None and step % CKPT_EVERY == 0 and time.time() > deadline:
             raise BudgetReached
 
-    from eibert.compress import VocabSettings, compress
-    from eibert.distill import DistillSettings
-    from eibert.teacher import finetune_teacher
-
-    data = load_split(args.data, args.selection_sentences)
-    dev_labels, sel_labels = list(data.dev["label"]), list(data.selection["label"])
     import torch
 
+    from eibert.teacher import finetune_teacher
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_split(args.data, args.selection_sentences)
+    dev_labels, sel_labels = list(data.dev["label"]), list(data.selection["label"])
     host = f"{os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads), no GPU"
+    if args.workers > 1:
+        host += f"; students trained by {args.workers} workers side by side, 1 torch thread each"
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
     old = {r["key"]: r for r in stored.get("rows", []) if r.get("key")}
     rungs = ladder(args)
@@ -220,6 +152,14 @@ def main() -> None:
                         "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key,
                         "predictions": {}})
         mpnet_key = target_key(args, data)
+        if args.only:  # a worker: train one job, say so, write nothing
+            name, seed = parse_job(args.only)
+            rung = next((r for r in rungs if r["variant"] == name), None)
+            if rung is None:
+                raise SystemExit(f"--only: no rung {name!r} among {[r['variant'] for r in rungs]}")
+            t1 = time.perf_counter()
+            res, _ = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
+            return job_done(args.only, res["cache_key"], time.perf_counter() - t1)
         if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
             rows.insert(1, mrow)
         stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}]
@@ -227,21 +167,18 @@ def main() -> None:
         flush()
         print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        walls = {} if args.workers <= 1 else run_jobs(
+            Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
+            log_dir=args.cache_dir / "logs" / "quality-workers", deadline=deadline)
+        if deadline is not None and time.time() > deadline:
+            raise BudgetReached
         for k, (rung, seed) in enumerate(plan):
             print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)",
                   flush=True)
             t1 = time.perf_counter()
-            targets = target_settings(rung, mpnet_key)
-            transfer, t_report = transfer_texts(rung.get("transfer"), data)
-            quant, phases, qat = weights_recipe(rung["phases"], rung.get("bits", 8))
-            res = compress(str(tdir), data, student={**STUDENT, **rung.get("student", {}), **args.student},
-                           vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
-                           distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
-                           quant=quant,
-                           cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=rung["fold"],
-                           on_step=on_step,
-                           targets=targets, transfer=transfer)
-            row = artifact_row(rung, seed, res, old, time.perf_counter() - t1, teacher, mrow, t_report)
+            res, t_report = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
+            wall = walls.get(f"{rung['variant']}:{seed}", time.perf_counter() - t1)  # a worker's job: its own time
+            row = artifact_row(rung, seed, res, old, wall, teacher, mrow, t_report)
             rows.append(row)
             stages.extend(stage_times(row, res))
             flush()
@@ -253,6 +190,22 @@ def main() -> None:
         flush()
         print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue",
               flush=True)
+
+
+def train_rung(rung: dict, seed: int, args, data, tdir: Path, mpnet_key: str | None, on_step) -> tuple[dict, dict]:
+    """One rung and seed through compress (every stage cached by content): (its artifact record, transfer report)."""
+    from eibert.compress import VocabSettings, compress
+    from eibert.distill import DistillSettings
+
+    targets = target_settings(rung, mpnet_key)
+    transfer, t_report = transfer_texts(rung.get("transfer"), data)
+    quant, phases, qat = weights_recipe(rung["phases"], rung.get("bits", 8))
+    res = compress(str(tdir), data, student={**STUDENT, **rung.get("student", {}), **args.student},
+                   vocab=VocabSettings(size=rung["vocab"], importance_rows=20000),
+                   distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
+                   quant=quant, cache_dir=str(args.cache_dir), max_seq_len=MAX_SEQ_LEN, augment=rung["augment"],
+                   fold=rung["fold"], on_step=on_step, targets=targets, transfer=transfer)
+    return res, t_report
 
 
 def stage_times(row: dict, res: dict) -> list[dict]:
