@@ -50,6 +50,7 @@ from bench.ladder import (  # noqa: E402
 from bench.mdsection import replace_section  # noqa: E402
 from bench.workers import count, job_done, parse_job, run_jobs  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
+from eibutil.cache import Cache  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
 from eibutil.stats import wilson  # noqa: E402
 
@@ -236,7 +237,7 @@ def main() -> None:
         todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in rows)]
         if args.workers > 1 and todo:
             walls.update(run_jobs(Path(__file__), sys.argv[1:], todo, workers=args.workers,
-                                  log_dir=Path(ctx["cache_dir"]) / "logs" / "frontier-workers", deadline=deadline))
+                                  log_dir=Cache(ctx["cache_dir"]).area("logs") / "frontier-workers", deadline=deadline))
             if deadline is not None and time.time() > deadline:
                 raise BudgetReached
 

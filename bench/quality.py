@@ -46,6 +46,7 @@ from bench.mdsection import replace_section
 from bench.quality_report import add_paired_tests, markdown, pick_headline
 from bench.workers import count, job_done, parse_job, run_jobs
 from eibutil import atomic_write_json
+from eibutil.cache import Cache
 from eibutil.logs import configure
 from eibutil.stats import wilson
 
@@ -169,7 +170,7 @@ def main() -> None:
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
         walls = {} if args.workers <= 1 else run_jobs(
             Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
-            log_dir=args.cache_dir / "logs" / "quality-workers", deadline=deadline)
+            log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline)
         if deadline is not None and time.time() > deadline:
             raise BudgetReached
         for k, (rung, seed) in enumerate(plan):

@@ -1,7 +1,7 @@
 """Independent trainings of a benchmark in parallel worker processes, one torch thread each.
 
     from bench.workers import run_jobs, job_done
-    walls = run_jobs(Path(__file__), sys.argv[1:], ["+mixed:0", "+mixed:1"], workers=2, log_dir=cache / "logs")
+    walls = run_jobs(Path(__file__), sys.argv[1:], ["+mixed:0", "+mixed:1"], workers=2, log_dir=Cache(d).area("logs") / "x")
 
 The small students of this project scale poorly over threads: on the 2-core machines here one student trained with
 2 threads took 48-58 ms a step, two students side by side with 1 thread each 66-73 ms a step each, so two workers

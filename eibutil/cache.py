@@ -37,6 +37,7 @@ AREAS = {
     "measure": "stored measurements", "inputs": "prepared device inputs", "onnx": "float ONNX exports",
     "qdq": "QDQ exports for OpenVINO", "tvm": "TVM builds", "tuning": "MetaSchedule databases",
     "programs": "torch.export programs", "e2e": "end-to-end texts", "null": "null-model floors",
+    "logs": "benchmark workers' logs (bench/workers.py)",
 }
 
 
