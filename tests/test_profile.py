@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.measure.profile import KINDS, summarize_profile
+from harness.measure.profile import KINDS, profile_text, summarize_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models/sst2-2mb"
@@ -14,9 +14,9 @@ SPEC = {"layers": 2, "hidden": 256, "embedding_size": 128, "heads": 8}
 @pytest.mark.parametrize("runtime", ["onnxruntime", "tvm", "openvino"])
 @pytest.mark.integration
 def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
-    """The profile's operators, their profiler's cost per call taken off, add up to the unprofiled p50 within 20%
-    for onnxruntime and TVM (one thread: onnxruntime's profiler serialises its thread pool, so at two its sum runs
-    above the p50); OpenVINO's counters cover at least a third of it."""
+    """The profile's operators, their profiler's cost per call taken off, add up to the unprofiled inferences
+    interleaved with the profiled ones within 20% for onnxruntime and TVM (one thread: onnxruntime's profiler
+    serialises its thread pool, so at two its sum runs above them); OpenVINO's counters cover at least a third."""
     from devices.inventory import DeviceSpec
     from eibert.data import load_task
     from harness.measure.run import MeasureSettings, measure_on_device
@@ -29,12 +29,13 @@ def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime):
     # (its p50 itself moved from 0.79 to 1.29 ms between two runs on one idle machine)
     low = 0.35 if runtime == "openvino" else 0.8
     ratios = []
-    for attempt in range(2):  # the profiled and the timed pass run one after the other: a load that comes and goes
-        # between them moves their ratio (onnxruntime: 1.22 once, with another process on the cores), so one retry
+    for attempt in range(2):  # the plain inferences run between the profiled ones, so a load that comes and goes moves
+        # both (against the earlier timed pass, TVM's sum was once 1.64 x in CI); one retry for a load during a pass
         out = measure_on_device(MODEL, "local", spec, runtime, load_task().dev, st, tmp_path / f"cache{attempt}")
         p = out["metrics"]["profile"]
         assert p and not p.get("error") and p["runs"] == 300 and set(p["by_kind_ms"]) == set(KINDS)
-        ratios.append((p["sum_ms"] / out["p50_ms"], p["sum_ms"], out["p50_ms"]))
+        assert p["p50_ms"] == out["p50_ms"] and p["sum_over_p50"] == pytest.approx(p["sum_ms"] / out["p50_ms"])
+        ratios.append((p["sum_ms"] / p["plain_ms"], p["sum_ms"], p["plain_ms"], out["p50_ms"]))
         if low <= ratios[-1][0] <= 1.2:
             break
     assert low <= ratios[-1][0] <= 1.2, (ratios, p["by_kind_ms"])
@@ -64,7 +65,12 @@ def test_onnxruntime_nodes_are_grouped_by_their_module_path():
     assert p["by_kind_ms"] == pytest.approx({"embedding": 0.01, "attention": 0.03, "feed-forward": 0.03, "norms": 0.02,
                                              "head": 0.01, "quantize": 0.01, "other": 0.01})
     assert p["by_layer_ms"] == pytest.approx({"0": 0.05, "1": 0.02, "3": 0.02})
-    assert p["sum_over_p50"] == pytest.approx(1.2) and p["overhead"] == pytest.approx(1.0)
+    assert p["sum_over_p50"] == pytest.approx(1.2) and p["overhead"] == pytest.approx(1.0) and p["sum_over_plain"] is None
+    # with unprofiled inferences interleaved, the sum and the overhead are held against them (the p50 stays beside)
+    p = summarize_profile({"tool": "onnxruntime session profiling", "runs": 3, "calls": calls, "wall_ms": 0.2,
+                           "plain_ms": 0.16}, 0.1)
+    assert p["sum_over_plain"] == pytest.approx(0.75) and p["overhead"] == pytest.approx(0.25)
+    assert p["sum_over_p50"] == pytest.approx(1.2) and "0.75 x the 0.160 ms" in profile_text(p)
 
 
 def _tvm(name, *shapes, us=10.0):

@@ -6,9 +6,12 @@
 
 Each returns one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
 argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
-times, for the overhead) and `overhead_us_per_call` (what the profiler adds to each call, estimated as the
-cheapest call's time and already subtracted from `us`). The profiled pass runs after the timed pass, so the
-model's latency numbers never include the profiler.
+times, for the overhead), `plain_ms` (the median of as many unprofiled inferences, each run right before a
+profiled one, so the profile's sum is held against the machine as it was during the profile: a load that comes
+and goes between the timed pass and this one once put TVM's sum at 1.64 x the earlier p50) and
+`overhead_us_per_call` (what the profiler adds to each call, estimated as the cheapest call's time and already
+subtracted from `us`). The profiled pass runs after the timed pass, so the model's latency numbers never include
+the profiler.
 """
 
 import json
@@ -21,6 +24,13 @@ def _median(xs):
     return xs[len(xs) // 2] if xs else None
 
 
+def _timed(fn, *args):
+    """Milliseconds one call of fn takes."""
+    t = time.perf_counter_ns()
+    fn(*args)
+    return (time.perf_counter_ns() - t) / 1e6
+
+
 def _less_cheapest(calls, spans, per):
     """Each node's mean time per inference (its summed spans over `per`) less the profiler's own cost per call: a
     profiler that records whole microseconds and adds its cost to each node shows the cheapest node's typical time
@@ -31,21 +41,32 @@ def _less_cheapest(calls, spans, per):
     return float(overhead)
 
 
-def profile_onnxruntime(ort, model, threads, feeds, runs):
-    """A second session with profiling on; per-node `_kernel_time` events summed per node over `runs`."""
+def _ort_session(ort, model, threads, profile):
+    """The profiled session, or the plain one beside it (whose pool does not spin: it would take the cores from the
+    profiled inference that follows each of its own)."""
     so = ort.SessionOptions()
+    if not profile:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    so.enable_profiling = True
+    so.enable_profiling = profile
     so.profile_file_prefix = os.path.join(os.getcwd(), "ort-profile")
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+def profile_onnxruntime(ort, model, threads, feeds, runs):
+    """A second session with profiling on; per-node `_kernel_time` events summed per node over `runs`."""
+    sess = _ort_session(ort, model, threads, True)
     for _ in range(5):
         sess.run(["logits"], feeds)
     trace = sess.end_profiling()  # warm-up events go to the first file; a new session starts a clean trace
     os.unlink(trace)
-    sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    sess, plain_sess = _ort_session(ort, model, threads, True), _ort_session(ort, model, threads, False)
+    plain_sess.run(["logits"], feeds)
+    plain = []
     for _ in range(runs):
+        plain.append(_timed(plain_sess.run, ["logits"], feeds))
         sess.run(["logits"], feeds)
     trace = sess.end_profiling()
     with open(trace) as f:
@@ -64,13 +85,14 @@ def profile_onnxruntime(ort, model, threads, feeds, runs):
         spans.setdefault(name, []).append(e["dur"])
     overhead = _less_cheapest(calls, spans, max(1, len(wall)))
     return {"tool": "onnxruntime session profiling", "runs": len(wall), "calls": list(calls.values()),
-            "wall_ms": _median(wall), "overhead_us_per_call": overhead}
+            "wall_ms": _median(wall), "plain_ms": _median(plain), "overhead_us_per_call": overhead}
 
 
 def profile_tvm(tvm, machine, args, runs):
     """The VM calls a Python function before and after every call (kernel or builtin); the time between is the
-    call's. The cheapest call of an inference (a builtin that does nothing) is taken as the instrument's own
-    cost per call and subtracted from every call."""
+    call's. The cheapest call of an inference (a builtin that does nothing), its median over the runs, is taken as
+    the instrument's own cost per call and subtracted from every call (its fastest run instead, 0.48 against 0.85 us
+    here, left ~0.4 us a call in the sum: with 442 calls an inference, 1.2 x the unprofiled time)."""
     named, spans, stack = [], [], []
 
     def instrument(func, symbol, before, ret, *call_args):
@@ -89,37 +111,39 @@ def profile_tvm(tvm, machine, args, runs):
     naming = False
     per_run = len(named)
     spans.clear()
-    wall = []
+    wall, plain = [], []
     for _ in range(runs):
-        t = time.perf_counter_ns()
-        main(*args)
-        wall.append((time.perf_counter_ns() - t) / 1e6)
+        machine.set_instrument(None)
+        plain.append(_timed(main, *args))
+        machine.set_instrument(instrument)
+        wall.append(_timed(main, *args))
+    machine.set_instrument(None)
     if not per_run or len(spans) != per_run * runs:
         return {"tool": "tvm relax vm instrument", "error": "the calls of an inference changed between runs"}
-    overhead_ns = min(min(spans[i::per_run]) for i in range(per_run))
+    overhead_ns = min(_median(spans[i::per_run]) for i in range(per_run))  # as _less_cheapest: the cheapest call's median
     calls = [{"name": sym, "op": sym, "shapes": shp, "us": max(0.0, sum(spans[i::per_run]) / runs - overhead_ns) / 1000.0}
              for i, (sym, shp) in enumerate(named)]
     return {"tool": "tvm relax vm instrument", "runs": runs, "calls": calls, "wall_ms": _median(wall),
-            "overhead_us_per_call": overhead_ns / 1000.0}
+            "plain_ms": _median(plain), "overhead_us_per_call": overhead_ns / 1000.0}
 
 
 def profile_openvino(ov, model, threads, feeds, runs):
     """A second compiled model with PERF_COUNT on; each executed node's real time summed over `runs` (OpenVINO
     names nodes after the ONNX nodes they came from; `op` is the kernel it ran, e.g. brgemm_avx512_I8)."""
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY",
-                                                      "PERF_COUNT": "YES"})
-    request = compiled.create_infer_request()
+    core, config = ov.Core(), {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"}
+    request = core.compile_model(model, "CPU", {**config, "PERF_COUNT": "YES"}).create_infer_request()
+    plain_request = core.compile_model(model, "CPU", config).create_infer_request()
     for _ in range(5):
         request.infer(feeds)
-    calls, spans, wall = {}, {}, []
+        plain_request.infer(feeds)
+    calls, spans, wall, plain = {}, {}, [], []
     for _ in range(runs):
-        t = time.perf_counter_ns()
-        request.infer(feeds)
-        wall.append((time.perf_counter_ns() - t) / 1e6)
+        plain.append(_timed(plain_request.infer, feeds))
+        wall.append(_timed(request.infer, feeds))
         for p in request.profiling_info:
             if str(p.status).endswith("EXECUTED"):
                 calls.setdefault(p.node_name, {"name": p.node_name, "op": f"{p.node_type} ({p.exec_type})", "shapes": []})
                 spans.setdefault(p.node_name, []).append(p.real_time.total_seconds() * 1e6)
     overhead = _less_cheapest(calls, spans, runs)
     return {"tool": "openvino perf counters", "runs": runs, "calls": list(calls.values()), "wall_ms": _median(wall),
-            "overhead_us_per_call": overhead}
+            "plain_ms": _median(plain), "overhead_us_per_call": overhead}

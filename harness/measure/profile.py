@@ -8,8 +8,10 @@ onnxruntime's session profiler or by the TVM Relax VM's call instrument, in a pa
 each operator gets a kind (embedding, attention, feed-forward, norms, head, quantize: the activation
 quantization and dequantization of the integer layers, other) and, where it can be told,
 a layer; the summary holds the milliseconds per kind and per layer, the top operators, the profile's sum
-against the unprofiled p50 (`sum_over_p50`) and the profiler's own overhead (its inferences' wall time
-against the p50).
+against the timed pass's p50 (`sum_over_p50`) and against the median of the unprofiled inferences interleaved with
+the profiled ones (`plain_ms`, `sum_over_plain`: the same machine at the same moment, so a load that comes and goes
+between the passes does not move it), and the profiler's own overhead (its inferences' wall time against the
+interleaved plain ones, or the p50).
 """
 
 import re
@@ -126,11 +128,12 @@ def summarize_profile(prof: dict | None, p50_ms: float | None, spec: dict | None
     top = sorted(ops.values(), key=lambda o: -o["ms"])[:TOP]
     for o in top:
         o["share"] = o["ms"] / total if total else None
-    wall = prof.get("wall_ms")
+    wall, plain = prof.get("wall_ms"), prof.get("plain_ms")
+    ref = plain or p50_ms
     return {"tool": prof["tool"], "runs": prof["runs"], "calls": len(calls), "sum_ms": total, "by_kind_ms": by_kind,
-            "by_layer_ms": by_layer, "top": top, "wall_ms": wall, "p50_ms": p50_ms,
-            "sum_over_p50": total / p50_ms if p50_ms else None,
-            "overhead": wall / p50_ms - 1 if wall and p50_ms else None, "overhead_us_per_call": prof.get("overhead_us_per_call")}
+            "by_layer_ms": by_layer, "top": top, "wall_ms": wall, "p50_ms": p50_ms, "plain_ms": plain,
+            "sum_over_p50": total / p50_ms if p50_ms else None, "sum_over_plain": total / plain if plain else None,
+            "overhead": wall / ref - 1 if wall and ref else None, "overhead_us_per_call": prof.get("overhead_us_per_call")}
 
 
 def profile_text(p: dict) -> str:
@@ -141,6 +144,8 @@ def profile_text(p: dict) -> str:
     top = "  ".join(f"{o['op']} ({o['kind']}) {o['ms']:.3f}" for o in p["top"][:5])
     over = f"{p['overhead']:+.0%}" if p.get("overhead") is not None else "?"
     ratio = f"{p['sum_over_p50']:.2f}" if p.get("sum_over_p50") is not None else "?"
+    plain = (f" ({p['sum_over_plain']:.2f} x the {p['plain_ms']:.3f} ms of the unprofiled inferences between the profiled ones)"
+             if p.get("sum_over_plain") is not None else "")
     return (f"profile ({p['tool']}, {p['runs']} inferences, {p['calls']} calls): ms per inference: {kinds}\n"
-            f"  sum {p['sum_ms']:.3f} ms = {ratio} x the p50; the profiler's own overhead {over} of the p50\n"
+            f"  sum {p['sum_ms']:.3f} ms = {ratio} x the p50{plain}; the profiler's own overhead {over}\n"
             f"  top: {top}")

@@ -31,19 +31,27 @@ def _label(r) -> str:
     return f"{r.variant} ({r.runtime})"
 
 
+def _sum_share(p: dict) -> str:
+    """The profile's sum against the timed p50 and against the unprofiled inferences interleaved with it."""
+    parts = [f"{p['sum_over_p50']:.2f} x p50"] if p.get("sum_over_p50") else []
+    if p.get("sum_over_plain"):
+        parts.append(f"{p['sum_over_plain']:.2f} x interleaved")
+    return ", ".join(parts) or "-"
+
+
 def profile_table(m: ReportModel, dev: str) -> Table | None:
     rows = []
     for r in _profiled(m, dev):
         p = r.profile
         for o in p["top"][:TOP_SHOWN]:
             rows.append([_label(r), o["op"], o["kind"], o["calls"], ms(o["ms"]), f"{100 * (o['share'] or 0):.0f}%"])
-        rows.append([_label(r), "(all operators)", "", p["calls"], ms(p["sum_ms"]),
-                     f"{p['sum_over_p50']:.2f} x p50" if p.get("sum_over_p50") else "-"])
+        rows.append([_label(r), "(all operators)", "", p["calls"], ms(p["sum_ms"]), _sum_share(p)])
     if not rows:
         return None
     note = ("Time per inference by operator, from a profiled pass after the timed one (onnxruntime: session profiling, "
             "by operator type; TVM: the VM's call instrument, by kernel). Each profiler's own cost per call, estimated as its "
-            "cheapest call, is subtracted; the last row of each model compares the profile's sum with the unprofiled p50. "
+            "cheapest call, is subtracted; the last row of each model compares the profile's sum with the unprofiled p50 "
+            "and with the median of unprofiled inferences run between the profiled ones (the machine at the same moment). "
             "onnxruntime's profiler also serialises its thread pool, so at 2 threads its sum can exceed the p50.")
     return Table(f"ops-{dev}", f"Top operators on {dev}", note,
                  _frame(rows, ["model", "operator", "kind", "calls", "ms per inference", "share"]))
