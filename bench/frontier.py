@@ -13,7 +13,7 @@ is the input width and its scales cost one float per row) train quantization-awa
 
 The plan: every candidate whose exact deployed bytes (model.onnx of the untrained shape, which has the trained one's
 bytes, plus the pruned vocabulary's vocab.txt) fit the largest budget trains with the first seed; per budget the
-best fitting candidate on selection accuracy, and the best fitting INT8 candidate, train with every seed; each
+best fitting candidate on selection accuracy, the best fitting INT8 and the best fitting INT4 one train with every seed; each
 chosen artifact is timed on the local device (onnxruntime and TVM, batch 1, 2 threads) in the same run. Each
 finished row goes to bench/results/frontier.json and the frontier section of docs/results.md at once. Stages
 are cached by content and phases checkpoint (`--budget-minutes` stops cleanly at one): rerun to continue.

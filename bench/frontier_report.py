@@ -1,6 +1,7 @@
 """bench/frontier.py's verdicts, table and figure: per budget the chosen shape (best selection accuracy of its first
-seed among the candidates that fit), the best INT8 shape, their means over seeds, a McNemar test on their pooled
-dev predictions and the latency ratio; the targets of issue #20 judged where the rows allow."""
+seed among the candidates that fit), the best INT8 and the best INT4 shape, their means over seeds, a McNemar test
+on the INT4 and INT8 shapes' pooled dev predictions and their latency ratio; the targets of issue #20 judged where
+the rows allow."""
 
 from pathlib import Path
 
@@ -32,40 +33,42 @@ def _pooled(rows: list[dict], a: str, b: str, labels: list[int]) -> dict | None:
 
 
 def summarize(rows: list[dict], budgets: list[int], labels: dict) -> dict:
+    """Per budget: the chosen shape (the accuracy target's), and the best INT8 and best INT4 shapes (the INT4 gain's
+    and the latency ratio's), each to be trained with every seed, so the comparison of the two widths never stops at
+    one seed because the chosen shape happens to be INT8."""
     seed = min((r["seed"] for r in rows), default=0)
     out = {}
     for b in budgets:
-        chosen, int8 = _best(rows, seed, b), _best(rows, seed, b, bits=8)
-        c_rows = [r for r in rows if r["candidate"] == chosen]
-        i_rows = [r for r in rows if r["candidate"] == int8]
-        s = {"chosen": chosen, "best_int8": int8, "train_every_seed": [n for n in dict.fromkeys([chosen, int8]) if n],
-             "chosen_seeds": [r["seed"] for r in c_rows], "chosen_dev_mean": _mean(c_rows, "dev_accuracy"),
-             "chosen_size_bytes": max((r["size_bytes"] for r in c_rows), default=None),
-             "int8_dev_mean": _mean(i_rows, "dev_accuracy"), "int8_seeds": [r["seed"] for r in i_rows]}
-        if s["chosen_dev_mean"] is not None and s["int8_dev_mean"] is not None:
-            s["gain_points"] = 100 * (s["chosen_dev_mean"] - s["int8_dev_mean"])
-        s["mcnemar_vs_int8"] = _pooled(rows, chosen, int8, labels["dev"]) if chosen and int8 else None
-        lat = {n: next((r["latency"] for r in rows if r["candidate"] == n and r.get("latency")), None) for n in (chosen, int8)}
-        if lat[chosen] and lat[int8] and chosen != int8:
-            s["p50_ratio_onnxruntime"] = lat[chosen]["onnxruntime"]["p50_ms"] / lat[int8]["onnxruntime"]["p50_ms"]
-        s["verdicts"] = _verdicts(b, s, rows)
+        chosen, int8, int4 = _best(rows, seed, b), _best(rows, seed, b, bits=8), _best(rows, seed, b, bits=4)
+        of = {n: [r for r in rows if r["candidate"] == n] for n in (chosen, int8, int4)}
+        s = {"chosen": chosen, "best_int8": int8, "best_int4": int4,
+             "train_every_seed": [n for n in dict.fromkeys([chosen, int8, int4]) if n],
+             "chosen_seeds": [r["seed"] for r in of[chosen]], "chosen_dev_mean": _mean(of[chosen], "dev_accuracy"),
+             "chosen_size_bytes": max((r["size_bytes"] for r in of[chosen]), default=None),
+             "int8_dev_mean": _mean(of[int8], "dev_accuracy"), "int8_seeds": [r["seed"] for r in of[int8]],
+             "int4_dev_mean": _mean(of[int4], "dev_accuracy"), "int4_seeds": [r["seed"] for r in of[int4]]}
+        if s["int4_dev_mean"] is not None and s["int8_dev_mean"] is not None:
+            s["gain_points"] = 100 * (s["int4_dev_mean"] - s["int8_dev_mean"])
+        s["mcnemar_int4_vs_int8"] = _pooled(rows, int4, int8, labels["dev"]) if int4 and int8 else None
+        lat = {n: next((r["latency"] for r in of[n] if r.get("latency")), None) for n in (int8, int4)}
+        if lat[int4] and lat[int8]:
+            s["p50_ratio_onnxruntime"] = lat[int4]["onnxruntime"]["p50_ms"] / lat[int8]["onnxruntime"]["p50_ms"]
+        s["verdicts"] = _verdicts(b, s)
         out[str(b)] = s
     return out
 
 
-def _verdicts(b: int, s: dict, rows: list[dict]) -> dict:
+def _verdicts(b: int, s: dict) -> dict:
     """Each target of this budget: met, missed, or not judged (too few seeds or rows), with the figure."""
     t, out = TARGETS.get(b, {}), {}
-    two = len(s["chosen_seeds"]) >= 2
     if "accuracy" in t:
         m = s["chosen_dev_mean"]
-        out["accuracy"] = "not judged (one seed)" if not two or m is None else (
+        out["accuracy"] = "not judged (one seed)" if len(s["chosen_seeds"]) < 2 or m is None else (
             f"{'met' if m >= t['accuracy'] else 'missed'}: {m:.4f} against {t['accuracy']:.2f}")
     if "int4_gain_points" in t:
-        best4 = next((r["candidate"] for r in rows if r["candidate"] == s["chosen"] and r["bits"] == 4), None)
         g = s.get("gain_points")
-        out["int4_gain"] = ("not judged (the chosen shape is INT8)" if best4 is None else
-                            "not judged (one seed)" if not two or len(s["int8_seeds"]) < 2 or g is None else
+        out["int4_gain"] = ("not judged (no INT4 or no INT8 shape fits)" if not (s["best_int4"] and s["best_int8"]) else
+                            "not judged (one seed)" if min(len(s["int4_seeds"]), len(s["int8_seeds"])) < 2 or g is None else
                             f"{'met' if g >= t['int4_gain_points'] else 'missed'}: {g:+.2f} points")
     if (r := s.get("p50_ratio_onnxruntime")) is not None:
         out["p50_ratio"] = f"{'met' if r <= P50_RATIO_MAX else 'missed'}: {r:.2f}x the INT8 artifact (at most {P50_RATIO_MAX})"
@@ -77,7 +80,8 @@ def markdown(doc: dict, figure: Path) -> str:
              f"Produced by `{doc['command']}` (`bench/results/frontier.json`){'' if doc['complete'] else ' (in progress)'}. "
              f"Every student learns the {doc['rung']} rung of the ladder (transfer set of {doc['transfer'].get('rows', 0):,} "
              "rows); INT4 students train quantization-aware from the prediction phase. Chosen per budget on the first "
-             "seed's selection accuracy. Teachers' dev accuracy: "
+             "seed's selection accuracy; the chosen, the best INT8 and the best INT4 shape train with every seed. "
+             "Teachers' dev accuracy: "
              + ", ".join(f"{k} {v:.4f}" for k, v in doc["teachers"].items()) + ".", "",
              f"![frontier]({figure})", "",
              "| candidate | bits | seed | size bytes | dev [95% CI] | selection | onnxruntime p50 ms | TVM p50 ms |",
@@ -89,13 +93,14 @@ def markdown(doc: dict, figure: Path) -> str:
                (("ort", lat.get("onnxruntime")), ("tvm", lat.get("tvm")))}
         lines.append(f"| {r['candidate']} | {r['bits']} | {r['seed']} | {r['size_bytes']:,} | {r['dev_accuracy']:.4f} "
                      f"[{lo:.3f}, {hi:.3f}] | {r['selection_accuracy'] or 0:.4f} | {p50['ort']} | {p50['tvm']} |")
-    lines += ["", "| budget | chosen | dev mean (seeds) | best INT8 | INT8 dev mean | gain (points) | McNemar p | verdicts |",
-              "|---:|---|---|---|---|---:|---:|---|"]
+    lines += ["", "| budget | chosen | dev mean (seeds) | best INT8 | INT8 dev mean | best INT4 | INT4 dev mean | "
+              "INT4 - INT8 (points) | McNemar p | verdicts |", "|---:|---|---|---|---|---|---|---:|---:|---|"]
     for b, s in doc["summary"].items():
         f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        p = (s.get("mcnemar_vs_int8") or {}).get("p_value")
+        p = (s.get("mcnemar_int4_vs_int8") or {}).get("p_value")
         lines.append(f"| {int(b):,} | {s['chosen']} | {f(s['chosen_dev_mean'])} ({s['chosen_seeds']}) | {s['best_int8']} | "
-                     f"{f(s['int8_dev_mean'])} | {'-' if s.get('gain_points') is None else format(s['gain_points'], '+.2f')} | "
+                     f"{f(s['int8_dev_mean'])} | {s['best_int4']} | {f(s['int4_dev_mean'])} | "
+                     f"{'-' if s.get('gain_points') is None else format(s['gain_points'], '+.2f')} | "
                      f"{'-' if p is None else format(p, '.3f')} | {'; '.join(f'{k}: {v}' for k, v in s['verdicts'].items())} |")
     cands = ", ".join(f"{n} {c['size_bytes']:,}{'' if c['fits'] else ' (over)'}" for n, c in doc["candidates"].items())
     off = [r["candidate"] for r in doc["rows"] if r.get("planned_bytes") not in (None, r["size_bytes"])]

@@ -30,9 +30,24 @@ def test_the_chosen_shape_fits_and_wins_on_selection_and_int8_stands_beside_it()
     rows += [_row("4x256-int4", 4, 1, 1_940_000, 0.85, 10), _row("2x256-int8", 8, 1, 1_960_000, 0.83, 8)]
     s = summarize(rows, [2_000_000], {"dev": LABELS})["2000000"]
     assert s["chosen_dev_mean"] == pytest.approx(0.95) and s["gain_points"] == pytest.approx(15.0)
-    m = s["mcnemar_vs_int8"]
+    m = s["mcnemar_int4_vs_int8"]
     assert m["seeds"] == [0, 1] and (m["a_only"], m["b_only"]) == (3, 0)  # pooled over both seeds' 20 predictions
     assert s["verdicts"]["accuracy"] == "met: 0.9500 against 0.88" and s["verdicts"]["int4_gain"] == "met: +15.00 points"
+
+
+def test_when_int8_wins_the_best_int4_shape_still_trains_every_seed_and_its_gain_is_judged():
+    rows = [_row("2x256-int8", 8, 0, 1_960_000, 0.88, 9), _row("4x256-int4", 4, 0, 1_940_000, 0.86, 8),
+            _row("3x256-int4", 4, 0, 1_950_000, 0.84, 8)]
+    s = summarize(rows, [2_000_000], {"dev": LABELS})["2000000"]
+    assert (s["chosen"], s["best_int8"], s["best_int4"]) == ("2x256-int8", "2x256-int8", "4x256-int4")
+    assert s["train_every_seed"] == ["2x256-int8", "4x256-int4"]
+    assert s["verdicts"]["int4_gain"] == "not judged (one seed)"
+    rows += [_row("2x256-int8", 8, 1, 1_960_000, 0.87, 9), _row("4x256-int4", 4, 1, 1_940_000, 0.85, 9)]
+    s = summarize(rows, [2_000_000], {"dev": LABELS})["2000000"]
+    assert s["gain_points"] == pytest.approx(-5.0) and s["verdicts"]["int4_gain"] == "missed: -5.00 points"
+    assert s["verdicts"]["accuracy"] == "met: 0.9000 against 0.88" and s["mcnemar_int4_vs_int8"]["seeds"] == [0, 1]
+    only8 = summarize(rows[:1], [2_000_000], {"dev": LABELS})["2000000"]
+    assert only8["verdicts"]["int4_gain"] == "not judged (no INT4 or no INT8 shape fits)"
 
 
 def test_a_latency_ratio_is_judged_only_with_both_timed_and_the_table_names_every_row():
