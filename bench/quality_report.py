@@ -28,16 +28,19 @@ def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, ho
         "size is model.onnx + vocab.txt. Selection: "
         f"{split.get('selection_sentences')} whole train sentences; {split.get('removed_rows'):,} train rows removed with them "
         f"({split.get('removed_share', 0):.1%}), leaving {split.get('train_rows_after'):,}. p: exact McNemar against "
-        "the row before (dev / selection); p >= 0.05 is within noise.", "",
-        "| variant | lever | seed | size bytes | dev accuracy [95% CI] | selection | p dev | p sel | wall s |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|",
+        "the row before (dev / selection); p >= 0.05 is within noise. gap: the dev points between the teacher whose "
+        "predictions the rung learns and the rung.", "",
+        "| variant | lever | seed | size bytes | dev accuracy [95% CI] | selection | gap | p dev | p sel | wall s |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     fmt = lambda p: "-" if p is None else f"{p:.3f}"
     for r in rows:
         lo, hi = r["dev_ci95"]
         sel = "-" if r.get("selection_accuracy") is None else f"{r['selection_accuracy']:.4f}"
+        gap = (f"{100 * (r['teacher_dev_accuracy'] - r['dev_accuracy']):.1f}"
+               if r["stage"] != "teacher" and r.get("teacher_dev_accuracy") is not None else "-")
         lines.append(f"| {r['variant']} | {r['lever']} | {r['seed']} | {r['size_bytes']:,} | {r['dev_accuracy']:.4f} [{lo:.3f}, "
-                     f"{hi:.3f}] | {sel} | {fmt(r.get('p_dev_vs_prev'))} | {fmt(r.get('p_selection_vs_prev'))} | "
+                     f"{hi:.3f}] | {sel} | {gap} | {fmt(r.get('p_dev_vs_prev'))} | {fmt(r.get('p_selection_vs_prev'))} | "
                      f"{r['wall_s']:.0f} |")
     lines += ["", headline(rows), "", "Wall time of each stage (as first computed; cache hits cost ~0):", "",
               "| stage | rows / steps | wall s |", "|---|---:|---:|"]

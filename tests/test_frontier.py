@@ -98,3 +98,17 @@ def test_weights_recipe_int8_is_the_ladders_old_quantization_and_int4_learns_it_
     quant4, marked, qat4 = weights_recipe(phases, 4)
     assert quant4.bits == 4 and quant4.block is None
     assert [p.qat for p in marked] == [p.kind == "prediction" for p in phases] and qat4["fold"] is True
+
+
+def test_the_ladder_table_gives_each_rung_its_gap_to_the_teacher_it_learns_from():
+    from bench.quality_report import markdown as ladder_markdown
+
+    base = {"lever": "l", "size_bytes": 1, "dev_ci95": [0.0, 1.0], "selection_accuracy": 0.8, "wall_s": 1.0,
+            "predictions": {}}
+    rows = [{**base, "variant": "mpnet teacher", "stage": "teacher", "seed": 0, "dev_accuracy": 0.9369,
+             "teacher_dev_accuracy": 0.9369},
+            {**base, "variant": "+mixed", "stage": "int8-artifact", "seed": 0, "dev_accuracy": 0.8670,
+             "teacher_dev_accuracy": 0.9369}]
+    md = ladder_markdown(rows, [], "python bench/quality.py", {"removed_rows": 0, "train_rows_after": 0}, "h")
+    assert "| 0.8000 | - |" in md  # the teacher row has no gap
+    assert "| 0.8000 | 7.0 |" in md
