@@ -50,8 +50,9 @@ def profile_table(m: ReportModel, dev: str) -> Table | None:
         return None
     note = ("Time per inference by operator, from a profiled pass after the timed one (onnxruntime: session profiling, "
             "by operator type; TVM: the VM's call instrument, by kernel). Each profiler's own cost per call, estimated as its "
-            "cheapest call, is subtracted; the last row of each model compares the profile's sum with the unprofiled p50 "
-            "and with the median of unprofiled inferences run between the profiled ones (the machine at the same moment). "
+            "cheapest call's median, is subtracted; the last row of each model compares the profile's sum with the "
+            "unprofiled p50 and with the median of unprofiled inferences run between the profiled ones (the machine at "
+            "the same moment). "
             "onnxruntime's profiler also serialises its thread pool, so at 2 threads its sum can exceed the p50.")
     return Table(f"ops-{dev}", f"Top operators on {dev}", note,
                  _frame(rows, ["model", "operator", "kind", "calls", "ms per inference", "share"]))
