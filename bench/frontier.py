@@ -233,11 +233,15 @@ def main() -> None:
 
     walls: dict[str, float] = {}
 
+    def worker_done(job: str, wall: float) -> None:  # a worker's row goes out as it ends, the others still training
+        walls[job] = wall
+        add(*parse_job(job))
+
     def in_workers(jobs: list[tuple[str, int]]) -> None:
         todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in rows)]
         if args.workers > 1 and todo:
-            walls.update(run_jobs(Path(__file__), sys.argv[1:], todo, workers=args.workers,
-                                  log_dir=Cache(ctx["cache_dir"]).area("logs") / "frontier-workers", deadline=deadline))
+            run_jobs(Path(__file__), sys.argv[1:], todo, workers=args.workers, deadline=deadline, on_done=worker_done,
+                     log_dir=Cache(ctx["cache_dir"]).area("logs") / "frontier-workers")
             if deadline is not None and time.time() > deadline:
                 raise BudgetReached
 
@@ -245,13 +249,15 @@ def main() -> None:
         if (have := next((r for r in rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
             return have
         print(f"{name} seed {seed}: {size[name]:,} bytes", flush=True)
-        rows.append(train(name, seed, ctx))
-        old = stored_rows.get(rows[-1]["key"], {})
-        wall = walls.get(f"{name}:{seed}", rows[-1]["wall_s"])  # a worker's job: its own time
-        rows[-1].update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
-                        planned_bytes=size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
+        row = train(name, seed, ctx)
+        old = stored_rows.get(row["key"], {})
+        wall = walls.get(f"{name}:{seed}", row["wall_s"])  # a worker's job: its own time
+        row.update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
+                   planned_bytes=size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
+        rows.append(row)
+        rows.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"]), r["seed"]))  # workers end in any order
         flush()
-        return rows[-1]
+        return row
 
     try:
         in_workers([(n, args.seeds[0]) for n in fitting])

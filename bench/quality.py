@@ -168,23 +168,35 @@ def main() -> None:
         flush()
         print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        walls = {} if args.workers <= 1 else run_jobs(
-            Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
-            log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline)
-        if deadline is not None and time.time() > deadline:
-            raise BudgetReached
-        for k, (rung, seed) in enumerate(plan):
-            print(f"[{k + 1}/{len(plan)}] {rung['variant']} seed {seed} ({time.perf_counter() - t_start:.0f} s elapsed)",
-                  flush=True)
+        done: set[tuple[str, int]] = set()
+
+        def record(rung: dict, seed: int, wall: float | None = None) -> None:
+            """Train (or, for a worker's finished job, load from the cache) one rung and seed; its row goes out at once."""
+            print(f"[{len(done) + 1}/{len(plan)}] {rung['variant']} seed {seed} "
+                  f"({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
             t1 = time.perf_counter()
             res, t_report = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
-            wall = walls.get(f"{rung['variant']}:{seed}", time.perf_counter() - t1)  # a worker's job: its own time
-            row = artifact_row(rung, seed, res, old, wall, teacher, mrow, t_report)
+            row = artifact_row(rung, seed, res, old, wall or time.perf_counter() - t1, teacher, mrow, t_report)
             rows.append(row)
             stages.extend(stage_times(row, res))
+            done.add((rung["variant"], seed))
             flush()
             print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy",
                                                      "wall_s")}), flush=True)
+
+        def worker_done(job: str, wall: float) -> None:  # a worker's job: its own time
+            name, seed = parse_job(job)
+            record(next(r for r, s in plan if (r["variant"], s) == (name, seed)), seed, wall)
+
+        if args.workers > 1:
+            run_jobs(Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
+                     log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline,
+                     on_done=worker_done)
+        if deadline is not None and time.time() > deadline:
+            raise BudgetReached
+        for rung, seed in plan:  # what no worker finished: here, in this process
+            if (rung["variant"], seed) not in done:
+                record(rung, seed)
         ship(rows, args.ship, command, commit)
         flush()
     except BudgetReached:

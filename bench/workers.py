@@ -7,7 +7,8 @@ The small students of this project scale poorly over threads: on the 2-core mach
 2 threads took 48-58 ms a step, two students side by side with 1 thread each 66-73 ms a step each, so two workers
 do ~1.5x the steps. Each job runs as `python SCRIPT ARGS --only JOB --threads 1` (its log in `log_dir`), prints one
 JSON line `{"job", "key", "wall_s"}` as it ends (`job_done`) and writes no result file; the parent then runs its own
-loop, where every stage of a finished job is a cache hit, and takes each job's wall time from that line. Stages that
+loop, where every stage of a finished job is a cache hit, and takes each job's wall time from that line; `on_done(job,
+wall_s)` lets the parent record each job as it ends, so a long run's results file grows while the others train. Stages that
 several jobs share (teacher outputs, targets) are computed once: the cache's entry locks make the others wait.
 A job that fails is left to the parent's loop, which trains it itself and reports its error there. Interrupting the
 parent (Ctrl-C, SIGTERM) stops the workers; their phases resume from their last checkpoints.
@@ -18,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 POLL_S = 2.0
@@ -38,9 +40,10 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 
 def run_jobs(script: Path, argv: list[str], jobs: list[str], *, workers: int, log_dir: Path,
-             deadline: float | None = None) -> dict[str, float]:
-    """Run `jobs` at most `workers` at a time; {job: wall seconds} of those that finished (exit 0). Past `deadline`
-    (time.time()) no job starts and the running ones are stopped."""
+             deadline: float | None = None, on_done: Callable[[str, float], None] | None = None) -> dict[str, float]:
+    """Run `jobs` at most `workers` at a time; {job: wall seconds} of those that finished (exit 0), each handed to
+    `on_done(job, wall_s)` as it ends (the others keep running meanwhile). Past `deadline` (time.time()) no job
+    starts and the running ones are stopped."""
     log_dir.mkdir(parents=True, exist_ok=True)
     pending, running, walls = list(jobs), {}, {}
     try:
@@ -60,6 +63,8 @@ def run_jobs(script: Path, argv: list[str], jobs: list[str], *, workers: int, lo
                     del running[job]
                     if p.returncode == 0 and (line := _last_json(log)) is not None:
                         walls[job] = line["wall_s"]
+                        if on_done is not None:
+                            on_done(job, line["wall_s"])
                     else:
                         print(f"worker: {job} failed (exit {p.returncode}; {log}): the main loop will run it", flush=True)
     finally:

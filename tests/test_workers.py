@@ -34,9 +34,11 @@ def test_the_parent_only_flags_stay_with_the_parent():
 def test_jobs_run_at_most_n_at_a_time_with_one_thread_and_failures_are_left_out(tmp_path):
     script, trace = tmp_path / "job.py", tmp_path / "trace.jsonl"
     script.write_text(SCRIPT)
+    done: list[tuple[str, float, float]] = []
     walls = run_jobs(script, ["--trace", str(trace), "--workers", "2"], ["a:0", "b:0", "bad:0"], workers=2,
-                     log_dir=tmp_path / "logs")
+                     log_dir=tmp_path / "logs", on_done=lambda job, wall: done.append((job, wall, time.time())))
     assert walls == {"a:0": 1.5, "b:0": 1.5}  # the failed job is the parent's to run
+    assert sorted(d[:2] for d in done) == [("a:0", 1.5), ("b:0", 1.5)]
     events = [json.loads(line) for line in trace.read_text().splitlines()]
     starts = {e["job"]: e for e in events if "start" in e}
     assert set(starts) == {"a:0", "b:0", "bad:0"} and all(e["threads"] == "1" for e in starts.values())
@@ -44,6 +46,7 @@ def test_jobs_run_at_most_n_at_a_time_with_one_thread_and_failures_are_left_out(
     ends = {e["job"]: e["end"] for e in events if "end" in e}
     running = max(sum(starts[j]["start"] <= t < ends[j] for j in starts) for t in [e["start"] for e in starts.values()])
     assert running == 2  # two side by side, never three
+    assert min(d[2] for d in done) < ends["bad:0"]  # each finished job is handed over while the others still run
     assert (tmp_path / "logs" / "bad_0.log").is_file()
 
 
