@@ -77,8 +77,9 @@ def deployed_bytes(name: str, vocab_dir: Path, vocab: int, num_labels: int, teac
     the pruned vocabulary's vocab.txt (`vocab` tokens: fewer than asked for where the data has fewer)."""
     import tempfile
 
+    from eibert.deploy_layers import to_deploy
     from eibert.export import export_onnx
-    from eibert.quant import quantize, to_deploy
+    from eibert.quant import quantize
     from eibert.student import Student, StudentSpec, fold_head
 
     shape, _, bits = CANDIDATES[name]

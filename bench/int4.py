@@ -45,8 +45,9 @@ def export(shape: dict, bits: int, block: int | None, kernel: str | None, level:
     import onnx
     import torch
 
+    from eibert.deploy_layers import to_deploy
     from eibert.export import export_onnx
-    from eibert.quant import QuantSettings, quantize, to_deploy
+    from eibert.quant import QuantSettings, quantize
     from eibert.student import Student, StudentSpec, fold_head
 
     torch.manual_seed(0)

@@ -63,9 +63,10 @@ def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int
 def _export(cache, key, stu, s_tok, data, dev_s, sel_s, quant, calib_rows, fold, max_seq_len, progress) -> None:
     import torch
 
+    from eibert.deploy_layers import to_deploy
     from eibert.export import export_artifact, ort_logits
     from eibert.intlinear import integer_graph
-    from eibert.quant import calibrate_modular, quantize, to_deploy
+    from eibert.quant import calibrate_modular, quantize
     from eibert.student import Student, StudentSpec, fold_head
 
     sdir = Path(stu.dir)

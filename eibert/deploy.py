@@ -39,8 +39,8 @@ def deployable(model_dir: str | Path) -> torch.nn.Module:
 
 def export_program(model_dir: str | Path, seq_len: int, out: str | Path) -> Path:
     """torch.export of the deployable model at batch 1 and a fixed sequence length, saved as .pt2; beside it
-    (.json) the INT4 layers and how they were handed over (eibert.quant.int4_rows_as_int8)."""
-    from eibert.quant import int4_rows_as_int8
+    (.json) the INT4 layers and how they were handed over (eibert.deploy_layers.int4_rows_as_int8)."""
+    from eibert.deploy_layers import int4_rows_as_int8
     from eibutil import atomic_write_json
 
     model = deployable(model_dir)

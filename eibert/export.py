@@ -141,7 +141,8 @@ def load_deploy_model(artifact_dir: str | Path) -> torch.nn.Module:
     """Rebuild the deployable torch module of an artifact (for `torch.export` -> TVM): the student's
     structure from the manifest, its int8/int4/fp16 buffers from deploy.pt. Returns a module mapping
     (input_ids, attention_mask) -> logits."""
-    from eibert.quant import QuantSettings, quantize, to_deploy
+    from eibert.deploy_layers import to_deploy
+    from eibert.quant import QuantSettings, quantize
     from eibert.student import LogitsOnly, Student, StudentSpec
 
     manifest = load_manifest(artifact_dir)

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from eibert.compress import VocabSettings, compress
+from eibert.deploy_layers import to_deploy
 from eibert.distill import DistillSettings, pair_rows, train_student
 from eibert.export import ort_logits
 from eibert.hub import load_classifier, load_tokenizer
-from eibert.quant import QuantSettings, calibrate_modular, quantize, step_sizes, to_deploy
+from eibert.quant import QuantSettings, calibrate_modular, quantize, step_sizes
 from eibert.student import Student, StudentSpec, init_from_teacher
 from eibert.textcls import collate, encode
 from eibert.vocab import build_pruned_tokenizer, select_tokens, token_frequency
@@ -207,7 +208,8 @@ def test_an_int4_artifact_stays_packed_runs_matmulnbits_and_accounts_for_its_byt
 
 
 def test_int4_packing_round_trips(tiny, tmp_path):
-    from eibert.quant import DeployLinear4, QuantLinear
+    from eibert.deploy_layers import DeployLinear4
+    from eibert.quant import QuantLinear
 
     lin = torch.nn.Linear(7, 3)  # odd input width: one padding nibble per row
     step = torch.nn.Parameter(lin.weight.detach().abs().amax(1, keepdim=True) / 7)

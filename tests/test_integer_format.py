@@ -9,10 +9,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from eibert.deploy_layers import to_deploy
 from eibert.export import export_onnx
 from eibert.intcheck import float_weight_paths, optimised_graph
 from eibert.intlinear import integer_graph
-from eibert.quant import QuantSettings, quantize, to_deploy
+from eibert.quant import QuantSettings, quantize
 from eibert.student import LogitsOnly, Student, StudentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
