@@ -10,7 +10,7 @@ import yaml
 
 from eibutil import ConfigError
 from harness.cli.commands import main
-from harness.config.schema import load_config
+from harness.config.load import load_config
 from harness.config.variants import expand
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ def rows(store: Store, run_id: str) -> list[tuple]:
 
 def test_graph_shares_teacher_importance_and_students(tiny_bert, task_files, tmp_path):
     from devices.inventory import load_inventory
-    from harness.config.schema import load_raw, validate_config
+    from harness.config.load import load_raw, validate_config
     from harness.config.variants import expand
     from harness.engine.graph import build_graph
 

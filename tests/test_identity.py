@@ -16,7 +16,7 @@ def _checkout(dest: Path) -> Path:
 
 def _plan(config: Path) -> tuple[list[str], list[str]]:
     from devices.inventory import load_inventory
-    from harness.config.schema import load_config_file
+    from harness.config.load import load_config_file
     from harness.config.variants import expand
     from harness.engine.graph import build_graph
 

@@ -3,7 +3,8 @@ CLI's default, relative to the working directory (where `eib runs`, `eib report`
 
 from pathlib import Path
 
-from harness.config.schema import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, DEFAULT_REPORTS_DIR, load_config
+from harness.config.load import load_config
+from harness.config.schema import DEFAULT_CACHE_DIR, DEFAULT_DATABASE, DEFAULT_INVENTORY, DEFAULT_REPORTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ def shout(node, inputs: dict, ctx: dict) -> ShoutRecord:
 
 def _graph(cfg_path: Path):
     from devices.inventory import load_inventory
-    from harness.config.schema import load_raw, validate_config
+    from harness.config.load import load_raw, validate_config
     from harness.config.variants import expand
     from harness.engine.graph import build_graph
 

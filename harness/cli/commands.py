@@ -20,7 +20,8 @@ import sys
 from eibutil import UserError
 from eibutil.logs import configure
 from harness.cli.args import OneLineParser, int_in
-from harness.config.schema import DEFAULT_DATABASE, load_config_file
+from harness.config.load import load_config_file
+from harness.config.schema import DEFAULT_DATABASE
 from harness.report.summary import report_run
 
 

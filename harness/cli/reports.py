@@ -10,7 +10,8 @@ from pathlib import Path
 
 from eibutil import UserError
 from harness.cli.args import float_in, int_in
-from harness.config.schema import DEFAULT_DATABASE, DEFAULT_REPORTS_DIR, load_config_file
+from harness.config.load import load_config_file
+from harness.config.schema import DEFAULT_DATABASE, DEFAULT_REPORTS_DIR
 from harness.report.summary import report_run
 
 EXIT_SIGNOFF_FAIL = 1

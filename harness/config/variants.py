@@ -1,6 +1,6 @@
 """Expand a config's sweep into variants, each with a content hash for an id.
 
-    from harness.config.schema import load_config
+    from harness.config.load import load_config
     from harness.config.variants import expand
     for v in expand(load_config("configs/quickstart.yaml"), "configs/quickstart.yaml"):
         print(v.variant_id, v.name, v.overrides)
@@ -23,7 +23,8 @@ from eibutil import ConfigError
 from eibutil.files import ID_CHARS, content_key
 from eibutil.yamlio import models_in
 from harness.config.identity import content_view
-from harness.config.schema import ExperimentConfig, validate_config
+from harness.config.load import validate_config
+from harness.config.schema import ExperimentConfig
 
 # Keys that describe the experiment, not a variant's result.
 _NOT_HASHED = ("name", "sweep", "results")

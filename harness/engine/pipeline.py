@@ -1,6 +1,6 @@
 """The main job: `eib run CONFIG`, from config to results database and report.
 
-    from harness.config.schema import load_config
+    from harness.config.load import load_config
     from harness.engine.pipeline import run_experiment
     run_id = run_experiment(load_config("configs/quickstart.yaml"), "configs/quickstart.yaml")
 
