@@ -252,12 +252,56 @@ def _opts(argv):
 
 
 def cmd_run(args):
+    o, threads = _enter_run(args)
+    runtime = o["runtime"]
+    t0 = time.perf_counter()
+    import numpy as np
+
+    rt, version = _import_runtime(runtime, threads)
+    import_s = time.perf_counter() - t0
+    rss_runtime = _rss("VmRSS")
+    data = np.load(o["inputs"])
+    ids, mask = data["input_ids"], data["attention_mask"]
+    t0 = time.perf_counter()
+    infer_arrays, handle = _load(rt, runtime, o["model"], threads)
+    load_s = time.perf_counter() - t0
+    rss_loaded = _rss("VmRSS")
+
+    def infer(i):
+        return infer_arrays(ids[i : i + 1], mask[i : i + 1])
+
+    n = len(ids)
+    for k in range(int(o.get("warmup", "10"))):
+        infer(k % n)
+    rss_warm = _rss("VmRSS")
+    min_count, min_s, max_s = (int(o.get("min_count", "100")), float(o.get("min_duration_s", "5")),
+                               float(o.get("max_duration_s", "60")))
+    samples, duration_s = _sample(infer, n, min_count, min_s, max_s)
+    logits = [infer(i)[0].tolist() for i in range(n)]
+    peak = _rss("VmHWM")  # the model's peak: the end-to-end and profiled passes below load more (a tokenizer, a profiler)
+    e2e = _helper("textpass").end_to_end(o, np, infer_arrays, ids.shape[1], min_count, min_s, max_s) if o.get("texts") else None
+    profile = _helper("opprofile").profile(rt, runtime, o, threads, ids, mask, handle) if o.get("profile") else None
+    chosen = _openvino_precisions(handle) if runtime == "openvino" else None
+    print(json.dumps({
+        **({"openvino": chosen} if chosen else {}), "runtime": runtime, "runtime_version": version, "threads": threads,
+        "import_s": import_s, "load_s": load_s,
+        "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": peak,
+        "peak_rss_end_bytes": _rss("VmHWM"),
+        "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
+        "min_met": len(samples) >= min_count and duration_s >= min_s,
+        "logits": logits, **({"end_to_end": e2e} if e2e else {}), **({"profile": profile} if profile else {}),
+    }))
+
+
+def _enter_run(args):
+    """Into the run folder, in a process group of our own (the host kills the group on timeout), the pid recorded,
+    private verified copies of the model and inputs: (options, threads)."""
     workdir, run_id = own_workdir(args[0]), args[1]
     o = _opts(args[2:])
     d = os.path.join(_runs(workdir), run_id)
     os.chdir(d)
     try:
-        os.setpgid(0, 0)  # the host kills the whole group on timeout
+        os.setpgid(0, 0)
     except OSError:
         pass
     with open("pid", "w") as f:
@@ -265,78 +309,58 @@ def cmd_run(args):
     for key in ("model", "inputs"):
         if o.get(key + "_sha"):
             o[key] = _private_copy(d, o[key], o.pop(key + "_sha"))
-    threads = int(o.get("threads", "0")) or (os.cpu_count() or 1)
-    runtime = o["runtime"]
+    return o, int(o.get("threads", "0")) or (os.cpu_count() or 1)
+
+
+def _import_runtime(runtime, threads):
+    """(module, version) of the runtime."""
     if runtime == "tvm":
         os.environ["TVM_USE_RUNTIME_LIB"] = "1"  # runtime only: a third of the import time and memory
         os.environ["TVM_NUM_THREADS"] = str(threads)
         # tvm_ffi imports torch whenever it is installed (DLPack interop) and the runner needs none of it:
         # on a host with torch that was ~200 MiB of the TVM runner's ~300 MiB
         sys.modules.setdefault("torch", None)
-    t0 = time.perf_counter()
-    import numpy as np
-
-    if runtime == "tvm":
         import tvm
-        from tvm.runtime import vm as tvm_vm
+        import tvm.runtime.vm  # noqa: F401  (the VirtualMachine of _load)
 
-        version = tvm.__version__
-    elif runtime == "openvino":
+        return tvm, tvm.__version__
+    if runtime == "openvino":
         import openvino as ov
 
-        version = ov.__version__
-    else:
-        import onnxruntime as ort
+        return ov, ov.__version__
+    import onnxruntime as ort
 
-        version = ort.__version__
-    import_s = time.perf_counter() - t0
-    rss_runtime = _rss("VmRSS")
-    data = np.load(o["inputs"])
-    ids, mask = data["input_ids"], data["attention_mask"]
-    t0 = time.perf_counter()
+    return ort, ort.__version__
+
+
+def _load(rt, runtime, model, threads):
+    """The model loaded: (infer_arrays(ids, mask) -> logits, handle: TVM's VM, OpenVINO's compiled model or the
+    onnxruntime session)."""
     if runtime == "tvm":
-        dev = tvm.cpu()
-        machine = tvm_vm.VirtualMachine(tvm.runtime.load_module(o["model"]), dev)
+        dev = rt.cpu()
+        machine = rt.runtime.vm.VirtualMachine(rt.runtime.load_module(model), dev)
         main = machine["main"]
 
-        def infer_arrays(a, m):
-            out = main(tvm.runtime.tensor(a, dev), tvm.runtime.tensor(m, dev))
-            if not hasattr(out, "numpy"):
-                out = out[0]
-            return out.numpy()
+        def infer_tvm(a, m):
+            out = main(rt.runtime.tensor(a, dev), rt.runtime.tensor(m, dev))
+            return (out if hasattr(out, "numpy") else out[0]).numpy()
 
-        def infer(i):
-            return infer_arrays(ids[i : i + 1], mask[i : i + 1])
-    elif runtime == "openvino":
-        compiled = ov.Core().compile_model(o["model"], "CPU",
-                                           {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
+        return infer_tvm, machine
+    if runtime == "openvino":
+        compiled = rt.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"})
         request, out0 = compiled.create_infer_request(), compiled.output(0)
+        return (lambda a, m: request.infer([a, m])[out0].copy()), compiled
+    so = rt.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = rt.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    return (lambda a, m: sess.run(["logits"], {"input_ids": a, "attention_mask": m})[0]), sess
 
-        def infer_arrays(a, m):
-            return request.infer([a, m])[out0].copy()
 
-        def infer(i):
-            return infer_arrays(ids[i : i + 1], mask[i : i + 1])
-    else:
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(o["model"], so, providers=["CPUExecutionProvider"])
-
-        def infer_arrays(a, m):
-            return sess.run(["logits"], {"input_ids": a, "attention_mask": m})[0]
-
-        def infer(i):
-            return infer_arrays(ids[i : i + 1], mask[i : i + 1])
-    load_s = time.perf_counter() - t0
-    rss_loaded = _rss("VmRSS")
-    n = len(ids)
-    for k in range(int(o.get("warmup", "10"))):
-        infer(k % n)
-    rss_warm = _rss("VmRSS")
-    min_count, min_s, max_s = int(o.get("min_count", "100")), float(o.get("min_duration_s",
-                                                                          "5")), float(o.get("max_duration_s", "60"))
+def _sample(infer, n, min_count, min_s, max_s):
+    """Single-row inferences, cycling over the n rows, until at least min_count and min_s seconds (or max_s
+    seconds): (latencies in ns, seconds spent)."""
     samples = []
     start = time.perf_counter()
     while True:
@@ -347,21 +371,7 @@ def cmd_run(args):
         t = time.perf_counter_ns()
         infer(i)
         samples.append(time.perf_counter_ns() - t)
-    duration_s = time.perf_counter() - start
-    logits = [infer(i)[0].tolist() for i in range(n)]
-    peak = _rss("VmHWM")  # the model's peak: the end-to-end and profiled passes below load more (a tokenizer, a profiler)
-    e2e = _helper("textpass").end_to_end(o, np, infer_arrays, ids.shape[1], min_count, min_s, max_s) if o.get("texts") else None
-    profile = _profile(o, runtime, threads, ids, mask, machine if runtime == "tvm" else None) if o.get("profile") else None
-    chosen = _openvino_precisions(compiled) if runtime == "openvino" else None
-    print(json.dumps({
-        **({"openvino": chosen} if chosen else {}), "runtime": runtime, "runtime_version": version, "threads": threads,
-        "import_s": import_s, "load_s": load_s,
-        "rss_runtime_bytes": rss_runtime, "rss_loaded_bytes": rss_loaded, "rss_warm_bytes": rss_warm, "peak_rss_bytes": peak,
-        "peak_rss_end_bytes": _rss("VmHWM"),
-        "latencies_ns": samples, "duration_s": duration_s, "min_count": min_count, "min_duration_s": min_s,
-        "min_met": len(samples) >= min_count and duration_s >= min_s,
-        "logits": logits, **({"end_to_end": e2e} if e2e else {}), **({"profile": profile} if profile else {}),
-    }))
+    return samples, time.perf_counter() - start
 
 
 def _openvino_precisions(compiled):
@@ -387,24 +397,6 @@ def _helper(name):
     if here not in sys.path:
         sys.path.insert(0, here)
     return __import__(name)
-
-
-def _profile(o, runtime, threads, ids, mask, machine):
-    """Per-operator times of one inference on the first input row, after the timed pass (devices/remote/opprofile.py)."""
-    prof = _helper("opprofile")
-    runs = int(o["profile"])
-    if runtime == "tvm":
-        import tvm
-
-        dev = tvm.cpu()
-        return prof.profile_tvm(tvm, machine, (tvm.runtime.tensor(ids[:1], dev), tvm.runtime.tensor(mask[:1], dev)), runs)
-    if runtime == "openvino":
-        import openvino as ov
-
-        return prof.profile_openvino(ov, o["model"], threads, [ids[:1], mask[:1]], runs)
-    import onnxruntime as ort
-
-    return prof.profile_onnxruntime(ort, o["model"], threads, {"input_ids": ids[:1], "attention_mask": mask[:1]}, runs)
 
 
 COMMANDS = {"probe": cmd_probe, "prepare": cmd_prepare, "adopt": cmd_adopt, "link": cmd_link, "cleanup": cmd_cleanup,

@@ -3,6 +3,7 @@
     calls = profile_onnxruntime(ort, model_path, threads, feeds, runs)    # onnxruntime's session profiling
     calls = profile_tvm(tvm, machine, main_args, runs)                    # the Relax VM's call instrument
     calls = profile_openvino(ov, model_path, threads, feeds, runs)        # OpenVINO's per-node perf counters
+    calls = profile(rt, runtime, opts, threads, ids, mask, handle)       # the runner's entry: one of the three
 
 Each returns one profile: `calls`, the operators of one inference in the order they ran (name, kind of operator,
 argument shapes, mean microseconds per inference), `runs` profiled, `wall_ms` (the profiled inferences' own
@@ -147,3 +148,15 @@ def profile_openvino(ov, model, threads, feeds, runs):
     overhead = _less_cheapest(calls, spans, runs)
     return {"tool": "openvino perf counters", "runs": runs, "calls": list(calls.values()), "wall_ms": _median(wall),
             "plain_ms": _median(plain), "overhead_us_per_call": overhead}
+
+
+def profile(rt, runtime, o, threads, ids, mask, handle):
+    """Per-operator times of one inference on the first input row, after the timed pass (`o["profile"]` runs);
+    `rt` is the runtime's module, `handle` the runner's loaded model (TVM's VM is reused)."""
+    runs = int(o["profile"])
+    if runtime == "tvm":
+        dev = rt.cpu()
+        return profile_tvm(rt, handle, (rt.runtime.tensor(ids[:1], dev), rt.runtime.tensor(mask[:1], dev)), runs)
+    if runtime == "openvino":
+        return profile_openvino(rt, o["model"], threads, [ids[:1], mask[:1]], runs)
+    return profile_onnxruntime(rt, o["model"], threads, {"input_ids": ids[:1], "attention_mask": mask[:1]}, runs)
