@@ -14,7 +14,8 @@ def test_a_killed_drivers_run_is_marked_failed_and_its_leases_freed(tmp_path):
 
     from harness.engine.devicepool import DevicePool, leases
     from harness.engine.driver import reap_dead_drivers
-    from harness.results.store import Store, _j, runs
+    from harness.results.store import Store, _j
+    from harness.results.tables import runs
 
     store = Store(str(tmp_path / "db.sqlite"))
     live = store.create_run("cfg", {})

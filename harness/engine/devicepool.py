@@ -16,7 +16,7 @@ import time
 
 import sqlalchemy as sa
 
-from harness.results.store import metadata
+from harness.results.tables import metadata
 
 log = logging.getLogger(__name__)
 
