@@ -90,12 +90,7 @@ def main() -> None:
     configure()  # the eibert stages' progress lines (teacher outputs, targets shards)
     args = parse_args()
     if args.ship_only:
-        stored = json.loads(args.out.read_text())
-        ship(stored["rows"], args.ship, stored["command"], stored.get("commit"))
-        atomic_write_json(args.out, stored)
-        replace_section(args.md, "quality",
-                        markdown(stored["rows"], stored["stages"], stored["command"], stored["split"], stored["host"]))
-        return
+        return ship_only(args)
     command = " ".join(["python bench/quality.py", shlex.join(sys.argv[1:])]).strip()
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
     t_start = time.perf_counter()
@@ -118,14 +113,8 @@ def main() -> None:
     stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
     old = {r["key"]: r for r in stored.get("rows", []) if r.get("key")}
     rungs = ladder(args)
-    # the headline (last rung) runs first, so an interrupted session has it; then the ladder; then its other seeds
-    plan = [(rungs[-1], args.seeds[0])] + [(r, args.seeds[0]) for r in rungs[:-1]] + [(rungs[-1], s) for s in args.seeds[1:]]
-    planned = {(r["variant"], s) for r, s in plan}
-    # rows of rungs this run does not redo are kept (the ladder grows; one command need not redo it all)
-    rows = [r for r in stored.get("rows", []) if r["stage"] != "teacher" and (r["variant"], r["seed"]) not in planned]
-    stages = [st for st in stored.get("stages", [])
-              if not any(st["stage"].startswith(f"{v}:") or st["stage"].startswith(f"{v} seed {s}:")
-                                                               for v, s in planned)]
+    plan = plan_of(rungs, args.seeds)
+    rows, stages = kept(stored, {(r["variant"], s) for r, s in plan})
     commit = _commit()
     order = {r["variant"]: i for i, r in enumerate(ladder(argparse.Namespace(**{**vars(args), "rungs": None})))}
 
@@ -144,23 +133,10 @@ def main() -> None:
         tdir = Path(teacher.model_dir)
         if args.dump_texts:
             return dump_texts(args, rungs, data, tdir)
-        t_size = sum((tdir / f).stat().st_size for f in ("model.safetensors", "vocab.txt") if (tdir / f).is_file())
-        rows.insert(0, {"variant": "teacher",
-                        "lever": f"all-MiniLM-L6-v2 fine-tuned {args.teacher_epochs:g} epochs (length-grouped)",
-                        "stage": "teacher", "seed": 0, "size_bytes": t_size, "dev_accuracy": teacher.dev_accuracy,
-                        "teacher": "all-MiniLM-L6-v2",
-                        "dev_ci95": wilson(teacher.dev_accuracy, teacher.dev_n), "selection_accuracy": teacher.selection_accuracy,
-                        "teacher_dev_accuracy": teacher.dev_accuracy, "wall_s": teacher.train_s, "key": teacher.cache_key,
-                        "predictions": {}})
+        rows.insert(0, teacher_row(teacher, args.teacher_epochs))
         mpnet_key = target_key(args, data)
         if args.only:  # a worker: train one job, say so, write nothing
-            name, seed = parse_job(args.only)
-            rung = next((r for r in rungs if r["variant"] == name), None)
-            if rung is None:
-                raise SystemExit(f"--only: no rung {name!r} among {[r['variant'] for r in rungs]}")
-            t1 = time.perf_counter()
-            res, _ = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
-            return job_done(args.only, res["cache_key"], time.perf_counter() - t1)
+            return work(args, rungs, data, tdir, mpnet_key, on_step)
         if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
             rows.insert(1, mrow)
         stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}]
@@ -188,21 +164,70 @@ def main() -> None:
             name, seed = parse_job(job)
             record(next(r for r, s in plan if (r["variant"], s) == (name, seed)), seed, wall)
 
-        if args.workers > 1:
-            run_jobs(Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
-                     log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline,
-                     on_done=worker_done)
-        if deadline is not None and time.time() > deadline:
-            raise BudgetReached
-        for rung, seed in plan:  # what no worker finished: here, in this process
-            if (rung["variant"], seed) not in done:
-                record(rung, seed)
+        run_plan(plan, args, deadline, record, worker_done, done)
         ship(rows, args.ship, command, commit)
         flush()
     except BudgetReached:
         flush()
         print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue",
               flush=True)
+
+
+def ship_only(args) -> None:
+    """--ship-only: the headline of the rows already in --out copied to --ship (a run cut short)."""
+    stored = json.loads(args.out.read_text())
+    ship(stored["rows"], args.ship, stored["command"], stored.get("commit"))
+    atomic_write_json(args.out, stored)
+    replace_section(args.md, "quality",
+                    markdown(stored["rows"], stored["stages"], stored["command"], stored["split"], stored["host"]))
+
+
+def plan_of(rungs: list[dict], seeds: list[int]) -> list[tuple[dict, int]]:
+    """The headline (last rung) runs first, so an interrupted session has it; then the ladder; then its other seeds."""
+    return [(rungs[-1], seeds[0])] + [(r, seeds[0]) for r in rungs[:-1]] + [(rungs[-1], s) for s in seeds[1:]]
+
+
+def kept(stored: dict, planned: set[tuple[str, int]]) -> tuple[list[dict], list[dict]]:
+    """The stored rows and stage times of the rungs this run does not redo (the ladder grows; one command need not
+    redo it all); the teacher's row is made anew."""
+    rows = [r for r in stored.get("rows", []) if r["stage"] != "teacher" and (r["variant"], r["seed"]) not in planned]
+    stages = [st for st in stored.get("stages", [])
+              if not any(st["stage"].startswith(f"{v}:") or st["stage"].startswith(f"{v} seed {s}:") for v, s in planned)]
+    return rows, stages
+
+
+def teacher_row(teacher, epochs: float) -> dict:
+    tdir = Path(teacher.model_dir)
+    size = sum((tdir / f).stat().st_size for f in ("model.safetensors", "vocab.txt") if (tdir / f).is_file())
+    return {"variant": "teacher", "lever": f"all-MiniLM-L6-v2 fine-tuned {epochs:g} epochs (length-grouped)",
+            "stage": "teacher", "seed": 0, "size_bytes": size, "dev_accuracy": teacher.dev_accuracy,
+            "teacher": "all-MiniLM-L6-v2", "dev_ci95": wilson(teacher.dev_accuracy, teacher.dev_n),
+            "selection_accuracy": teacher.selection_accuracy, "teacher_dev_accuracy": teacher.dev_accuracy,
+            "wall_s": teacher.train_s, "key": teacher.cache_key, "predictions": {}}
+
+
+def run_plan(plan: list[tuple[dict, int]], args, deadline: float | None, record, worker_done, done: set) -> None:
+    """With --workers, the jobs in worker processes (each handed to `worker_done` as it ends); then, here, every
+    job no worker finished (`record`)."""
+    if args.workers > 1:
+        run_jobs(Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
+                 log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline, on_done=worker_done)
+    if deadline is not None and time.time() > deadline:
+        raise BudgetReached
+    for rung, seed in plan:
+        if (rung["variant"], seed) not in done:
+            record(rung, seed)
+
+
+def work(args, rungs: list[dict], data, tdir: Path, mpnet_key: str | None, on_step) -> None:
+    """A worker's job (--only VARIANT:SEED): train it, print the line the parent reads back."""
+    name, seed = parse_job(args.only)
+    rung = next((r for r in rungs if r["variant"] == name), None)
+    if rung is None:
+        raise SystemExit(f"--only: no rung {name!r} among {[r['variant'] for r in rungs]}")
+    t1 = time.perf_counter()
+    res, _ = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
+    job_done(args.only, res["cache_key"], time.perf_counter() - t1)
 
 
 def train_rung(rung: dict, seed: int, args, data, tdir: Path, mpnet_key: str | None, on_step) -> tuple[dict, dict]:
