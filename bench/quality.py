@@ -160,11 +160,7 @@ def main() -> None:
             print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy",
                                                      "wall_s")}), flush=True)
 
-        def worker_done(job: str, wall: float) -> None:  # a worker's job: its own time
-            name, seed = parse_job(job)
-            record(next(r for r, s in plan if (r["variant"], s) == (name, seed)), seed, wall)
-
-        run_plan(plan, args, deadline, record, worker_done, done)
+        run_plan(plan, args, deadline, record, done)
         ship(rows, args.ship, command, commit)
         flush()
     except BudgetReached:
@@ -206,9 +202,14 @@ def teacher_row(teacher, epochs: float) -> dict:
             "wall_s": teacher.train_s, "key": teacher.cache_key, "predictions": {}}
 
 
-def run_plan(plan: list[tuple[dict, int]], args, deadline: float | None, record, worker_done, done: set) -> None:
-    """With --workers, the jobs in worker processes (each handed to `worker_done` as it ends); then, here, every
-    job no worker finished (`record`)."""
+def run_plan(plan: list[tuple[dict, int]], args, deadline: float | None, record, done: set) -> None:
+    """With --workers, the jobs in worker processes, each recorded (`record(rung, seed, wall_s)`, its stages cache
+    hits) as it ends; then, here, every job not in `done` (no worker finished it)."""
+
+    def worker_done(job: str, wall: float) -> None:  # a worker's job: its own time
+        name, seed = parse_job(job)
+        record(next(r for r, s in plan if (r["variant"], s) == (name, seed)), seed, wall)
+
     if args.workers > 1:
         run_jobs(Path(__file__), sys.argv[1:], [f"{r['variant']}:{s}" for r, s in plan], workers=args.workers,
                  log_dir=Cache(args.cache_dir).area("logs") / "quality-workers", deadline=deadline, on_done=worker_done)
