@@ -153,6 +153,7 @@ def main() -> None:
             t1 = time.perf_counter()
             res, t_report = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
             row = artifact_row(rung, seed, res, old, wall or time.perf_counter() - t1, teacher, mrow, t_report)
+            row["command"] = command  # the file's own command is only its last writer's: rows are kept across commands
             rows.append(row)
             stages.extend(stage_times(row, res))
             done.add((rung["variant"], seed))

@@ -20,10 +20,24 @@ def add_paired_tests(rows: list[dict], seed: int, dev_labels: list[int], sel_lab
                 r[f"p_{split}_vs_prev"] = mcnemar_exact(r["predictions"][split], prev["predictions"][split], labels)["p_value"]
 
 
+def produced_by(rows: list[dict], command: str) -> str:
+    """Which command made which rows: rows are kept across runs, so the file's own command is only its last writer."""
+    students = [r for r in rows if r["stage"] != "teacher"]
+    if all(r.get("command") in (None, command) for r in students):
+        return f"Produced by `{command}`"
+    groups: dict[str, list[str]] = {}
+    for r in students:
+        groups.setdefault(r.get("command") or "an earlier command", []).append(f"{r['variant']} {r['seed']}")
+    made = "; ".join(f"`{c}`: {', '.join(v)}" for c, v in groups.items() if c != command)
+    own = ", ".join(groups.get(command, [])) or "no student row"
+    return (f"Rows by command (variant seed; each row's `command` in the JSON): {made}. Last written by `{command}`: "
+            f"the teachers' rows, {own}")
+
+
 def markdown(rows: list[dict], stages: list[dict], command: str, split: dict, host: str) -> str:
     lines = [
         "## Accuracy at 2 MB: the ladder (full SST-2, selection split from train, 872-row dev set)", "",
-        f"Produced by `{command}` (`bench/results/quality.json`) on {host}. Every rung is an INT8 (per-channel LSQ)",
+        f"On {host}; rows in `bench/results/quality.json`. {produced_by(rows, command)}. Every rung is an INT8 (per-channel LSQ)",
         "artifact (`+int4`: INT4 weights, a step per row, learned during its prediction phase) scored under onnxruntime;",
         "size is model.onnx + vocab.txt. Selection: "
         f"{split.get('selection_sentences')} whole train sentences; {split.get('removed_rows'):,} train rows removed with them "

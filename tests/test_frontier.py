@@ -112,3 +112,17 @@ def test_the_ladder_table_gives_each_rung_its_gap_to_the_teacher_it_learns_from(
     md = ladder_markdown(rows, [], "python bench/quality.py", {"removed_rows": 0, "train_rows_after": 0}, "h")
     assert "| 0.8000 | - |" in md  # the teacher row has no gap
     assert "| 0.8000 | 7.0 |" in md
+
+
+def test_the_ladder_table_names_the_command_of_each_row_kept_from_an_earlier_run():
+    from bench.quality_report import produced_by
+
+    base = {"stage": "int8-artifact"}
+    rows = [{**base, "variant": "teacher", "stage": "teacher", "seed": 0},
+            {**base, "variant": "+a", "seed": 0, "command": "python bench/quality.py --rungs +a"},
+            {**base, "variant": "+b", "seed": 0, "command": "python bench/quality.py --rungs +b"}]
+    assert produced_by(rows[:1], "last") == "Produced by `last`"
+    assert produced_by([*rows[:1], {**rows[1], "command": "last"}], "last") == "Produced by `last`"
+    said = produced_by(rows, "python bench/quality.py --rungs +c")
+    assert "`python bench/quality.py --rungs +a`: +a 0" in said and "`python bench/quality.py --rungs +b`: +b 0" in said
+    assert said.endswith("Last written by `python bench/quality.py --rungs +c`: the teachers' rows, no student row")
