@@ -179,6 +179,11 @@ def verdict(summary: dict, result: dict, facts: dict, spec: DeviceSpec) -> tuple
     return ("INVALID", "; ".join(why)) if why else ("VALID", "")
 
 
+BUILD_KEYS = ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks", "int8_layers",
+              "int4_layers", "int4_as_int8", "int4_path", "int4_reason", "int8_path", "int8_reason", "int8_verified",
+              "tune_s", "db_sha256", "target_dict")
+
+
 def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, split, settings: MeasureSettings,
                       cache_dir: str | Path, agent: Agent | None = None, build: dict | None = None, log=None, calib=None) -> dict:
     """One measurement record (the store's `measurements` columns plus `metrics`). `calib`: training rows the QDQ
@@ -186,47 +191,18 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
     from eibert.deploy import onnx_model, reference_logits
 
     cache_dir = Path(cache_dir)
-    _verified(model_dir)
-    if runtime not in spec.runtimes:
-        raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
-    positions = max_positions(model_dir)
-    if positions is not None and settings.seq_len > positions:
-        raise UserError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
-                         "(build the student with compress.student.max_positions >= the measured length)")
+    _check_request(model_dir, device, spec, runtime, settings)
     inputs, info = prepared(model_dir, split, settings, cache_dir)
     onnx = onnx_model(model_dir, cache_dir)
-    if runtime == "tvm":
-        build = build or build_for(model_dir, spec.target, settings, cache_dir)
-        files = {"model.so": Path(build["lib"]), "inputs.npz": inputs}
-        model_name = "model.so"
-    elif runtime == "openvino":  # OpenVINO's integer path reads QDQ, not MatMulInteger (eibert/qdq.py)
-        from eibert.data import load_task
-        from eibert.qdq import qdq_model
-
-        qdq = qdq_model(model_dir, cache_dir, calib if calib is not None else load_task().train, settings.seq_len) \
-            if (Path(model_dir) / "manifest.json").exists() else None
-        files = {"model.onnx": qdq or onnx, "inputs.npz": inputs}  # a float model (the teacher) runs as it is
-        model_name = "model.onnx"
-    else:
-        files = {"model.onnx": onnx, "inputs.npz": inputs}
-        model_name = "model.onnx"
+    files, model_name, build = _runtime_files(model_dir, spec, runtime, settings, cache_dir, inputs, onnx, build, calib)
     e2e_files, e2e_opts = e2e_inputs(model_dir, split, settings, cache_dir)
     prof_files, prof_opts = profile_inputs(settings)
     files.update(e2e_files, **prof_files)
     own = agent is None
     agent = agent or Agent(device, spec)
     try:
-        facts = agent.probe()
-        if runtime not in facts.get("runtimes", []):
-            raise MissingRuntimeError(device, f"runtime {runtime!r} is not installed on the device ({spec.python})")
-        if runtime == "tvm":
-            build = {**build, **check_device_flags(device, build, facts)}
-        res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
-                              min_count=settings.min_count, min_duration_s=settings.min_duration_s,
-                              max_duration_s=settings.max_duration_s, threads=spec.threads, **e2e_opts, **prof_opts)
-        floor = None
-        if settings.null_floor and "onnxruntime" in facts.get("runtimes", []):
-            floor = null_floor(agent, settings, cache_dir, spec.threads)
+        facts, res, floor, build = _run(agent, device, spec, runtime, files, model_name, settings, cache_dir, build,
+                                        {**e2e_opts, **prof_opts})
     finally:
         if own:
             agent.close()
@@ -246,16 +222,9 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "max_logit_drift": float(np.abs(logits - ref).max()) if len(ref) else None,
         "predictions_agree": int((preds == ref_preds).sum()),
         "reference_accuracy": float((ref_preds == labels).mean()) if len(labels) else None,
-        "rss_runtime_bytes": res.get("rss_runtime_bytes"), "rss_loaded_bytes": res.get("rss_loaded_bytes"),
-        "memory": model_memory(res, model_dir),
-        "runtime_version": res.get("runtime_version"), "threads": res.get("threads"), "load_s": res.get("load_s"),
-        "import_s": res.get("import_s"), "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"),
-        "uploaded_bytes": res.get("uploaded_bytes"), "emulated": spec.emulated, "seq_len": settings.seq_len,
+        **_run_metrics(res, model_dir), "emulated": spec.emulated, "seq_len": settings.seq_len,
         "inputs": info, "device_facts": facts, "model_bytes": Path(files[model_name]).stat().st_size,
-        "build": {k: build[k] for k in ("key", "build_s", "lib_bytes", "lib_sha256", "cache_hit", "tuned", "tasks", "new_tasks",
-                                        "int8_layers", "int4_layers", "int4_as_int8", "int4_path", "int4_reason",
-                                        "int8_path", "int8_reason", "int8_verified", "tune_s", "db_sha256", "target_dict")
-                  if k in build} if runtime == "tvm" else None,
+        "build": {k: build[k] for k in BUILD_KEYS if k in build} if runtime == "tvm" else None,
         "settings": asdict(settings), "null": floor, "openvino": res.get("openvino"),
         "end_to_end": e2e_metrics(res.pop("end_to_end", None), preds.tolist()),
         "profile": summarize_profile(res.pop("profile", None), summary.get("p50_ms"), model_spec),
@@ -267,3 +236,55 @@ def measure_on_device(model_dir, device: str, spec: DeviceSpec, runtime: str, sp
         "peak_rss_bytes": res.get("peak_rss_bytes"), "samples": samples_ms, "metrics": metrics,
         "verdict": v, "verdict_reason": reason, "predictions": preds.tolist(),
     }
+
+
+def _run(agent: Agent, device: str, spec: DeviceSpec, runtime: str, files: dict, model_name: str,
+         settings: MeasureSettings, cache_dir: Path, build: dict | None, opts: dict) -> tuple[dict, dict, dict | None, dict]:
+    """Probe, check, run the timed pass (and the null floor): (device facts, the runner's result, floor, build)."""
+    facts = agent.probe()
+    if runtime not in facts.get("runtimes", []):
+        raise MissingRuntimeError(device, f"runtime {runtime!r} is not installed on the device ({spec.python})")
+    if runtime == "tvm":
+        build = {**build, **check_device_flags(device, build, facts)}
+    res = agent.run_model(files, runtime, model=model_name, inputs="inputs.npz", warmup=settings.warmup,
+                          min_count=settings.min_count, min_duration_s=settings.min_duration_s,
+                          max_duration_s=settings.max_duration_s, threads=spec.threads, **opts)
+    floor = None
+    if settings.null_floor and "onnxruntime" in facts.get("runtimes", []):
+        floor = null_floor(agent, settings, cache_dir, spec.threads)
+    return facts, res, floor, build
+
+
+def _check_request(model_dir, device: str, spec: DeviceSpec, runtime: str, settings: MeasureSettings) -> None:
+    """Refuse before any work: an unverified artifact, a runtime the device lacks, a length past the positions."""
+    _verified(model_dir)
+    if runtime not in spec.runtimes:
+        raise MissingRuntimeError(device, f"runtime {runtime!r} is not listed for this device (has {', '.join(spec.runtimes)})")
+    positions = max_positions(model_dir)
+    if positions is not None and settings.seq_len > positions:
+        raise UserError(f"seq_len {settings.seq_len} exceeds the {positions} positions of {model_dir} "
+                         "(build the student with compress.student.max_positions >= the measured length)")
+
+
+def _runtime_files(model_dir, spec: DeviceSpec, runtime: str, settings: MeasureSettings, cache_dir: Path, inputs: Path,
+                   onnx: Path, build: dict | None, calib) -> tuple[dict, str, dict | None]:
+    """(files to stage, the model's name among them, the TVM build record): what this runtime loads."""
+    if runtime == "tvm":
+        build = build or build_for(model_dir, spec.target, settings, cache_dir)
+        return {"model.so": Path(build["lib"]), "inputs.npz": inputs}, "model.so", build
+    if runtime == "openvino":  # OpenVINO's integer path reads QDQ, not MatMulInteger (eibert/qdq.py)
+        from eibert.data import load_task
+        from eibert.qdq import qdq_model
+
+        qdq = qdq_model(model_dir, cache_dir, calib if calib is not None else load_task().train, settings.seq_len) \
+            if (Path(model_dir) / "manifest.json").exists() else None
+        return {"model.onnx": qdq or onnx, "inputs.npz": inputs}, "model.onnx", build  # a float model runs as it is
+    return {"model.onnx": onnx, "inputs.npz": inputs}, "model.onnx", build
+
+
+def _run_metrics(res: dict, model_dir) -> dict:
+    """What the runner reported of its own run: memory, versions and the time of each step."""
+    return {"rss_runtime_bytes": res.get("rss_runtime_bytes"), "rss_loaded_bytes": res.get("rss_loaded_bytes"),
+            "memory": model_memory(res, model_dir), "runtime_version": res.get("runtime_version"),
+            "threads": res.get("threads"), "load_s": res.get("load_s"), "import_s": res.get("import_s"),
+            "deploy_s": res.get("deploy_s"), "run_s": res.get("run_s"), "uploaded_bytes": res.get("uploaded_bytes")}
