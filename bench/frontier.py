@@ -41,16 +41,15 @@ from bench.ladder import (  # noqa: E402
     TEACHER_HP,
     ladder,
     load_split,
-    target_key,
-    target_settings,
-    target_teacher_row,
     transfer_texts,
     weights_recipe,
 )
 from bench.mdsection import replace_section  # noqa: E402
+from bench.target_teacher import prepare_targets, target_key, target_settings, target_teacher_row  # noqa: E402
 from bench.workers import count, job_done, parse_job, run_jobs  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.cache import Cache  # noqa: E402
+from eibutil.errors import run_script  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
 from eibutil.stats import wilson  # noqa: E402
 
@@ -161,7 +160,7 @@ def parse_args():
     return ap.parse_args()
 
 
-def setup(args) -> dict:
+def setup(args, on_step=None) -> dict:
     """The data, teachers, targets and transfer rows every candidate shares (each cached by content)."""
     from eibert.teacher import finetune_teacher
 
@@ -169,7 +168,10 @@ def setup(args) -> dict:
     ns = argparse.Namespace(**RECIPE, rungs=[args.rung], target_teacher=args.target_teacher, cache_dir=args.cache_dir)
     (rung,) = ladder(ns)
     teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=TEACHER_HP, max_seq_len=MAX_SEQ_LEN)
-    mpnet = target_key(ns, data) if "mpnet" in rung.get("targets", ()) else None
+    if "mpnet" not in rung.get("targets", ()):
+        mpnet = None
+    else:  # a worker finds what the main process prepared
+        mpnet = target_key(ns, data) if args.only else prepare_targets(ns, data, [rung], Path(teacher.model_dir), on_step)
     transfer, t_report = transfer_texts(rung.get("transfer"), data)
     teachers = {"all-MiniLM-L6-v2 (structural)" if args.teacher == "bundled" else f"{args.teacher} (structural)":
                 teacher.dev_accuracy}
@@ -207,7 +209,7 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    ctx = {**setup(args), "on_step": on_step}
+    ctx = {**setup(args, on_step), "on_step": on_step}
     if args.only:  # a worker: train one job, say so, write nothing
         name, seed = parse_job(args.only)
         if name not in CANDIDATES:
@@ -281,4 +283,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "bench/frontier.py")

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ladder import MAX_SEQ_LEN, TEACHER_HP, load_split
+from bench.target_teacher import label_rows, teacher_info
+from eibutil.errors import run_script
 from eibutil.logs import configure
 
 
@@ -34,20 +36,6 @@ def read_texts(path: Path) -> tuple[list[str], dict[str, int]]:
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise SystemExit(f"{path}: not a JSON list of strings (or texts + prefixes)")
     return texts, prefixes
-
-
-def publish_prefix(cache, teacher_key: str, texts: list[str], logits, n: int, report: dict) -> str:
-    """The targets entry of the first n rows, sliced from the labelled whole (the same logits: rows are labelled
-    independently)."""
-    import numpy as np
-
-    from eibert.targets import targets_key
-
-    key = targets_key(cache, teacher_key, texts[:n], MAX_SEQ_LEN)
-    if cache.get("targets", key) is None:
-        with cache.publish("targets", key, {"report": {**report, "rows": n, "prefix_of": report.get("key")}}) as tmp:
-            np.save(tmp / "logits.npy", logits[:n])
-    return key
 
 
 def main() -> None:
@@ -63,8 +51,6 @@ def main() -> None:
     ap.add_argument("--export", type=Path, default=None)
     args = ap.parse_args()
 
-    from eibert.hub import load_classifier, load_tokenizer
-    from eibert.targets import label_texts
     from eibert.teacher import finetune_teacher
     from eibutil.cache import Cache
 
@@ -72,27 +58,16 @@ def main() -> None:
     t0 = time.perf_counter()
     hp = {**TEACHER_HP, "epochs": args.teacher_epochs}
     t = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=hp, max_seq_len=MAX_SEQ_LEN, device=args.device)
-    teacher = {"ref": args.teacher, "key": t.cache_key, "dev_accuracy": t.dev_accuracy,
-               "selection_accuracy": t.selection_accuracy,
-               "dev_correct": t.dev_correct, "train_s": t.train_s, "device": t.device, "train_rows": t.train_rows}
+    teacher = teacher_info(t)
     print(json.dumps({"teacher": teacher, "wall_s": round(time.perf_counter() - t0, 1)}), flush=True)
     cache = Cache(args.cache_dir)
-    model, tok = load_classifier(t.model_dir), load_tokenizer(t.model_dir)
-    if args.device:
-        model.to(args.device)
     keys = []
     for f in args.texts:
         t1 = time.perf_counter()
         texts, prefixes = read_texts(f)
-        logits, rep = label_texts(model, tok, texts, cache=cache, teacher_key=t.cache_key, max_seq_len=MAX_SEQ_LEN,
-                                  teacher=teacher)
-        keys.append(rep["key"])
-        print(json.dumps({"texts": str(f), "rows": rep["rows"], "key": rep["key"], "label_s": rep["label_s"],
-                          "wall_s": round(time.perf_counter() - t1, 1)}), flush=True)
-        for name, n in prefixes.items():
-            keys.append(publish_prefix(cache, t.cache_key, texts, logits, int(n),
-                                       {k: v for k, v in rep.items() if k != "cache_hit"}))
-            print(json.dumps({"prefix": name, "rows": n, "key": keys[-1]}), flush=True)
+        for rec in label_rows(t, texts, prefixes, cache, device=args.device):
+            keys.append(rec["key"])
+            print(json.dumps({"texts": str(f), **rec, "wall_s": round(time.perf_counter() - t1, 1)}), flush=True)
     if args.export:
         for k in keys:
             dest = args.export / "targets" / k
@@ -102,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "bench/label_targets.py")

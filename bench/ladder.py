@@ -3,15 +3,14 @@
     from bench.ladder import ladder, load_split, transfer_texts
     rungs = ladder(args)            # each rung adds one lever to the one before (or to the rung it names as base)
 
-Split from bench/quality.py (which runs them) so that bench/label_targets.py can build the same rows on
-another machine. Every teacher of the ladder, structural or target, is fine-tuned on the same reduced
-train rows with TEACHER_HP.
+Split from bench/quality.py (which runs them) so that bench/frontier.py trains the same recipe and
+bench/target_teacher.py builds the same rows for the target teacher to label. Every teacher of the ladder,
+structural or target, is fine-tuned on the same reduced train rows with TEACHER_HP.
 """
 
 import json
 from pathlib import Path
 
-from eibutil.cache import Cache
 from eibutil.stats import wilson
 
 MAX_SEQ_LEN = 64
@@ -106,71 +105,6 @@ def transfer_texts(spec: dict | None, data) -> tuple[list[str], dict]:
         report["sources"].update(rep["sources"])
     report["rows"] = len(texts)
     return texts, report
-
-
-def target_key(args, data) -> str | None:
-    """The cache key of the fine-tuned target teacher (computed without fine-tuning it), or None when absent."""
-    from eibert.teacher import DEFAULT_HP, teacher_key
-    from eibutil.cache import Cache
-
-    if not (args.target_teacher / "config.json").is_file():
-        return None
-    return teacher_key(Cache(args.cache_dir), str(args.target_teacher.resolve()), data, {**DEFAULT_HP, **TEACHER_HP}, MAX_SEQ_LEN)
-
-
-def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str], list[str]]:
-    """(every text the rung's student trains on, its transfer texts): train rows, augmented rows, transfer rows."""
-    from eibert.cached_stages import _teacher
-    from eibert.hub import load_tokenizer, model_fingerprint
-    from eibert.phase_data import cached_augmentation, training_rows
-    from eibutil.cache import Cache
-
-    transfer, _ = transfer_texts(rung.get("transfer"), data)
-    aug, _ = cached_augmentation(Cache(cache_dir), _teacher(str(tdir)), load_tokenizer(str(tdir)), data, rung["augment"],
-                                 model_fingerprint(str(tdir)))
-    return training_rows(data, aug + transfer)[0], transfer
-
-
-def dump_texts(args, rungs, data, tdir: Path) -> None:
-    """One file for bench/label_targets.py: the longest target-teacher rung's rows, with the other rungs' row
-    counts as prefixes (each rung's rows extend the one before: train, augmented, then transfer sources in order)."""
-    import gzip
-
-    lists = {r["variant"].lstrip("+"): rung_rows(r, data, tdir, args.cache_dir)[0] for r in rungs
-             if "mpnet" in r.get("targets", ())}
-    longest = max(lists.values(), key=len)
-    for name, texts in lists.items():
-        if longest[: len(texts)] != texts:
-            raise SystemExit(f"rung {name}: its rows are not a prefix of the longest rung's: label them separately")
-    args.dump_texts.mkdir(parents=True, exist_ok=True)
-    f = args.dump_texts / "rows.json.gz"
-    f.write_bytes(gzip.compress(json.dumps({"texts": longest, "prefixes": {k: len(v) for k, v in lists.items()}}).encode(), 6))
-    print(f"{f}: {len(longest):,} rows; prefixes {({k: len(v) for k, v in lists.items()})}", flush=True)
-
-
-def target_settings(rung: dict, mpnet_key: str | None):
-    from eibert.targets import TargetSettings
-
-    names = rung.get("targets", ())
-    if "mpnet" in names and mpnet_key is None:
-        raise SystemExit(f"rung {rung['variant']}: the target teacher is missing (scripts/get-teacher.sh mpnet)")
-    return TargetSettings(tuple(mpnet_key if n == "mpnet" else n for n in names)) if names else None
-
-
-def target_teacher_row(cache_dir: Path, mpnet_key: str | None) -> dict | None:
-    """MPNet's row, from the report its targets carry (its weights need not be on this machine)."""
-    if mpnet_key is None:
-        return None
-    for entry in sorted(Cache(cache_dir).area("targets").glob("*/entry.json")):
-        t = json.loads(entry.read_text()).get("report", {}).get("teacher") or {}
-        if t.get("key") == mpnet_key:
-            return {"variant": "mpnet teacher",
-                    "lever": f"all-mpnet-base-v2 fine-tuned {TEACHER_HP['epochs']:g} epochs ({t.get('device')})",
-                    "stage": "teacher", "seed": 0, "size_bytes": 437_971_872, "dev_accuracy": t["dev_accuracy"], "dev_n": 872,
-                    "dev_ci95": wilson(t["dev_accuracy"], 872), "selection_accuracy": t["selection_accuracy"],
-                    "teacher": "all-mpnet-base-v2",
-                    "teacher_dev_accuracy": t["dev_accuracy"], "wall_s": t.get("train_s", 0), "key": mpnet_key, "predictions": {}}
-    return None
 
 
 def artifact_row(rung: dict, seed: int, res: dict, old: dict, wall_s: float, teacher, mrow: dict | None, t_report: dict) -> dict:

@@ -33,20 +33,18 @@ from bench.ladder import (
     STUDENT,
     TEACHER_HP,
     artifact_row,
-    dump_texts,
     ladder,
     load_split,
-    target_key,
-    target_settings,
-    target_teacher_row,
     transfer_texts,
     weights_recipe,
 )
 from bench.mdsection import replace_section
 from bench.quality_report import add_paired_tests, markdown, pick_headline
+from bench.target_teacher import dump_texts, prepare_targets, target_key, target_settings, target_teacher_row
 from bench.workers import count, job_done, parse_job, run_jobs
 from eibutil import atomic_write_json
 from eibutil.cache import Cache
+from eibutil.errors import run_script
 from eibutil.logs import configure
 from eibutil.stats import wilson
 
@@ -133,10 +131,10 @@ def main() -> None:
         tdir = Path(teacher.model_dir)
         if args.dump_texts:
             return dump_texts(args, rungs, data, tdir)
-        rows.insert(0, teacher_row(teacher, args.teacher_epochs))
-        mpnet_key = target_key(args, data)
         if args.only:  # a worker: train one job, say so, write nothing
-            return work(args, rungs, data, tdir, mpnet_key, on_step)
+            return work(args, rungs, data, tdir, target_key(args, data), on_step)
+        rows.insert(0, teacher_row(teacher, args.teacher_epochs))
+        mpnet_key = prepare_targets(args, data, [r for r, _ in plan], tdir, on_step)
         if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
             rows.insert(1, mrow)
         stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}]
@@ -296,4 +294,4 @@ def _commit() -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "bench/quality.py")

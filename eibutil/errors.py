@@ -26,3 +26,19 @@ class ConfigError(UserError):
         self.file, self.key, self.message = str(file), key, message
         where = f"{self.file}: {key}: " if key else f"{self.file}: "
         super().__init__(where + message)
+
+
+def report(e: UserError, prog: str) -> int:
+    """Print a UserError as the one line the user sees (`prog: error: ...`); its exit code."""
+    import sys
+
+    print(f"{prog}: error: " + " ".join(str(e).split()), file=sys.stderr)
+    return e.exit_code
+
+
+def run_script(main, prog: str) -> None:
+    """A script's `main()`, a UserError ending it as one line and exit code 2 (never a stack trace)."""
+    try:
+        main()
+    except UserError as e:
+        raise SystemExit(report(e, prog)) from None

@@ -126,3 +126,15 @@ def test_the_ladder_table_names_the_command_of_each_row_kept_from_an_earlier_run
     said = produced_by(rows, "python bench/quality.py --rungs +c")
     assert "`python bench/quality.py --rungs +a`: +a 0" in said and "`python bench/quality.py --rungs +b`: +b 0" in said
     assert said.endswith("Last written by `python bench/quality.py --rungs +c`: the teachers' rows, no student row")
+
+
+@pytest.mark.parametrize("script", ["quality", "frontier", "label_targets"])
+def test_a_bench_script_given_a_missing_data_folder_says_so_in_one_line_and_exits_2(script, tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    extra = ["--teacher", str(tmp_path)] if script == "label_targets" else ["--out", str(tmp_path / "o.json")]
+    p = subprocess.run([sys.executable, str(root / f"bench/{script}.py"), "--data", str(tmp_path / "none"), *extra],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip() == f"bench/{script}.py: error: {tmp_path / 'none' / 'train.tsv'}: file not found"

@@ -217,3 +217,40 @@ def test_an_entry_lock_is_held_across_processes_and_freed_when_its_holder_dies(t
     finally:
         p.kill()
         p.wait()
+
+
+def test_the_ladder_fine_tunes_and_labels_its_target_teacher_once_and_uses_targets_made_elsewhere(tmp_path, tiny_bert,
+                                                                                                  monkeypatch):
+    """bench/quality.py and bench/frontier.py prepare the target teacher themselves: fine-tuned and the longest
+    target rung labelled when nothing covers its rows; a prefix rung's entry sliced from it; entries already in the
+    cache (labelled elsewhere) used without the teacher's weights."""
+    import argparse
+    import shutil
+
+    from bench import target_teacher as tt
+    from eibert.augment import AugmentSettings
+    from eibert.selection import SelectionSettings, carve_selection
+    from eibert.targets import cached_targets
+    from eibutil.cache import Cache
+    from tests.conftest import tiny_task
+
+    (tmp_path / "task").mkdir()
+    data = carve_selection(tiny_task(tmp_path / "task"), SelectionSettings(sentences=4))
+    monkeypatch.setattr(tt, "TEACHER_HP", {"epochs": 1.0, "seed": 0, "batch_size": 16})
+    monkeypatch.setattr(tt, "MAX_SEQ_LEN", 32)
+    args = argparse.Namespace(target_teacher=_st_mpnet_folder(tmp_path / "mpnet"), cache_dir=tmp_path / "c")
+    aug = {"augment": AugmentSettings(copies=1.0), "targets": ("mpnet",)}
+    rungs = [{"variant": "+short", **aug}, {"variant": "+long", **aug},
+             {"variant": "+plain", "augment": AugmentSettings(copies=1.0)}]
+    rows = {"+short": ["a b"] * 10, "+long": ["a b"] * 10 + ["c d"] * 5}
+    monkeypatch.setattr(tt, "rung_rows", lambda r, *a: (rows[r["variant"]], []))
+    key = tt.prepare_targets(args, data, rungs, tiny_bert)
+    cache = Cache(args.cache_dir)
+    assert cache.get("teacher", key) is not None
+    long_, short = (cached_targets(cache, key, rows[n], 32) for n in ("+long", "+short"))
+    assert long_ is not None and short is not None and np.array_equal(short[0], long_[0][:10])
+    assert short[1]["prefix_of"] == long_[1]["key"] and tt.target_teacher_row(args.cache_dir, key)["key"] == key
+
+    shutil.rmtree(cache.path("teacher", key))  # the weights gone: the cached targets suffice, nothing is fine-tuned
+    monkeypatch.setattr("eibert.teacher.finetune_teacher", lambda *a, **k: pytest.fail("fine-tuned again"))
+    assert tt.prepare_targets(args, data, rungs, tiny_bert) == key

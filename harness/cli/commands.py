@@ -18,6 +18,7 @@ import json
 import sys
 
 from eibutil import UserError
+from eibutil.errors import report
 from eibutil.logs import configure
 from harness.cli.args import OneLineParser, int_in
 from harness.config.load import load_config_file
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except UserError as e:
-        print("eib: error: " + " ".join(str(e).split()), file=sys.stderr)  # always one line
-        return e.exit_code
+        return report(e, "eib")  # always one line
     except KeyboardInterrupt:
         print("eib: interrupted", file=sys.stderr)
         return 130
