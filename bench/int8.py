@@ -143,7 +143,7 @@ def targets(out: list[dict]) -> list[dict]:
     return res
 
 
-def main() -> int:
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--student", default=str(ROOT / "models/sst2-2mb"), help="artifact folder (default: the shipped model)")
     ap.add_argument("--rounds", type=int, default=3)
@@ -161,60 +161,65 @@ def main() -> int:
     args = ap.parse_args()
     if not args.student:
         sys.exit("no student artifact: run bench/quality.py first or pass --student ARTIFACT_DIR")
-    spec = DeviceSpec(transport="local", target="x86-64-host", threads=args.threads, workdir="/tmp/eib-bench-int8",
-                      runtimes=["onnxruntime", "tvm", "openvino"])
-    dev = load_task().dev
-    t_start = time.time()
-    with tempfile.TemporaryDirectory(prefix="eib-int8-") as tmp:
-        folders = variants(Path(args.student), Path(tmp))
-        rows = {name: {"model": name, "runtime": "onnxruntime", "file_bytes": (f / "model.onnx").stat().st_size,
-                       "dev_accuracy": dev_accuracy(f, args.dev_file), "rounds": []} for name, f in folders.items()}
-        st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
-        jobs = [(name, f, "onnxruntime", None) for name, f in folders.items()]
-        if args.openvino:  # the QDQ export through onnxruntime and OpenVINO; OpenVINO on the fp32 student as its own reference
-            from eibert.qdq import qdq_model
+    return args
 
-            qdq = Path(tmp) / "qdq"
-            shutil.copytree(args.student, qdq)
-            shutil.copy2(qdq_model(args.student, args.cache_dir, load_task().train, 64), qdq / "model.onnx")
-            restamp(qdq)
-            rows["QDQ export"] = {"model": "QDQ export", "runtime": "onnxruntime",
-                                  "file_bytes": (qdq / "model.onnx").stat().st_size,
-                                  "dev_accuracy": dev_accuracy(qdq, args.dev_file), "rounds": []}
-            jobs.append(("QDQ export", qdq, "onnxruntime", None))
-            for name, f, src in (("QDQ export, OpenVINO", Path(args.student), qdq),
-                                 ("same student fp32, OpenVINO", folders["same student, fp32"],
-                                                                                    folders["same student, fp32"])):
-                rows[name] = {"model": name, "runtime": "openvino", "file_bytes": (src / "model.onnx").stat().st_size,
-                              "dev_accuracy": openvino_accuracy(src / "model.onnx", f, args.dev_file, args.threads), "rounds": []}
-                jobs.append((name, f, "openvino", None))
-            if args.nncf:
-                nn = nncf_int8(folders["same student, fp32"], Path(tmp), 64)
-                name = "NNCF INT8 of the fp32 student, OpenVINO"
-                rows[name] = {"model": name, "runtime": "openvino", "file_bytes": (nn / "model.onnx").stat().st_size,
-                              "dev_accuracy": openvino_accuracy(nn / "model.onnx", nn, args.dev_file, args.threads), "rounds": []}
-                jobs.append((name, nn, "openvino", None))
-        for trials in args.tvm_trials:  # built before the first round: no build shares the CPU with a measurement
-            b = build_for(args.student, spec.target, replace(st, trials=trials), args.cache_dir)
-            name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
-            rows[name] = {"model": name, "runtime": "tvm", "file_bytes": b["lib_bytes"], "dev_accuracy": None, "rounds": [],
-                          "build": {k: b.get(k) for k in ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256",
-                                                          "int8_layers")}}
-            jobs.append((name, Path(args.student), "tvm", b))
-        for k in range(args.rounds):
-            for name, f, runtime, b in jobs:  # interleaved: each round measures every row
-                rec = measure_on_device(f, "local", spec, runtime, dev, st, Path(tmp) / "cache", build=b)
-                mem = rec["metrics"]["memory"]
-                rows[name]["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"],
-                                             "model_peak_bytes": mem["model_peak_bytes"],
-                                             "model_resident_bytes": mem["model_resident_bytes"],
-                                             "peak_rss_bytes": rec["peak_rss_bytes"],
-                                             "drift": rec["metrics"]["max_logit_drift"], "accuracy": rec["accuracy"],
-                                             "n": rec["n"]})
-                print(f"round {k + 1} {name:28s} p50 {rec['p50_ms']:.3f} ms  model memory "
-                      f"{mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
+
+def row(name: str, runtime: str, model_file: Path, dev_accuracy: float | None, **extra) -> dict:
+    return {"model": name, "runtime": runtime, "file_bytes": model_file.stat().st_size, "dev_accuracy": dev_accuracy,
+            "rounds": [], **extra}
+
+
+def openvino_jobs(args, folders: dict[str, Path], tmp: Path) -> list[tuple[dict, Path, str, None]]:
+    """The QDQ export through onnxruntime and OpenVINO; OpenVINO on the fp32 student as its own reference; NNCF."""
+    from eibert.qdq import qdq_model
+
+    qdq = tmp / "qdq"
+    shutil.copytree(args.student, qdq)
+    shutil.copy2(qdq_model(args.student, args.cache_dir, load_task().train, 64), qdq / "model.onnx")
+    restamp(qdq)
+    fp32 = folders["same student, fp32"]
+    jobs = [(row("QDQ export", "onnxruntime", qdq / "model.onnx", dev_accuracy(qdq, args.dev_file)), qdq, "onnxruntime", None)]
+    ov = [("QDQ export, OpenVINO", Path(args.student), qdq), ("same student fp32, OpenVINO", fp32, fp32)]
+    if args.nncf:
+        nn = nncf_int8(fp32, tmp, 64)
+        ov.append(("NNCF INT8 of the fp32 student, OpenVINO", nn, nn))
+    for name, f, src in ov:
+        acc = openvino_accuracy(src / "model.onnx", f, args.dev_file, args.threads)
+        jobs.append((row(name, "openvino", src / "model.onnx", acc), f, "openvino", None))
+    return jobs
+
+
+def tvm_jobs(args, target: str, st) -> list[tuple[dict, Path, str, dict]]:
+    """One TVM build per --tvm-trials, all built before the first round: no build shares the CPU with a measurement."""
+    jobs = []
+    for trials in args.tvm_trials:
+        b = build_for(args.student, target, replace(st, trials=trials), args.cache_dir)
+        name = f"artifact, TVM {'tuned ' + str(trials) + ' trials' if trials else 'untuned'}"
+        keep = ("build_s", "tune_s", "tasks", "new_tasks", "cache_hit", "lib_sha256", "int8_layers")
+        r = {"model": name, "runtime": "tvm", "file_bytes": b["lib_bytes"], "dev_accuracy": None, "rounds": [],
+             "build": {k: b.get(k) for k in keep}}
+        jobs.append((r, Path(args.student), "tvm", b))
+    return jobs
+
+
+def measure_rounds(jobs: list, spec, st, rounds: int, cache: Path) -> None:
+    """Each round measures every job in turn (interleaved), appending to its row's rounds."""
+    dev = load_task().dev
+    for k in range(rounds):
+        for r, f, runtime, b in jobs:
+            rec = measure_on_device(f, "local", spec, runtime, dev, st, cache, build=b)
+            mem = rec["metrics"]["memory"]
+            r["rounds"].append({"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "model_peak_bytes": mem["model_peak_bytes"],
+                                "model_resident_bytes": mem["model_resident_bytes"], "peak_rss_bytes": rec["peak_rss_bytes"],
+                                "drift": rec["metrics"]["max_logit_drift"], "accuracy": rec["accuracy"], "n": rec["n"]})
+            print(f"round {k + 1} {r['model']:28s} p50 {rec['p50_ms']:.3f} ms  model memory "
+                  f"{mem['model_peak_bytes'] / 2**20:.1f} MiB", flush=True)
+
+
+def medians(rows: list[dict]) -> list[dict]:
+    """Each row with the medians over its rounds and its p50 against fp32 + quantize_dynamic."""
     out = []
-    for r in rows.values():
+    for r in rows:
         med = lambda key, r=r: statistics.median(x[key] for x in r["rounds"])
         out.append({**r, "p50_ms": med("p50_ms"), "p90_ms": med("p90_ms"), "model_peak_bytes": med("model_peak_bytes"),
                     "device_accuracy": r["rounds"][0]["accuracy"], "device_rows": r["rounds"][0]["n"],
@@ -222,15 +227,14 @@ def main() -> int:
     ref = next(r for r in out if r["model"] == "fp32 + quantize_dynamic")
     for r in out:
         r["p50_vs_quantize_dynamic"] = r["p50_ms"] / ref["p50_ms"]
-    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-    doc["ort_reference"] = {"command": "python bench/int8.py " + shlex.join(sys.argv[1:]), "student": str(args.student),
-                            "rows": out,
-                            "threads": args.threads, "wall_s": round(time.time() - t_start, 1), "targets": targets(out)}
-    atomic_write_json(OUT, doc)
+    return out
+
+
+def markdown(res: dict, args) -> str:
     lines = ["## INT8 against onnxruntime's references (local device, batch 1, seq 64)", "",
-             f"`{doc['ort_reference']['command'].strip()}`: {args.rounds} interleaved rounds through the on-device runner "
+             f"`{res['command'].strip()}`: {args.rounds} interleaved rounds through the on-device runner "
              f"({args.threads} threads, >= 200 runs and {args.min_duration_s:g} s each; medians over rounds), "
-             f"{doc['ort_reference']['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
+             f"{res['wall_s']:.0f} s wall. Model memory: the process's peak minus its resident size once "
              f"the runtime is imported. Accuracy: onnxruntime rows, `eib evaluate` on {args.dev_file.name} (all rows, one row "
              "per call); TVM rows, on the device over the measured rows (its integer kernels where the CPU's flags allow: "
              "`int8_path` in the build record). File bytes: model.onnx, or TVM's model.so. OpenVINO rows: dev accuracy on "
@@ -239,17 +243,38 @@ def main() -> int:
              "| model | runtime | file bytes | p50 ms | p90 ms | p50 vs quantize_dynamic | model memory MiB (peak / resident) | "
              "process peak MiB | accuracy |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in out:
+    for r in res["rows"]:
         acc = (f"{100 * r['dev_accuracy']:.2f}% (dev)" if r["dev_accuracy"] is not None
                else f"{100 * r['device_accuracy']:.2f}% ({r['device_rows']} rows)")
         lines.append(f"| {r['model']} | {r['runtime']} | {r['file_bytes']:,} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} | "
                      f"{r['p50_vs_quantize_dynamic']:.2f}x | {r['model_peak_bytes'] / 2**20:.1f} / "
                      f"{r['model_resident_bytes'] / 2**20:.1f} | {r['peak_rss_bytes'] / 2**20:.1f} | {acc} |")
     lines += ["", "Targets (issue #24), judged in this run:", ""]
-    lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'not met'}**"
-              for t in doc["ort_reference"]["targets"]] \
+    lines += [f"- {t['target']}: {t['measured']} -> **{'met' if t['met'] else 'not met'}**" for t in res["targets"]] \
         or ["- not judged: the run lacks the NNCF or TVM rows they compare"]
-    replace_section(ROOT / "docs/results.md", "int8", "\n".join(lines))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    spec = DeviceSpec(transport="local", target="x86-64-host", threads=args.threads, workdir="/tmp/eib-bench-int8",
+                      runtimes=["onnxruntime", "tvm", "openvino"])
+    st = MeasureSettings(seq_len=64, rows=64, warmup=20, min_count=200, min_duration_s=args.min_duration_s, null_floor=False)
+    t_start = time.time()
+    with tempfile.TemporaryDirectory(prefix="eib-int8-") as tmp:
+        folders = variants(Path(args.student), Path(tmp))
+        jobs = [(row(name, "onnxruntime", f / "model.onnx", dev_accuracy(f, args.dev_file)), f, "onnxruntime", None)
+                for name, f in folders.items()]
+        jobs += openvino_jobs(args, folders, Path(tmp)) if args.openvino else []
+        jobs += tvm_jobs(args, spec.target, st)
+        measure_rounds(jobs, spec, st, args.rounds, Path(tmp) / "cache")
+    out = medians([r for r, *_ in jobs])
+    doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+    doc["ort_reference"] = {"command": "python bench/int8.py " + shlex.join(sys.argv[1:]), "student": str(args.student),
+                            "rows": out, "threads": args.threads, "wall_s": round(time.time() - t_start, 1),
+                            "targets": targets(out)}
+    atomic_write_json(OUT, doc)
+    replace_section(ROOT / "docs/results.md", "int8", markdown(doc["ort_reference"], args))
     return 0
 
 
