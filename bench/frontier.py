@@ -195,6 +195,73 @@ def sizes(names: list[str], ctx: dict) -> dict[str, int]:
     return out
 
 
+class Frontier:
+    """One run's plan and rows: each finished row goes to --out, the figure and docs/results.md at once."""
+
+    def __init__(self, args, ctx: dict, command: str, deadline: float | None):
+        self.args, self.ctx, self.command, self.deadline = args, ctx, command, deadline
+        self.budgets = sorted(int(b * 1_000_000) for b in args.budgets)
+        self.size = sizes(args.candidates, ctx)
+        self.fitting = [n for n in args.candidates if self.size[n] <= self.budgets[-1]]
+        stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        self.stored = {r["key"]: r for r in stored.get("rows", [])}  # a cache hit keeps its first wall time and timings
+        self.rows: list[dict] = []
+        self.labels = {"dev": list(ctx["data"].dev["label"]), "selection": list(ctx["data"].selection["label"])}
+        self.walls: dict[str, float] = {}  # a worker's job: its own time
+
+    def flush(self, final: bool = False) -> None:
+        a = self.args
+        doc = {"command": self.command, "budgets": self.budgets,
+               "candidates": {n: {"size_bytes": self.size[n], "fits": n in self.fitting} for n in a.candidates},
+               "rung": a.rung, "transfer": self.ctx["transfer_report"], "teachers": self.ctx["teachers"], "rows": self.rows,
+               "summary": summarize(self.rows, self.budgets, self.labels), "complete": final}
+        atomic_write_json(a.out, doc)
+        plot(doc, a.figure)
+        replace_section(a.md, "frontier", markdown(doc, a.figure.relative_to(a.md.parent)))
+
+    def add(self, name: str, seed: int) -> dict:
+        if (have := next((r for r in self.rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
+            return have
+        print(f"{name} seed {seed}: {self.size[name]:,} bytes", flush=True)
+        row = train(name, seed, self.ctx)
+        old = self.stored.get(row["key"], {})
+        wall = self.walls.get(f"{name}:{seed}", row["wall_s"])
+        row.update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
+                   planned_bytes=self.size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
+        self.rows.append(row)
+        self.rows.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"]), r["seed"]))  # workers end in any order
+        self.flush()
+        return row
+
+    def train_all(self, jobs: list[tuple[str, int]]) -> None:
+        """`jobs` in --workers processes (each row out as its worker ends, the others still training), then here
+        whatever no worker finished."""
+        todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in self.rows)]
+        if self.args.workers > 1 and todo:
+            def worker_done(job: str, wall: float) -> None:
+                self.walls[job] = wall
+                self.add(*parse_job(job))
+
+            run_jobs(Path(__file__), sys.argv[1:], todo, workers=self.args.workers, deadline=self.deadline,
+                     on_done=worker_done, log_dir=Cache(self.ctx["cache_dir"]).area("logs") / "frontier-workers")
+            if self.deadline is not None and time.time() > self.deadline:
+                raise BudgetReached
+        for name, seed in jobs:
+            self.add(name, seed)
+
+    def run(self) -> None:
+        seeds = self.args.seeds
+        self.train_all([(n, seeds[0]) for n in self.fitting])
+        chosen = [n for b in self.budgets for n in summarize(self.rows, [b], self.labels)[str(b)]["train_every_seed"]]
+        self.train_all([(n, s) for n in dict.fromkeys(chosen) for s in seeds])
+        if not self.args.no_timing:
+            for r in self.rows:
+                if r["seed"] == seeds[0] and r.get("latency") is None:
+                    r["latency"] = timed(r, self.ctx)
+                    self.flush()
+        self.flush(final=True)
+
+
 def main() -> None:
     configure()
     args = parse_args()
@@ -216,69 +283,11 @@ def main() -> None:
             raise SystemExit(f"--only: no candidate {name!r}")
         row = train(name, seed, ctx)
         return job_done(args.only, row["key"], row["wall_s"])
-    budgets = sorted(int(b * 1_000_000) for b in args.budgets)
-    size = sizes(args.candidates, ctx)
-    fitting = [n for n in args.candidates if size[n] <= budgets[-1]]
-    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    stored_rows = {r["key"]: r for r in stored.get("rows", [])}  # a cache hit keeps its first wall time and timings
-    rows: list[dict] = []
-    labels = {"dev": list(ctx["data"].dev["label"]), "selection": list(ctx["data"].selection["label"])}
-
-    def flush(final: bool = False) -> None:
-        summary = summarize(rows, budgets, labels)
-        doc = {"command": command, "budgets": budgets, "candidates": {n: {"size_bytes": size[n], "fits": n in fitting}
-                                                                       for n in args.candidates},
-               "rung": args.rung, "transfer": ctx["transfer_report"], "teachers": ctx["teachers"], "rows": rows,
-               "summary": summary, "complete": final}
-        atomic_write_json(args.out, doc)
-        plot(doc, args.figure)
-        replace_section(args.md, "frontier", markdown(doc, args.figure.relative_to(args.md.parent)))
-
-    walls: dict[str, float] = {}
-
-    def worker_done(job: str, wall: float) -> None:  # a worker's row goes out as it ends, the others still training
-        walls[job] = wall
-        add(*parse_job(job))
-
-    def in_workers(jobs: list[tuple[str, int]]) -> None:
-        todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in rows)]
-        if args.workers > 1 and todo:
-            run_jobs(Path(__file__), sys.argv[1:], todo, workers=args.workers, deadline=deadline, on_done=worker_done,
-                     log_dir=Cache(ctx["cache_dir"]).area("logs") / "frontier-workers")
-            if deadline is not None and time.time() > deadline:
-                raise BudgetReached
-
-    def add(name: str, seed: int) -> dict:
-        if (have := next((r for r in rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
-            return have
-        print(f"{name} seed {seed}: {size[name]:,} bytes", flush=True)
-        row = train(name, seed, ctx)
-        old = stored_rows.get(row["key"], {})
-        wall = walls.get(f"{name}:{seed}", row["wall_s"])  # a worker's job: its own time
-        row.update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
-                   planned_bytes=size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
-        rows.append(row)
-        rows.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"]), r["seed"]))  # workers end in any order
-        flush()
-        return row
-
+    run = Frontier(args, ctx, command, deadline)
     try:
-        in_workers([(n, args.seeds[0]) for n in fitting])
-        for name in fitting:
-            add(name, args.seeds[0])
-        chosen = [n for b in budgets for n in summarize(rows, [b], labels)[str(b)]["train_every_seed"]]
-        in_workers([(n, s) for n in dict.fromkeys(chosen) for s in args.seeds])
-        for name in chosen:
-            for seed in args.seeds:
-                add(name, seed)
-        if not args.no_timing:
-            for r in rows:
-                if r["seed"] == args.seeds[0] and r.get("latency") is None:
-                    r["latency"] = timed(r, ctx)
-                    flush()
-        flush(final=True)
+        run.run()
     except BudgetReached:
-        flush()
+        run.flush()
         print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue")
 
 
