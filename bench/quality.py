@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ from bench.ladder import (
     weights_recipe,
 )
 from bench.mdsection import replace_section
-from bench.quality_report import add_paired_tests, markdown, pick_headline
+from bench.quality_report import add_paired_tests, commit_of_tree, markdown, ship
 from bench.target_teacher import dump_texts, prepare_targets, target_key, target_settings, target_teacher_row
 from bench.workers import count, job_done, parse_job, run_jobs
 from eibutil import atomic_write_json
@@ -91,7 +90,6 @@ def main() -> None:
         return ship_only(args)
     command = " ".join(["python bench/quality.py", shlex.join(sys.argv[1:])]).strip()
     deadline = time.time() + 60 * args.budget_minutes if args.budget_minutes else None
-    t_start = time.perf_counter()
 
     def on_step(step: int) -> None:  # called right after a checkpoint when step % CKPT_EVERY == 0
         if deadline is not None and step % CKPT_EVERY == 0 and time.time() > deadline:
@@ -104,67 +102,80 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_split(args.data, args.selection_sentences)
-    dev_labels, sel_labels = list(data.dev["label"]), list(data.selection["label"])
-    host = f"{os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads), no GPU"
-    if args.workers > 1:
-        host += f"; students trained by {args.workers} workers side by side, 1 torch thread each"
-    stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    old = {r["key"]: r for r in stored.get("rows", []) if r.get("key")}
-    rungs = ladder(args)
-    plan = plan_of(rungs, args.seeds)
-    rows, stages = kept(stored, {(r["variant"], s) for r, s in plan})
-    commit = _commit()
-    order = {r["variant"]: i for i, r in enumerate(ladder(argparse.Namespace(**{**vars(args), "rungs": None})))}
-
-    def flush() -> None:
-        rows.sort(key=lambda r: (-1 if r["stage"] == "teacher" else order.get(r["variant"], 99), r["seed"]))
-        add_paired_tests(rows, args.seeds[0], dev_labels, sel_labels)
-        atomic_write_json(args.out, {"command": command, "commit": commit, "host": host, "split": data.split_report,
-                                     "rows": rows, "stages": stages})
-        replace_section(args.md, "quality", markdown(rows, stages, command, data.split_report, host))
-
+    run = Ladder(args, data, command)
     try:
-        t0 = time.perf_counter()
         teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir),
                                    hp={**TEACHER_HP, "epochs": args.teacher_epochs},
                                    max_seq_len=MAX_SEQ_LEN, on_step=on_step)
         tdir = Path(teacher.model_dir)
         if args.dump_texts:
-            return dump_texts(args, rungs, data, tdir)
+            return dump_texts(args, run.rungs, data, tdir)
         if args.only:  # a worker: train one job, say so, write nothing
-            return work(args, rungs, data, tdir, target_key(args, data), on_step)
-        rows.insert(0, teacher_row(teacher, args.teacher_epochs))
-        mpnet_key = prepare_targets(args, data, [r for r, _ in plan], tdir, on_step)
-        if (mrow := target_teacher_row(args.cache_dir, mpnet_key)) is not None:
-            rows.insert(1, mrow)
-        stages[:0] = [st for st in [{"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}]
-                      if st not in stages]
-        flush()
-        print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        done: set[tuple[str, int]] = set()
-
-        def record(rung: dict, seed: int, wall: float | None = None) -> None:
-            """Train (or, for a worker's finished job, load from the cache) one rung and seed; its row goes out at once."""
-            print(f"[{len(done) + 1}/{len(plan)}] {rung['variant']} seed {seed} "
-                  f"({time.perf_counter() - t_start:.0f} s elapsed)", flush=True)
-            t1 = time.perf_counter()
-            res, t_report = train_rung(rung, seed, args, data, tdir, mpnet_key, on_step)
-            row = artifact_row(rung, seed, res, old, wall or time.perf_counter() - t1, teacher, mrow, t_report)
-            row["command"] = command  # the file's own command is only its last writer's: rows are kept across commands
-            rows.append(row)
-            stages.extend(stage_times(row, res))
-            done.add((rung["variant"], seed))
-            flush()
-            print(json.dumps({k2: row[k2] for k2 in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy",
-                                                     "wall_s")}), flush=True)
-
-        run_plan(plan, args, deadline, record, done)
-        ship(rows, args.ship, command, commit)
-        flush()
+            return work(args, run.rungs, data, tdir, target_key(args, data), on_step)
+        run.start(teacher, prepare_targets(args, data, [r for r, _ in run.plan], tdir, on_step), on_step)
+        run_plan(run.plan, args, deadline, run.record, run.done)
+        ship(run.rows, args.ship, command, run.commit)
+        run.flush()
     except BudgetReached:
-        flush()
+        run.flush()
         print(f"budget of {args.budget_minutes:g} min reached: stopped at a checkpoint; run the same command to continue",
+              flush=True)
+
+
+class Ladder:
+    """One run's rows and stage times, the stored rows of the rungs it does not redo kept; each finished row goes to
+    --out and docs/results.md at once."""
+
+    def __init__(self, args, data, command: str):
+        import torch
+
+        self.args, self.data, self.command, self.t_start = args, data, command, time.perf_counter()
+        self.host = f"{os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads), no GPU"
+        if args.workers > 1:
+            self.host += f"; students trained by {args.workers} workers side by side, 1 torch thread each"
+        stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        self.old = {r["key"]: r for r in stored.get("rows", []) if r.get("key")}
+        self.rungs = ladder(args)
+        self.plan = plan_of(self.rungs, args.seeds)
+        self.rows, self.stages = kept(stored, {(r["variant"], s) for r, s in self.plan})
+        self.commit = commit_of_tree()
+        self.order = {r["variant"]: i for i, r in enumerate(ladder(argparse.Namespace(**{**vars(args), "rungs": None})))}
+        self.done: set[tuple[str, int]] = set()
+
+    def flush(self) -> None:
+        rows, split = self.rows, self.data.split_report
+        rows.sort(key=lambda r: (-1 if r["stage"] == "teacher" else self.order.get(r["variant"], 99), r["seed"]))
+        add_paired_tests(rows, self.args.seeds[0], list(self.data.dev["label"]), list(self.data.selection["label"]))
+        atomic_write_json(self.args.out, {"command": self.command, "commit": self.commit, "host": self.host, "split": split,
+                                          "rows": rows, "stages": self.stages})
+        replace_section(self.args.md, "quality", markdown(rows, self.stages, self.command, split, self.host))
+
+    def start(self, teacher, mpnet_key: str | None, on_step) -> None:
+        """The teachers' rows and stage time first."""
+        self.teacher, self.tdir, self.mpnet_key, self.on_step = teacher, Path(teacher.model_dir), mpnet_key, on_step
+        self.rows.insert(0, teacher_row(teacher, self.args.teacher_epochs))
+        if (mrow := target_teacher_row(self.args.cache_dir, mpnet_key)) is not None:
+            self.rows.insert(1, mrow)
+        self.mrow = mrow
+        stage = {"stage": "teacher fine-tune", "rows": teacher.train_rows, "wall_s": teacher.train_s}
+        self.stages[:0] = [stage] if stage not in self.stages else []
+        self.flush()
+        print(f"teacher: dev {teacher.dev_accuracy:.4f}, selection {teacher.selection_accuracy} "
+              f"({time.perf_counter() - self.t_start:.0f} s)", flush=True)
+
+    def record(self, rung: dict, seed: int, wall: float | None = None) -> None:
+        """Train (or, for a worker's finished job, load from the cache) one rung and seed; its row goes out at once."""
+        print(f"[{len(self.done) + 1}/{len(self.plan)}] {rung['variant']} seed {seed} "
+              f"({time.perf_counter() - self.t_start:.0f} s elapsed)", flush=True)
+        t1 = time.perf_counter()
+        res, t_report = train_rung(rung, seed, self.args, self.data, self.tdir, self.mpnet_key, self.on_step)
+        row = artifact_row(rung, seed, res, self.old, wall or time.perf_counter() - t1, self.teacher, self.mrow, t_report)
+        row["command"] = self.command  # the file's own command is only its last writer's: rows are kept across commands
+        self.rows.append(row)
+        self.stages.extend(stage_times(row, res))
+        self.done.add((rung["variant"], seed))
+        self.flush()
+        print(json.dumps({k: row[k] for k in ("variant", "seed", "size_bytes", "dev_accuracy", "selection_accuracy", "wall_s")}),
               flush=True)
 
 
@@ -259,38 +270,6 @@ def stage_times(row: dict, res: dict) -> list[dict]:
         out.append({"stage": f"{row['variant']} seed {row['seed']}: {p['kind']} phase", "rows": p.get("steps"),
                     "wall_s": p.get("train_s", 0)})
     return out
-
-
-def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) -> None:
-    """Copy the headline variant's best seed (on selection) to `dest`."""
-    picked = pick_headline(rows)
-    if picked is None:
-        return
-    head = max(picked[1], key=lambda r: r["selection_accuracy"] or 0)
-    for r in rows:
-        r["headline"] = r is head
-        r["headline_variant"] = r["variant"] == head["variant"]
-        r.pop("seeds", None), r.pop("dev_accuracy_mean", None)
-    head["seeds"] = sorted(r["seed"] for r in picked[1])
-    head["dev_accuracy_mean"] = sum(r["dev_accuracy"] for r in picked[1]) / len(picked[1])
-    dest.mkdir(parents=True, exist_ok=True)  # files other than the artifact's (the model card) stay
-    src = Path(head["artifact_dir"])
-    for f in sorted(src.iterdir()):
-        if f.is_file() and f.name not in ("entry.json", "manifest.json"):
-            shutil.copy2(f, dest / f".{f.name}.tmp")
-            os.replace(dest / f".{f.name}.tmp", dest / f.name)
-    man = json.loads((src / "manifest.json").read_text())
-    man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"],
-                         "commit": commit or _commit(), "dev_accuracy": head["dev_accuracy"],
-                         "selection_accuracy": head["selection_accuracy"]}
-    atomic_write_json(dest / "manifest.json", man)
-
-
-def _commit() -> str:
-    import subprocess
-
-    p = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return p.stdout.strip() or "unknown"
 
 
 if __name__ == "__main__":

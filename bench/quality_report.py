@@ -1,7 +1,16 @@
 """The report of bench/quality.py: paired tests between rungs, the ladder's Markdown table and the headline (the
-variant chosen on mean selection accuracy among those within the byte budget run with every seed)."""
+variant chosen on mean selection accuracy among those within the byte budget run with every seed), shipped to
+models/sst2-2mb with its provenance."""
 
+import json
+import os
+import shutil
+from pathlib import Path
+
+from eibutil import atomic_write_json
 from eibutil.stats import mcnemar_exact
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BUDGET_BYTES = 2_000_000
 TARGET_ACC = 0.88
@@ -95,3 +104,35 @@ def headline(rows: list[dict]) -> str:
     return (f"Headline (chosen on mean selection accuracy among the variants run with every seed, <= {BUDGET_BYTES:,} bytes): "
             f"**{name}**, {max(r['size_bytes'] for r in rs):,} bytes, dev accuracy {mean:.4f} mean over {len(rs)} "
             f"seed(s) ({each}); target {TARGET_ACC:.1%} {verdict}.")
+
+
+def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) -> None:
+    """Copy the headline variant's best seed (on selection) to `dest`."""
+    picked = pick_headline(rows)
+    if picked is None:
+        return
+    head = max(picked[1], key=lambda r: r["selection_accuracy"] or 0)
+    for r in rows:
+        r["headline"] = r is head
+        r["headline_variant"] = r["variant"] == head["variant"]
+        r.pop("seeds", None), r.pop("dev_accuracy_mean", None)
+    head["seeds"] = sorted(r["seed"] for r in picked[1])
+    head["dev_accuracy_mean"] = sum(r["dev_accuracy"] for r in picked[1]) / len(picked[1])
+    dest.mkdir(parents=True, exist_ok=True)  # files other than the artifact's (the model card) stay
+    src = Path(head["artifact_dir"])
+    for f in sorted(src.iterdir()):
+        if f.is_file() and f.name not in ("entry.json", "manifest.json"):
+            shutil.copy2(f, dest / f".{f.name}.tmp")
+            os.replace(dest / f".{f.name}.tmp", dest / f.name)
+    man = json.loads((src / "manifest.json").read_text())
+    man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"],
+                         "commit": commit or commit_of_tree(), "dev_accuracy": head["dev_accuracy"],
+                         "selection_accuracy": head["selection_accuracy"]}
+    atomic_write_json(dest / "manifest.json", man)
+
+
+def commit_of_tree() -> str:
+    import subprocess
+
+    p = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() or "unknown"
