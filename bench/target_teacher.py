@@ -19,7 +19,6 @@ from eibutil.stats import wilson
 def target_key(args, data) -> str | None:
     """The cache key of the fine-tuned target teacher (computed without fine-tuning it), or None when absent."""
     from eibert.teacher import DEFAULT_HP, teacher_key
-    from eibutil.cache import Cache
 
     if not (args.target_teacher / "config.json").is_file():
         return None
@@ -31,7 +30,6 @@ def rung_rows(rung: dict, data, tdir: Path, cache_dir: Path) -> tuple[list[str],
     from eibert.cached_stages import _teacher
     from eibert.hub import load_tokenizer, model_fingerprint
     from eibert.phase_data import cached_augmentation, training_rows
-    from eibutil.cache import Cache
 
     transfer, _ = transfer_texts(rung.get("transfer"), data)
     aug, _ = cached_augmentation(Cache(cache_dir), _teacher(str(tdir)), load_tokenizer(str(tdir)), data, rung["augment"],
@@ -130,13 +128,13 @@ def label_rows(teacher, texts: list[str], prefixes: dict[str, int], cache, devic
 def prepare_targets(args, data, rungs: list[dict], tdir: Path, on_step=None) -> str | None:
     """The target teacher's key, after fine-tuning it and labelling the target rungs' rows here wherever no cached
     entry covers them (~1.2 h an epoch and ~0.9 h per 250 k rows on 2 CPU cores); None without its folder."""
-    from eibert.targets import cached_targets
+    from eibert.targets import targets_key
     from eibert.teacher import finetune_teacher
 
     key = target_key(args, data)
     texts, prefixes = rows_to_label(rungs, data, tdir, args.cache_dir) if key else ([], {})
     cache = Cache(args.cache_dir)
-    todo = {n: k for n, k in prefixes.items() if cached_targets(cache, key, texts[:k], MAX_SEQ_LEN) is None}
+    todo = [n for n, k in prefixes.items() if cache.get("targets", targets_key(cache, key, texts[:k], MAX_SEQ_LEN)) is None]
     if not todo:
         return key
     print(f"target teacher: rows of {', '.join(todo)} not labelled: fine-tuning it (cached) and labelling "
