@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from eibutil import atomic_write_json
+from eibutil.errors import UserError
 from eibutil.stats import mcnemar_exact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,17 +119,29 @@ def ship(rows: list[dict], dest: Path, command: str, commit: str | None = None) 
         r.pop("seeds", None), r.pop("dev_accuracy_mean", None)
     head["seeds"] = sorted(r["seed"] for r in picked[1])
     head["dev_accuracy_mean"] = sum(r["dev_accuracy"] for r in picked[1]) / len(picked[1])
-    dest.mkdir(parents=True, exist_ok=True)  # files other than the artifact's (the model card) stay
     src = Path(head["artifact_dir"])
+    if not src.is_dir():  # a cache that lost it (another machine): the shipped copy stands if it is this artifact
+        if _shipped_key(dest) == head["key"]:
+            return
+        raise UserError(f"{src}: the headline's artifact ({head['variant']} seed {head['seed']}) is not in the cache "
+                        f"and {dest} holds another; train that rung again (same command) to ship it")
+    dest.mkdir(parents=True, exist_ok=True)  # files other than the artifact's (the model card) stay
     for f in sorted(src.iterdir()):
         if f.is_file() and f.name not in ("entry.json", "manifest.json"):
             shutil.copy2(f, dest / f".{f.name}.tmp")
             os.replace(dest / f".{f.name}.tmp", dest / f.name)
     man = json.loads((src / "manifest.json").read_text())
-    man["provenance"] = {"command": command, "variant": head["variant"], "seed": head["seed"], "cache_key": head["key"],
+    # the row's own command: rows are kept across runs, the file's command is only its last writer's
+    man["provenance"] = {"command": head.get("command") or command, "variant": head["variant"], "seed": head["seed"],
+                         "cache_key": head["key"],
                          "commit": commit or commit_of_tree(), "dev_accuracy": head["dev_accuracy"],
                          "selection_accuracy": head["selection_accuracy"]}
     atomic_write_json(dest / "manifest.json", man)
+
+
+def _shipped_key(dest: Path) -> str | None:
+    man = dest / "manifest.json"
+    return json.loads(man.read_text()).get("provenance", {}).get("cache_key") if man.is_file() else None
 
 
 def commit_of_tree() -> str:

@@ -2,6 +2,8 @@
 the best INT8 shape beside it, their means over seeds, a McNemar test on pooled predictions, and verdicts that say
 when they cannot judge."""
 
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -126,6 +128,30 @@ def test_the_ladder_table_names_the_command_of_each_row_kept_from_an_earlier_run
     said = produced_by(rows, "python bench/quality.py --rungs +c")
     assert "`python bench/quality.py --rungs +a`: +a 0" in said and "`python bench/quality.py --rungs +b`: +b 0" in said
     assert said.endswith("Last written by `python bench/quality.py --rungs +c`: the teachers' rows, no student row")
+
+
+def test_shipping_names_the_rows_own_command_and_keeps_a_shipped_artifact_the_cache_has_lost(tmp_path):
+    from bench.quality_report import ship
+    from eibutil.errors import UserError
+
+    art = tmp_path / "artifact" / "k1"
+    art.mkdir(parents=True)
+    (art / "model.onnx").write_bytes(b"onnx")
+    (art / "manifest.json").write_text(json.dumps({"files": {}}))
+    row = {"variant": "+a", "stage": "int8-artifact", "seed": 0, "size_bytes": 4, "selection_accuracy": 0.8,
+           "dev_accuracy": 0.8, "key": "k1", "artifact_dir": str(art), "command": "python bench/quality.py --rungs +a"}
+    dest = tmp_path / "ship"
+    ship([row], dest, "python bench/quality.py --rungs +later", "c0")
+    prov = json.loads((dest / "manifest.json").read_text())["provenance"]
+    assert prov["command"] == "python bench/quality.py --rungs +a" and prov["cache_key"] == "k1"
+    assert (dest / "model.onnx").read_bytes() == b"onnx"
+
+    shutil.rmtree(art)  # the cache lost it: the shipped copy is that artifact, so it stands and the rows say so
+    rows = [{**row, "headline": False}]
+    ship(rows, dest, "python bench/quality.py --rungs +later", "c1")
+    assert rows[0]["headline"] and json.loads((dest / "manifest.json").read_text())["provenance"]["commit"] == "c0"
+    with pytest.raises(UserError, match=r"k2: the headline's artifact \(\+b seed 0\) is not in the cache"):
+        ship([{**row, "variant": "+b", "key": "k2", "artifact_dir": str(tmp_path / "artifact" / "k2")}], dest, "x")
 
 
 @pytest.mark.parametrize("script", ["quality", "frontier", "label_targets"])
