@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny BERT (seconds to fine-tune) and small task files in every format."""
 
+import json
 import os
 from pathlib import Path
 
@@ -9,6 +10,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SST2_SAMPLE = ROOT / "eibert/data/sst2"
 
+
+
+@pytest.fixture(scope="session")
+def shipped_layers() -> int:
+    """Transformer layers of the model shipped in models/sst2-2mb (its manifest's spec): its tests follow the model."""
+    return json.loads((ROOT / "models/sst2-2mb/manifest.json").read_text())["spec"]["layers"]
+
+
+@pytest.fixture(scope="session")
+def shipped_dense(shipped_layers) -> int:
+    """The shipped model's dense layers TVM makes integer: the embedding projection and 6 a layer; the pooler and
+    classifier read one row and stay float."""
+    return 1 + 6 * shipped_layers
 
 def tiny_sentences(n: int = 64) -> list[tuple[str, int]]:
     """`n` labelled rows from the embedded SST-2 sample (deterministic)."""

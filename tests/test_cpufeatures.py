@@ -1,6 +1,5 @@
 """Kernels are chosen by CPU feature flags, never by CPU model names (a list of names misses the next CPU)."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -9,9 +8,6 @@ from devices.cpufeatures import int8_path, llvm_features, parse_flags
 from devices.targets import TargetSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-# the shipped model's dense layers TVM can make integer: the embedding projection and 6 per layer (pooler and
-# classifier read one row and stay float)
-DENSE = 1 + 6 * json.loads((ROOT / "models/sst2-2mb/manifest.json").read_text())["spec"]["layers"]
 # /proc/cpuinfo of a CPU LLVM calls "rocketlake" (the machine where a name list chose float)
 ROCKETLAKE = """processor\t: 0
 vendor_id\t: GenuineIntel
@@ -45,7 +41,7 @@ def test_a_target_dict_carries_the_flag_features_whatever_its_cpu_name():
 
 
 @pytest.mark.slow
-def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path):
+def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path, shipped_dense):
     """The shipped model's dense layers go to the vpdpbusd kernels for `+avx512vnni` under CPU names that no list holds,
     and stay float without the flag (the decision the build child makes; compiling is covered by test_integer_format)."""
     import torch
@@ -61,7 +57,7 @@ def test_a_vnni_target_under_an_unlisted_cpu_name_gets_the_vnni_kernels(tmp_path
         tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu",
                            "host").tvm_target(host_cpu=cpu, features=("+avx512bw", "+avx512f", "+avx512vnni"))
         _, info = integer_dense(mod, tdict, "x86_64", True)
-        assert info["int8_path"] == "vnni" and len(info["int8_layers"]) == DENSE, (cpu, info["int8_reason"])
+        assert info["int8_path"] == "vnni" and len(info["int8_layers"]) == shipped_dense, (cpu, info["int8_reason"])
     tdict = TargetSpec("t", "x86_64", "x86_64-linux-gnu", "host").tvm_target(host_cpu="cascadelake", features=("+avx2",))
     _, info = integer_dense(mod, tdict, "x86_64", True)
     assert info["int8_path"] == "float" and info["int8_layers"] == [] and "+avx512vnni" in info["int8_reason"]
