@@ -7,7 +7,10 @@ pairs, which onnxruntime (QDQ fusion), OpenVINO (FakeQuantize) and TVM all read 
 step is computed per call. OpenVINO's fast integer path wants constant steps, so here each linear layer's input
 gets a static uint8 step and zero point calibrated on rows the caller passes (training rows, never dev), the
 range being min..max over them (zero included, as DynamicQuantizeLinear does); the weights stay the artifact's
-int8 matrices (transposed once, stored as they are multiplied) with their per-output-channel steps. Nothing
+int8 matrices (transposed once, stored as they are multiplied) with their per-output-channel steps. An INT4 layer
+with one step a row (the packed bytes unpacked by constant integer ops in `model.onnx`) gets its codes, values in
+-8..7, as int8 here: the QDQ form is what a runtime reads, not the deployed file, and int8 is the weight type
+onnxruntime's and OpenVINO's integer kernels take. Block-wise INT4 (MatMulNBits) has no QDQ form. Nothing
 else in the graph changes. `info` lists the layers rewritten and the calibrated ranges.
 """
 
@@ -31,18 +34,44 @@ def _consumers(graph) -> dict:
     return out
 
 
+def _weight_prefix(name: str, prod: dict, inits: set) -> str | None:
+    """The layer a weight tensor belongs to: its int8 initializer (`<layer>.w_int8`) or, for an INT4 layer with one
+    step a row, the packed bytes (`<layer>.w_uint4x2`) that integer ops on constants unpack; None for anything else."""
+    todo, seen = [name], set()
+    while todo:
+        t = todo.pop()
+        if t in inits:
+            for suffix in (".w_int8", ".w_uint4x2"):
+                if t.endswith(suffix):
+                    return t[: -len(suffix)]
+            continue
+        node = prod.get(t)
+        if node is None or node.name in seen or node.op_type not in _UNPACK_OPS:
+            return None  # fed by an input or a non-constant op: not a weight
+        seen.add(node.name)
+        todo += [i for i in node.input if i]
+    return None
+
+
+_UNPACK_OPS = {"Constant", "Cast", "Div", "Mul", "Sub", "Add", "Unsqueeze", "Concat", "Reshape", "Slice", "BitShift",
+               "BitwiseAnd"}
+
+
 def _blocks(graph) -> list[dict]:
-    """Each MatMulInteger of the exporter's pattern: its input x, weight, step, bias and the output it ends in."""
+    """Each MatMulInteger of the exporter's pattern: its input x, weight (an int8 initializer, or an INT4 layer's
+    constant unpacking of it), step, bias and the output it ends in."""
     prod, cons = _producers(graph), _consumers(graph)
     inits = {i.name for i in graph.initializer}
+    if any(n.op_type == "MatMulNBits" for n in graph.node):
+        raise UserError("MatMulNBits (INT4 with a step per block of inputs) has no QDQ form here: export the artifact "
+                        "with one INT4 step a row (compress.quant.block: null)")
     blocks = []
     for mm in (n for n in graph.node if n.op_type == "MatMulInteger"):
         dql, tr = prod.get(mm.input[0]), prod.get(mm.input[1])
-        if (dql is None or dql.op_type != "DynamicQuantizeLinear" or tr is None or tr.op_type != "Transpose"
-                or tr.input[0] not in inits):
+        prefix = (_weight_prefix(tr.input[0], prod, inits) if tr is not None and tr.op_type == "Transpose" else None)
+        if dql is None or dql.op_type != "DynamicQuantizeLinear" or prefix is None:
             raise UserError(f"MatMulInteger {mm.name}: not the exporter's pattern (DynamicQuantizeLinear input, transposed "
-                            "int8 weight)")
-        prefix = tr.input[0][: -len(".w_int8")]
+                            "int8 or unpacked INT4 weight)")
         chain = cons[mm.output[0]][0]  # Cast -> Mul (by the steps) -> Add (bias)
         while chain.op_type != "Add":
             chain = cons[chain.output[0]][0]
@@ -50,6 +79,27 @@ def _blocks(graph) -> list[dict]:
                        "scale": prefix + ".scale", "bias": chain.input[1],
                        "out": chain.output[0]})
     return blocks
+
+
+def weights(model, blocks: list[dict]) -> dict[str, np.ndarray]:
+    """Each block's int8 weight matrix (out, in): an initializer as it is, an INT4 layer's unpacking computed once
+    (the constant ops evaluated by onnxruntime, as it folds them at load)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    out = {b["weight"]: numpy_helper.to_array(inits[b["weight"]]) for b in blocks if b["weight"] in inits}
+    folded = [b["weight"] for b in blocks if b["weight"] not in inits]
+    if folded:
+        fold = helper.make_graph(list(g.node), "fold", [], [helper.make_tensor_value_info(n, onnx.TensorProto.INT8, None)
+                                                             for n in folded], list(g.initializer))
+        m = helper.make_model(fold, opset_imports=model.opset_import)
+        _drop_dead(m.graph)
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        out.update(zip(folded, sess.run(folded, {})))
+    return out
 
 
 def calibrate(model, blocks: list[dict], ids: np.ndarray, mask: np.ndarray) -> dict[str, tuple[float, float]]:
@@ -82,10 +132,11 @@ def rewrite(model, blocks: list[dict], ranges: dict) -> object:
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
+    mats = weights(model, blocks)
     new_inits, new_nodes, done = [], [], set()
     for b in blocks:
         p = b["name"]
-        w = numpy_helper.to_array(inits[b["weight"]]).T.copy()  # (in, out): stored as it is multiplied
+        w = mats[b["weight"]].T.copy()  # (in, out): stored as it is multiplied
         step = numpy_helper.to_array(inits[b["scale"]]).reshape(-1).astype(np.float32)
         new_inits += [numpy_helper.from_array(w, p + ".qdq_w"), numpy_helper.from_array(step, p + ".qdq_w_step"),
                       numpy_helper.from_array(np.zeros(step.shape, np.int8), p + ".qdq_w_zero")]
