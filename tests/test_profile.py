@@ -43,9 +43,12 @@ def test_a_profile_of_the_shipped_model_sums_to_its_p50(tmp_path, runtime, shipp
     assert set(p["by_layer_ms"]) == {str(i) for i in range(shipped_layers)}  # every layer found, by name (onnxruntime)
     # or by the norms' order (TVM)
     assert p["overhead"] is not None and p["top"][0]["ms"] >= p["top"][-1]["ms"]
-    # the model's memory is read before the profiled pass: a profiling session once made this 2 MB model's peak 165 MiB
+    # the model's memory is read before the profiled pass: a profiling session once made this 2 MB model's peak 165 MiB.
+    # OpenVINO's compiled model grows with the graph: 56.5 MiB for the 2-layer INT8 student, 64.4 for the 4-layer
+    # INT4 one, ~98 after its profiled pass (session 18); onnxruntime 16 / 32 MiB
     mem = out["metrics"]["memory"]
-    assert mem["model_peak_bytes"] < 64 * 2**20 and mem["peak_end_bytes"] >= mem["peak_bytes"], mem
+    bound = (80 if runtime == "openvino" else 64) * 2**20
+    assert mem["model_peak_bytes"] < bound and mem["peak_end_bytes"] >= mem["peak_bytes"], mem
 
 
 def _ort(name, op, us=10.0):
