@@ -108,6 +108,15 @@ def tiny_int4_artifact(tiny_bert, tiny_artifact):
     return tiny_compress(tiny_bert, data, cache, quant), data, cache
 
 
+@pytest.fixture(scope="session")
+def tiny_int4_rows_artifact(tiny_bert, tiny_artifact) -> Path:
+    """The tiny student with every linear layer INT4, one step a row (the INT8 kernels run them)."""
+    from eibert.quant import QuantSettings
+
+    _, data, cache = tiny_artifact
+    return tiny_compress(tiny_bert, data, cache, QuantSettings(granularity="per-channel", bits=4, steps_per_block=20))
+
+
 def pytest_runtest_makereport(item, call):
     """Under CI=true a skipped test is a failure: a missing package must not hide behind a skip."""
     if os.environ.get("CI") != "true" or call.excinfo is None or not call.excinfo.errisinstance(pytest.skip.Exception):

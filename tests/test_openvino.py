@@ -64,16 +64,13 @@ def test_the_qdq_export_keeps_the_weights_and_agrees_with_the_integer_artifact(t
     assert abs(acc_a - acc_b) <= 0.005
 
 
-def test_an_int4_artifact_with_a_step_a_row_has_a_qdq_form_and_a_block_wise_one_says_it_has_none(tiny_bert, tiny_artifact,
+def test_an_int4_artifact_with_a_step_a_row_has_a_qdq_form_and_a_block_wise_one_says_it_has_none(tiny_artifact,
+                                                                                                   tiny_int4_rows_artifact,
                                                                                                    tiny_int4_artifact, tmp_path):
-    from conftest import tiny_compress
-
     from eibert.qdq import qdq_model
-    from eibert.quant import QuantSettings
     from eibutil import UserError
 
-    _, data, cache = tiny_artifact
-    rows = tiny_compress(tiny_bert, data, cache, QuantSettings(granularity="per-channel", bits=4, steps_per_block=20))
+    rows, data = tiny_int4_rows_artifact, tiny_artifact[1]
     m = onnx.load(str(qdq_model(rows, tmp_path, data.train, 32)))
     qdq = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
     mats = {n: w for n, w in _integer_weights(rows).items() if n + ".qdq_w" in qdq}  # the tables stay Gather
