@@ -34,6 +34,11 @@ def _consumers(graph) -> dict:
     return out
 
 
+# the ops of the exporter's INT4 unpacking of a constant (eibert.intlinear.Int4Codes)
+_UNPACK_OPS = {"Constant", "Cast", "Div", "Mul", "Sub", "Add", "Unsqueeze", "Concat", "Reshape", "Slice", "BitShift",
+               "BitwiseAnd"}
+
+
 def _weight_prefix(name: str, prod: dict, inits: set) -> str | None:
     """The layer a weight tensor belongs to: its int8 initializer (`<layer>.w_int8`) or, for an INT4 layer with one
     step a row, the packed bytes (`<layer>.w_uint4x2`) that integer ops on constants unpack; None for anything else."""
@@ -51,10 +56,6 @@ def _weight_prefix(name: str, prod: dict, inits: set) -> str | None:
         seen.add(node.name)
         todo += [i for i in node.input if i]
     return None
-
-
-_UNPACK_OPS = {"Constant", "Cast", "Div", "Mul", "Sub", "Add", "Unsqueeze", "Concat", "Reshape", "Slice", "BitShift",
-               "BitwiseAnd"}
 
 
 def _blocks(graph) -> list[dict]:
@@ -229,7 +230,7 @@ def qdq_model(model_dir, cache_dir, calib_split, seq_len: int) -> Path | None:
     out = Cache(cache_dir).path("qdq", key) / "model.qdq.onnx"
     if out.exists():  # a measurement repeats: the model is read and rewritten once
         return out
-    if not any(n.op_type == "MatMulInteger"
+    if not any(n.op_type in ("MatMulInteger", "MatMulNBits")  # MatMulNBits alone: _blocks says it has no QDQ form
                for n in onnx.load(str(Path(model_dir) / "model.onnx"), load_external_data=False).graph.node):
         return None
     calib = prepare_inputs(model_dir, calib_split, seq_len, out.with_name("calibration.npz"), limit=CALIBRATION_ROWS)
