@@ -19,7 +19,7 @@ import torch
 from torch.onnx import symbolic_helper
 
 _STATE = threading.local()
-FLOAT, INT8, INT32 = 1, 3, 6  # onnx TensorProto data types
+FLOAT, INT8 = 1, 3  # onnx TensorProto data types
 
 
 def integer_on() -> bool:

@@ -35,8 +35,7 @@ def _consumers(graph) -> dict:
 
 
 # the ops of the exporter's INT4 unpacking of a constant (eibert.intlinear.Int4Codes)
-_UNPACK_OPS = {"Constant", "Cast", "Div", "Mul", "Sub", "Add", "Unsqueeze", "Concat", "Reshape", "Slice", "BitShift",
-               "BitwiseAnd"}
+_UNPACK_OPS = {"Constant", "Cast", "Div", "Mul", "Sub", "Unsqueeze", "Concat", "Reshape", "Slice"}
 
 
 def _weight_prefix(name: str, prod: dict, inits: set) -> str | None:

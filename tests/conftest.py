@@ -11,7 +11,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2_SAMPLE = ROOT / "eibert/data/sst2"
 
 
-
 @pytest.fixture(scope="session")
 def shipped_layers() -> int:
     """Transformer layers of the model shipped in models/sst2-2mb (its manifest's spec): its tests follow the model."""
@@ -23,6 +22,7 @@ def shipped_dense(shipped_layers) -> int:
     """The shipped model's dense layers TVM makes integer: the embedding projection and 6 a layer; the pooler and
     classifier read one row and stay float."""
     return 1 + 6 * shipped_layers
+
 
 def tiny_sentences(n: int = 64) -> list[tuple[str, int]]:
     """`n` labelled rows from the embedded SST-2 sample (deterministic)."""
