@@ -45,7 +45,7 @@ from bench.ladder import (  # noqa: E402
     weights_recipe,
 )
 from bench.mdsection import replace_section  # noqa: E402
-from bench.target_teacher import prepare_targets, target_key, target_settings, target_teacher_row  # noqa: E402
+from bench.target_teacher import STORE, prepare_targets, target_key, target_settings, target_teacher_row  # noqa: E402
 from bench.workers import count, job_done, parse_job, run_jobs  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.cache import Cache  # noqa: E402
@@ -141,6 +141,8 @@ def parse_args():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
     ap.add_argument("--teacher", default="bundled", help="the structural teacher")
     ap.add_argument("--target-teacher", type=Path, default=MPNET, help="the +mixed rung's target teacher")
+    ap.add_argument("--targets-store", type=Path, default=STORE, help="where the target teacher's labelled rows are kept "
+                    "and taken from (committed: a fresh machine does not label them again)")
     ap.add_argument("--rung", default="+mixed", help="the ladder rung whose recipe every student follows (a smoke run: "
                     "+augment needs no target teacher or corpora)")
     ap.add_argument("--selection-sentences", type=int, default=600)
@@ -165,7 +167,8 @@ def setup(args, on_step=None) -> dict:
     from eibert.teacher import finetune_teacher
 
     data = load_split(args.data, args.selection_sentences)
-    ns = argparse.Namespace(**RECIPE, rungs=[args.rung], target_teacher=args.target_teacher, cache_dir=args.cache_dir)
+    ns = argparse.Namespace(**RECIPE, rungs=[args.rung], target_teacher=args.target_teacher, cache_dir=args.cache_dir,
+                            targets_store=args.targets_store)
     (rung,) = ladder(ns)
     teacher = finetune_teacher(args.teacher, data, cache_dir=str(args.cache_dir), hp=TEACHER_HP, max_seq_len=MAX_SEQ_LEN)
     if "mpnet" not in rung.get("targets", ()):

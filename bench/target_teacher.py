@@ -6,14 +6,21 @@ The rungs' rows extend one another (train, augmented copies, then transfer sourc
 labelled once and the others are its prefixes. Targets labelled on another machine (bench/label_targets.py
 --export, copied into the cache) are used as they are: the teacher's weights are needed only for rows that no
 cached entry covers. Fine-tuning checkpoints (on_step may stop it) and labelling resumes per shard.
+
+The longest rung's targets (~3 MB for 397 k rows) are also kept in a store in the work tree (STORE, committed):
+a machine whose cache is empty takes them from there and labels nothing; the prefix rungs are sliced from them.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 from bench.ladder import MAX_SEQ_LEN, TEACHER_HP, transfer_texts
+from eibutil import UserError
 from eibutil.cache import Cache
 from eibutil.stats import wilson
+
+STORE = Path(__file__).resolve().parent / "results" / "targets"  # targets entries by key: logits.npy, entry.json
 
 
 def target_key(args, data) -> str | None:
@@ -125,24 +132,59 @@ def label_rows(teacher, texts: list[str], prefixes: dict[str, int], cache, devic
     return out
 
 
+def import_store(cache, store: Path | None) -> list[str]:
+    """Copy into the cache the store's targets entries that it lacks; their keys."""
+    got = []
+    for entry in sorted(store.glob("*/entry.json")) if store is not None and store.is_dir() else []:
+        key = entry.parent.name
+        if cache.get("targets", key) is None:
+            meta = json.loads(entry.read_text())
+            if meta.get("kind") != "targets" or meta.get("key") != key:
+                raise UserError(f"{entry}: not the targets entry {key} (kind {meta.get('kind')!r}, key {meta.get('key')!r})")
+            meta = {k: v for k, v in meta.items() if k not in ("kind", "key", "created_at")}
+            with cache.publish("targets", key, meta) as tmp:
+                shutil.copy2(entry.parent / "logits.npy", tmp / "logits.npy")
+            got.append(key)
+    return got
+
+
+def keep_in_store(cache, key: str, store: Path | None) -> None:
+    """Copy one cached targets entry into the store (written whole, then renamed into place)."""
+    if store is None or (store / key / "entry.json").is_file():
+        return
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = store / f".tmp-{key}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(cache.path("targets", key), tmp)
+    tmp.rename(store / key)
+
+
 def prepare_targets(args, data, rungs: list[dict], tdir: Path, on_step=None) -> str | None:
-    """The target teacher's key, after fine-tuning it and labelling the target rungs' rows here wherever no cached
-    entry covers them (~1.2 h an epoch and ~0.9 h per 250 k rows on 2 CPU cores); None without its folder."""
-    from eibert.targets import targets_key
+    """The target teacher's key, after fine-tuning it and labelling the target rungs' rows here wherever neither the
+    cache nor the store (args.targets_store, None for none) covers them (~1.2 h an epoch and ~0.9 h per 250 k rows
+    on 2 CPU cores); None without its folder."""
+    from eibert.targets import cached_targets, targets_key
     from eibert.teacher import finetune_teacher
 
     key = target_key(args, data)
     texts, prefixes = rows_to_label(rungs, data, tdir, args.cache_dir) if key else ([], {})
-    cache = Cache(args.cache_dir)
+    cache, store = Cache(args.cache_dir), getattr(args, "targets_store", None)
+    for k in import_store(cache, store):
+        print(f"target teacher: targets {k} taken from {store}", flush=True)
     todo = [n for n, k in prefixes.items() if cache.get("targets", targets_key(cache, key, texts[:k], MAX_SEQ_LEN)) is None]
-    if not todo:
-        return key
-    print(f"target teacher: rows of {', '.join(todo)} not labelled: fine-tuning it (cached) and labelling "
-          f"{len(texts):,} rows here", flush=True)
-    t = finetune_teacher(str(args.target_teacher), data, cache_dir=str(args.cache_dir), hp=TEACHER_HP,
-                         max_seq_len=MAX_SEQ_LEN, on_step=on_step)
-    if t.cache_key != key:
-        raise RuntimeError(f"target teacher: fine-tuned under key {t.cache_key}, expected {key}")
-    for rec in label_rows(t, texts, prefixes, cache):
-        print(json.dumps(rec), flush=True)
+    if todo and (whole := cached_targets(cache, key, texts, MAX_SEQ_LEN)) is not None:  # sliced, no teacher needed
+        report = {k: v for k, v in whole[1].items() if k != "cache_hit"}
+        for name in todo:
+            publish_prefix(cache, key, texts, whole[0], int(prefixes[name]), report)
+    elif todo:
+        print(f"target teacher: rows of {', '.join(todo)} not labelled: fine-tuning it (cached) and labelling "
+              f"{len(texts):,} rows here", flush=True)
+        t = finetune_teacher(str(args.target_teacher), data, cache_dir=str(args.cache_dir), hp=TEACHER_HP,
+                             max_seq_len=MAX_SEQ_LEN, on_step=on_step)
+        if t.cache_key != key:
+            raise RuntimeError(f"target teacher: fine-tuned under key {t.cache_key}, expected {key}")
+        for rec in label_rows(t, texts, prefixes, cache):
+            print(json.dumps(rec), flush=True)
+    if texts:
+        keep_in_store(cache, targets_key(cache, key, texts, MAX_SEQ_LEN), store)
     return key

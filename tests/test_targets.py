@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from eibutil import UserError
 from tests.conftest import tiny_sentences
 
 
@@ -219,31 +220,41 @@ def test_an_entry_lock_is_held_across_processes_and_freed_when_its_holder_dies(t
         p.wait()
 
 
-def test_the_ladder_fine_tunes_and_labels_its_target_teacher_once_and_uses_targets_made_elsewhere(tmp_path, tiny_bert,
-                                                                                                  monkeypatch):
-    """bench/quality.py and bench/frontier.py prepare the target teacher themselves: fine-tuned and the longest
-    target rung labelled when nothing covers its rows; a prefix rung's entry sliced from it; entries already in the
-    cache (labelled elsewhere) used without the teacher's weights."""
+def _target_rungs(tmp_path, monkeypatch):
+    """(args, data, rungs, rows): two target rungs whose rows are a prefix of each other's, one without targets."""
     import argparse
-    import shutil
 
     from bench import target_teacher as tt
     from eibert.augment import AugmentSettings
     from eibert.selection import SelectionSettings, carve_selection
-    from eibert.targets import cached_targets
-    from eibutil.cache import Cache
     from tests.conftest import tiny_task
 
     (tmp_path / "task").mkdir()
     data = carve_selection(tiny_task(tmp_path / "task"), SelectionSettings(sentences=4))
     monkeypatch.setattr(tt, "TEACHER_HP", {"epochs": 1.0, "seed": 0, "batch_size": 16})
     monkeypatch.setattr(tt, "MAX_SEQ_LEN", 32)
-    args = argparse.Namespace(target_teacher=_st_mpnet_folder(tmp_path / "mpnet"), cache_dir=tmp_path / "c")
+    args = argparse.Namespace(target_teacher=_st_mpnet_folder(tmp_path / "mpnet"), cache_dir=tmp_path / "c",
+                              targets_store=tmp_path / "store")
     aug = {"augment": AugmentSettings(copies=1.0), "targets": ("mpnet",)}
     rungs = [{"variant": "+short", **aug}, {"variant": "+long", **aug},
              {"variant": "+plain", "augment": AugmentSettings(copies=1.0)}]
     rows = {"+short": ["a b"] * 10, "+long": ["a b"] * 10 + ["c d"] * 5}
     monkeypatch.setattr(tt, "rung_rows", lambda r, *a: (rows[r["variant"]], []))
+    return args, data, rungs, rows
+
+
+def test_the_ladder_fine_tunes_and_labels_its_target_teacher_once_and_uses_targets_made_elsewhere(tmp_path, tiny_bert,
+                                                                                                  monkeypatch):
+    """bench/quality.py and bench/frontier.py prepare the target teacher themselves: fine-tuned and the longest
+    target rung labelled when nothing covers its rows; a prefix rung's entry sliced from it; entries already in the
+    cache (labelled elsewhere) used without the teacher's weights."""
+    import shutil
+
+    from bench import target_teacher as tt
+    from eibert.targets import cached_targets
+    from eibutil.cache import Cache
+
+    args, data, rungs, rows = _target_rungs(tmp_path, monkeypatch)
     key = tt.prepare_targets(args, data, rungs, tiny_bert)
     cache = Cache(args.cache_dir)
     assert cache.get("teacher", key) is not None
@@ -254,3 +265,33 @@ def test_the_ladder_fine_tunes_and_labels_its_target_teacher_once_and_uses_targe
     shutil.rmtree(cache.path("teacher", key))  # the weights gone: the cached targets suffice, nothing is fine-tuned
     monkeypatch.setattr("eibert.teacher.finetune_teacher", lambda *a, **k: pytest.fail("fine-tuned again"))
     assert tt.prepare_targets(args, data, rungs, tiny_bert) == key
+
+
+def test_a_fresh_cache_takes_the_labelled_targets_from_the_store_and_labels_nothing(tmp_path, tiny_bert, monkeypatch):
+    """The longest rung's targets are kept in the store once labelled; a machine with an empty cache takes them from
+    there (no teacher weights, no labelling) and slices the prefix rungs from them: the same logits and report."""
+    from bench import target_teacher as tt
+    from eibert.targets import cached_targets, targets_key
+    from eibutil.cache import Cache
+
+    args, data, rungs, rows = _target_rungs(tmp_path, monkeypatch)
+    key = tt.prepare_targets(args, data, rungs, tiny_bert)
+    first = Cache(args.cache_dir)
+    kept = sorted(p.name for p in args.targets_store.iterdir())
+    assert kept == [targets_key(first, key, rows["+long"], 32)]  # the longest only: the prefixes are slices of it
+
+    args.cache_dir = tmp_path / "fresh"
+    monkeypatch.setattr("eibert.teacher.finetune_teacher", lambda *a, **k: pytest.fail("fine-tuned on a fresh cache"))
+    monkeypatch.setattr("eibert.targets.label_texts", lambda *a, **k: pytest.fail("labelled on a fresh cache"))
+    assert tt.prepare_targets(args, data, rungs, tiny_bert) == key
+    fresh = Cache(args.cache_dir)
+    for name in ("+long", "+short"):
+        was, now = cached_targets(first, key, rows[name], 32), cached_targets(fresh, key, rows[name], 32)
+        assert now is not None and np.array_equal(now[0], was[0]) and now[1]["teacher"] == was[1]["teacher"]
+    row = tt.target_teacher_row
+    assert row(args.cache_dir, key)["dev_accuracy"] == row(tmp_path / "c", key)["dev_accuracy"]
+
+    (args.targets_store / kept[0]).rename(args.targets_store / "misnamed")  # a store folder not named by its key
+    args.cache_dir = tmp_path / "third"
+    with pytest.raises(UserError, match="misnamed/entry.json: not the targets entry misnamed"):
+        tt.prepare_targets(args, data, rungs, tiny_bert)
