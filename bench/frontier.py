@@ -13,10 +13,13 @@ is the input width and its scales cost one float per row) train quantization-awa
 
 The plan: every candidate whose exact deployed bytes (model.onnx of the untrained shape, which has the trained one's
 bytes, plus the pruned vocabulary's vocab.txt) fit the largest budget trains with the first seed; per budget the
-best fitting candidate on selection accuracy, the best fitting INT8 and the best fitting INT4 one train with every seed; each
-chosen artifact is timed on the local device (onnxruntime and TVM, batch 1, 2 threads) in the same run. Each
-finished row goes to bench/results/frontier.json and the frontier section of docs/results.md at once. Stages
-are cached by content and phases checkpoint (`--budget-minutes` stops cleanly at one): rerun to continue.
+best fitting candidate on selection accuracy, the best fitting INT8 and the best fitting INT4 one train with every seed;
+every first-seed artifact is timed on the local device (onnxruntime and TVM, batch 1, 2 threads) in the same run,
+before the other seeds train. Each finished row goes to bench/results/frontier.json and the frontier section of
+docs/results.md at once. Stages are cached by content and phases checkpoint (`--budget-minutes` stops cleanly at one):
+rerun to continue. A row whose exact artifact key a results file already holds (--out, --reuse: bench/quality.py's
+rows of the same recipe) is taken from it, not trained again, so a machine whose cache was lost keeps the committed
+rows (bench/frontier_rows.py); the report names those rows.
 """
 
 import argparse
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.frontier_report import markdown, plot, summarize  # noqa: E402
+from bench.frontier_rows import CANDIDATES, reuse, stored_rows, timed, train  # noqa: E402
 from bench.ladder import (  # noqa: E402
     CKPT_EVERY,
     MAX_SEQ_LEN,
@@ -51,20 +55,6 @@ from eibutil import atomic_write_json  # noqa: E402
 from eibutil.cache import Cache  # noqa: E402
 from eibutil.errors import run_script  # noqa: E402
 from eibutil.logs import configure  # noqa: E402
-from eibutil.stats import wilson  # noqa: E402
-
-# name: (student shape, vocabulary size, weight bits); in the order they train (the 2 MB comparison first)
-CANDIDATES = {
-    "2x256-int8": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 8),
-    "4x256-f384-int4": ({"layers": 4, "hidden": 256, "ffn": 384}, 5000, 4),  # 4x256 with ffn 512 is 2.06 MB
-    "3x256-f768-int4": ({"layers": 3, "hidden": 256, "ffn": 768}, 5000, 4),
-    "4x192-int4": ({"layers": 4, "hidden": 192, "heads": 6, "ffn": 768}, 5000, 4),
-    "2x256-int4": ({"layers": 2, "hidden": 256, "ffn": 512}, 5000, 4),
-    "1x256-int8": ({"layers": 1, "hidden": 256, "ffn": 512}, 5000, 8),
-    "2x128-int8-v3000": ({"layers": 2, "hidden": 128, "heads": 4, "ffn": 512}, 3000, 8),
-    "4x128-f256-int4-v3000": ({"layers": 4, "hidden": 128, "heads": 4, "ffn": 256}, 3000, 4),  # ffn 512: 1.05 MB
-    "2x192-int4-v3000": ({"layers": 2, "hidden": 192, "heads": 6, "ffn": 768, "embedding_size": 96}, 3000, 4),
-}
 
 
 class BudgetReached(Exception):
@@ -97,45 +87,6 @@ def deployed_bytes(name: str, vocab_dir: Path, vocab: int, num_labels: int, teac
         return path.stat().st_size + (vocab_dir / "tokenizer" / "vocab.txt").stat().st_size
 
 
-def train(name: str, seed: int, ctx: dict) -> dict:
-    """One candidate and seed through compress (cached by content): the row of its artifact."""
-    from eibert.compress import VocabSettings, compress
-    from eibert.distill import DistillSettings
-
-    shape, vocab, bits = CANDIDATES[name]
-    rung = ctx["rung"]
-    quant, phases, qat = weights_recipe(rung["phases"], bits)  # INT4: quantization-aware from the prediction phase on
-    t0 = time.perf_counter()
-    res = compress(ctx["tdir"], ctx["data"], student={**STUDENT, **shape}, vocab=VocabSettings(size=vocab, importance_rows=20000),
-                   distill=DistillSettings(mode="cross", seed=seed, phases=phases, ckpt_every=CKPT_EVERY, qat=qat),
-                   quant=quant, cache_dir=ctx["cache_dir"], max_seq_len=MAX_SEQ_LEN, augment=rung["augment"], fold=True,
-                   on_step=ctx["on_step"], targets=ctx["targets"], transfer=ctx["transfer"])
-    art = Path(res["artifact_dir"])
-    return {"candidate": name, "bits": bits, "layers": shape["layers"], "hidden": shape["hidden"], "vocab_size": vocab,
-            "seed": seed, "size_bytes": res["size_bytes"], "parts": res["parts"], "dev_accuracy": res["dev_accuracy"],
-            "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]), "selection_accuracy": res["selection_accuracy"],
-            "qat": qat is not None, "key": res["cache_key"], "artifact_dir": str(art), "wall_s": time.perf_counter() - t0,
-            "predictions": json.loads((art / "predictions.json").read_text())}
-
-
-def timed(row: dict, ctx: dict) -> dict:
-    """p50 / p90 (ms) of the artifact on this machine, onnxruntime and untuned TVM, batch 1, seq 64, 2 threads."""
-    from devices.inventory import DeviceSpec
-    from harness.measure.run import MeasureSettings, build_for, measure_on_device
-
-    spec = DeviceSpec(transport="local", target="x86-64-host", threads=2, workdir="/tmp/eib-bench-frontier")
-    st = MeasureSettings(seq_len=64, rows=64, warmup=10, min_count=300, min_duration_s=5.0, max_duration_s=120,
-                         end_to_end=False)
-    out = {}
-    for runtime in ("onnxruntime", "tvm"):
-        build = build_for(row["artifact_dir"], spec.target, st, Path(ctx["cache_dir"])) if runtime == "tvm" else None
-        rec = measure_on_device(row["artifact_dir"], "local", spec, runtime, ctx["data"].dev, st, ctx["cache_dir"], build=build)
-        out[runtime] = {"p50_ms": rec["p50_ms"], "p90_ms": rec["p90_ms"], "count": rec["metrics"]["count"],
-                        "accuracy_rows": rec["n"], "predictions_agree": rec["metrics"].get("predictions_agree"),
-                        **({"int8_path": build.get("int8_path"), "int4_path": build.get("int4_path")} if build else {})}
-    return out
-
-
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
@@ -157,6 +108,10 @@ def parse_args():
     ap.add_argument("--only", default=None, help=argparse.SUPPRESS)  # a worker's job, CANDIDATE:SEED
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("EIB_CACHE", "~/.cache/eibert")).expanduser())
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/frontier.json")
+    ap.add_argument("--reuse", type=Path, nargs="*", default=[ROOT / "bench/results/quality.json"],
+                    help="results files besides --out whose rows of a candidate's exact key are taken, not trained again")
+    ap.add_argument("--artifacts", type=Path, nargs="*", default=[ROOT / "models/sst2-2mb"],
+                    help="artifact folders to time a stored row from when the cache no longer holds its own (by sha256)")
     ap.add_argument("--md", type=Path, default=ROOT / "docs/results.md")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs/frontier.png")
     return ap.parse_args()
@@ -206,8 +161,7 @@ class Frontier:
         self.budgets = sorted(int(b * 1_000_000) for b in args.budgets)
         self.size = sizes(args.candidates, ctx)
         self.fitting = [n for n in args.candidates if self.size[n] <= self.budgets[-1]]
-        stored = json.loads(args.out.read_text()) if args.out.is_file() else {}
-        self.stored = {r["key"]: r for r in stored.get("rows", [])}  # a cache hit keeps its first wall time and timings
+        self.stored = stored_rows([args.out, *args.reuse])  # a row of the same key: that artifact's row
         self.rows: list[dict] = []
         self.labels = {"dev": list(ctx["data"].dev["label"]), "selection": list(ctx["data"].selection["label"])}
         self.walls: dict[str, float] = {}  # a worker's job: its own time
@@ -222,23 +176,32 @@ class Frontier:
         plot(doc, a.figure)
         replace_section(a.md, "frontier", markdown(doc, a.figure.relative_to(a.md.parent)))
 
-    def add(self, name: str, seed: int) -> dict:
+    def add(self, name: str, seed: int, train_it: bool = True) -> dict | None:
+        """The row of this candidate and seed: stored (same key) where it can be, else trained (unless not train_it)."""
         if (have := next((r for r in self.rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
             return have
-        print(f"{name} seed {seed}: {self.size[name]:,} bytes", flush=True)
-        row = train(name, seed, self.ctx)
-        old = self.stored.get(row["key"], {})
-        wall = self.walls.get(f"{name}:{seed}", row["wall_s"])
-        row.update(latency=old.get("latency"), wall_s=old.get("wall_s", wall),
-                   planned_bytes=self.size[name])  # the plan's bytes: equal to the artifact's (checked in the report)
+        row = reuse(name, seed, self.ctx, self.stored, self.args.artifacts)
+        if row is None or (self.timing(seed) and row["latency"] is None and row["artifact_dir"] is None):
+            if not train_it:
+                return None
+            print(f"{name} seed {seed}: {self.size[name]:,} bytes", flush=True)
+            row = train(name, seed, self.ctx)
+            old = self.stored.get(row["key"], ({}, None))[0]
+            row.update(latency=old.get("latency"), wall_s=old.get("wall_s", self.walls.get(f"{name}:{seed}", row["wall_s"])))
+        row["planned_bytes"] = self.size[name]  # the plan's bytes: equal to the artifact's (checked in the report)
         self.rows.append(row)
         self.rows.sort(key=lambda r: (list(CANDIDATES).index(r["candidate"]), r["seed"]))  # workers end in any order
         self.flush()
         return row
 
+    def timing(self, seed: int) -> bool:
+        return not self.args.no_timing and seed == self.args.seeds[0]
+
     def train_all(self, jobs: list[tuple[str, int]]) -> None:
         """`jobs` in --workers processes (each row out as its worker ends, the others still training), then here
         whatever no worker finished."""
+        for n, s in jobs:
+            self.add(n, s, train_it=False)  # stored rows of the same key first
         todo = [f"{n}:{s}" for n, s in jobs if not any((r["candidate"], r["seed"]) == (n, s) for r in self.rows)]
         if self.args.workers > 1 and todo:
             def worker_done(job: str, wall: float) -> None:
@@ -253,15 +216,16 @@ class Frontier:
             self.add(name, seed)
 
     def run(self) -> None:
+        """Every fitting candidate with the first seed, timed (before anything else trains), then each budget's
+        chosen shapes with the other seeds."""
         seeds = self.args.seeds
         self.train_all([(n, seeds[0]) for n in self.fitting])
+        for r in self.rows:
+            if self.timing(r["seed"]) and r.get("latency") is None:
+                r["latency"] = timed(r, self.ctx)
+                self.flush()
         chosen = [n for b in self.budgets for n in summarize(self.rows, [b], self.labels)[str(b)]["train_every_seed"]]
         self.train_all([(n, s) for n in dict.fromkeys(chosen) for s in seeds])
-        if not self.args.no_timing:
-            for r in self.rows:
-                if r["seed"] == seeds[0] and r.get("latency") is None:
-                    r["latency"] = timed(r, self.ctx)
-                    self.flush()
         self.flush(final=True)
 
 

@@ -107,6 +107,13 @@ def markdown(doc: dict, figure: Path) -> str:
     lines += ["", f"Candidates and their deployed bytes as planned (an untrained export of each shape): {cands}; "
               + (f"the artifacts of {', '.join(sorted(set(off)))} came out at other sizes (see the rows)." if off
                  else f"every trained artifact has exactly its planned bytes ({len(doc['rows'])} rows).")]
+    stored = {}
+    for r in doc["rows"]:
+        if r.get("stored_in"):
+            stored.setdefault(r["stored_in"], []).append(f"{r['candidate']} seed {r['seed']}")
+    if stored:
+        lines += ["", "Rows taken from a stored result of the same artifact key, not trained in this run: "
+                  + "; ".join(f"{', '.join(v)} ({f})" for f, v in stored.items()) + "."]
     return "\n".join(lines)
 
 

@@ -176,15 +176,9 @@ def student(teacher_dir: str, voc: VocabRecord, data, *, student: dict, distill,
 
     With `distill.phases` it is trained phase by phase from cached teacher outputs over the train rows
     and their `augment`ed copies (eibert.phase_data)."""
-    from eibert.student import StudentSpec
-
     cache, t0 = Cache(cache_dir), time.perf_counter()
     teacher_fp = model_fingerprint(teacher_dir)
-    t_cfg = json.loads((Path(teacher_dir) / "config.json").read_text())
-    spec = StudentSpec(vocab_size=voc.size, num_labels=data.num_labels, teacher_hidden=t_cfg["hidden_size"],
-                       max_positions=max(student.get("max_positions") or max_seq_len, 8),
-                       **{k: v for k, v in student.items() if k not in ("init", "max_positions")})
-    init = student.get("init", "teacher")
+    spec, init = student_spec(teacher_dir, voc, data, student, max_seq_len)
     key, stu_spec = student_key(cache, voc.key, teacher_fp, spec, init, distill, data, max_seq_len, augment, targets, transfer)
     hit = cache.get("student", key) is not None
     if not hit:
@@ -214,6 +208,17 @@ def check_finite(model) -> None:
     if bad:
         raise NonFiniteModel(f"training diverged: {len(bad)} parameter tensor(s) hold inf or NaN ({', '.join(bad[:3])}); "
                              "lower the loss weights or learning rates")
+
+
+def student_spec(teacher_dir: str, voc: VocabRecord, data, student: dict, max_seq_len: int):
+    """(StudentSpec, init) of a student stage's `student` settings over the pruned vocabulary."""
+    from eibert.student import StudentSpec
+
+    t_cfg = json.loads((Path(teacher_dir) / "config.json").read_text())
+    spec = StudentSpec(vocab_size=voc.size, num_labels=data.num_labels, teacher_hidden=t_cfg["hidden_size"],
+                       max_positions=max(student.get("max_positions") or max_seq_len, 8),
+                       **{k: v for k, v in student.items() if k not in ("init", "max_positions")})
+    return spec, student.get("init", "teacher")
 
 
 def student_key(cache, vocab_key: str, teacher_fp: str, spec, init: str, distill, data, max_seq_len: int, augment=None,

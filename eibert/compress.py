@@ -18,14 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from eibert import versions
-from eibert.cached_stages import ArtifactRecord, StudentRecord, VocabSettings, importance
+from eibert.cached_stages import ArtifactRecord, StudentRecord, VocabSettings, importance, student_key, student_spec
 from eibert.cached_stages import student as student_stage
 from eibert.cached_stages import vocab as vocab_stage
-from eibert.hub import load_tokenizer
+from eibert.hub import load_tokenizer, model_fingerprint
 from eibert.textcls import accuracy, collate, encode, predict_logits
 from eibutil.cache import Cache
 
 __all__ = ["VocabSettings", "ArtifactRecord", "artifact", "compress"]
+
+
+def artifact_key(cache, student_key: str, quant, calib_rows: int, fold: bool) -> str:
+    return cache.key("artifact", {"v": versions.STAGES, "export": versions.EXPORT, "student": student_key,
+                                  "quant": quant.to_json() if quant else None, "calib_rows": calib_rows,
+                                  **({"fold": True} if fold else {})})
 
 
 def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int = 512, fold: bool = False,
@@ -33,9 +39,7 @@ def artifact(stu: StudentRecord, data, quant, *, cache_dir: str, calib_rows: int
     """Quantize (modular INT8, learned step sizes), export the deployable folder, and score it under
     onnxruntime; `fold` folds the integrated head's bridge into its pooler first."""
     cache, t0 = Cache(cache_dir), time.perf_counter()
-    qjson = quant.to_json() if quant else None
-    key = cache.key("artifact", {"v": versions.STAGES, "export": versions.EXPORT, "student": stu.key, "quant": qjson,
-                                 "calib_rows": calib_rows, **({"fold": True} if fold else {})})
+    key = artifact_key(cache, stu.key, quant, calib_rows, fold)
     vdir = Path(stu.vocab.dir)
     s_tok = load_tokenizer(str(vdir / "tokenizer"))
     dev_s = encode(s_tok, data.dev, max_seq_len)
@@ -144,6 +148,21 @@ def compress(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, dis
     out["stages"] = {"importance": {"key": imp.key, "cache_hit": imp.cache_hit, "wall_s": imp.wall_s}, **out["stages"]}
     out.update(cache_hit=all(s["cache_hit"] for s in out["stages"].values()), cache_key=art.key, wall_s=time.perf_counter() - t0)
     return out
+
+
+def planned_key(teacher_dir: str, data, *, student: dict, vocab: VocabSettings, distill, quant, cache_dir: str,
+                max_seq_len: int = 64, calib_rows: int = 512, augment=None, fold: bool = False, targets=None,
+                transfer: list[str] = ()) -> str:
+    """The key `compress` with these arguments gives its artifact, without training: the importance and vocabulary
+    stages run (cached, minutes), the student and artifact keys are only computed. A stored result of that key
+    (bench/frontier.py --out) is that artifact's, whether or not this cache still holds it."""
+    cache = Cache(cache_dir)
+    imp = importance(teacher_dir, data, vocab, cache_dir=cache_dir, max_seq_len=max_seq_len, progress=False)
+    voc = vocab_stage(teacher_dir, imp, data, vocab, cache_dir=cache_dir, max_seq_len=max_seq_len)
+    spec, init = student_spec(teacher_dir, voc, data, student, max_seq_len)
+    s_key, _ = student_key(cache, voc.key, model_fingerprint(teacher_dir), spec, init, distill, data, max_seq_len, augment,
+                           targets, transfer)
+    return artifact_key(cache, s_key, quant, calib_rows, fold)
 
 
 def _correct_bits(predictions: Path, labels: list[int]) -> str | None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from eibert.compress import VocabSettings, compress
+from eibert.compress import VocabSettings, compress, planned_key
 from eibert.deploy_layers import to_deploy
 from eibert.distill import DistillSettings, pair_rows, train_student
 from eibert.export import ort_logits
@@ -72,6 +72,21 @@ def test_second_run_is_a_cache_hit_and_quant_change_reuses_the_student(tiny):
     assert not other["stages"]["artifact"]["cache_hit"] and other["artifact_dir"] != first["artifact_dir"]
     fp = run(tiny, quant=None)  # float export of the same student
     assert fp["size_bytes"] > first["size_bytes"]
+
+
+def test_the_planned_key_is_the_artifacts_key_without_training(tiny, tmp_path):
+    """bench/frontier.py knows a stored row's artifact by the key compress will give it, computed untrained."""
+    from eibutil.cache import Cache
+
+    args = dict(student=STUDENT, vocab=VocabSettings(size=400, importance_rows=64),
+                distill=DistillSettings(mode="cross", max_steps=4, batch_size=16), quant=QUANT, cache_dir=str(tmp_path),
+                max_seq_len=32, calib_rows=32)
+    key = planned_key(tiny["teacher"], tiny["data"], **args)
+    assert not list(Cache(tmp_path).area("student").glob("*/entry.json"))  # nothing trained
+    assert planned_key(tiny["teacher"], tiny["data"], **{**args, "quant": None}) != key
+    assert planned_key(tiny["teacher"], tiny["data"], **{**args, "distill": DistillSettings(mode="cross", max_steps=4,
+                                                                                            batch_size=16, seed=1)}) != key
+    assert compress(tiny["teacher"], tiny["data"], progress=False, **args)["cache_key"] == key
 
 
 def test_artifact_loads_with_auto_tokenizer_and_evaluate(tiny):

@@ -5,6 +5,7 @@ when they cannot judge."""
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,34 @@ def test_a_bench_script_given_a_missing_data_folder_says_so_in_one_line_and_exit
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip() == f"bench/{script}.py: error: {tmp_path / 'none' / 'train.tsv'}: file not found"
+
+
+def test_a_row_stored_under_its_exact_key_is_taken_not_trained_and_timed_from_a_folder_of_the_same_bytes(tiny, tmp_path,
+                                                                                                        monkeypatch):
+    """A machine whose cache lost a student takes its row from a results file that holds the artifact's key (computed
+    untrained), and finds its files by sha256 elsewhere (the shipped model); another seed is not taken."""
+    from bench import frontier_rows as fr
+    from eibutil.cache import Cache
+
+    monkeypatch.setitem(fr.CANDIDATES, "tiny-int8", ({"layers": 1, "hidden": 16, "heads": 1, "ffn": 32, "embedding_size": 8},
+                                                     400, 8))
+    monkeypatch.setattr(fr, "STUDENT", {"integrate": True})
+    ctx = {"tdir": tiny["teacher"], "data": tiny["data"], "cache_dir": str(tmp_path / "c"), "on_step": None,
+           "rung": {"phases": (), "augment": None}, "targets": None, "transfer": []}
+    monkeypatch.setattr(fr, "compress_args", lambda n, s, c, _f=fr.compress_args: {
+        **_f(n, s, c), "distill": replace(_f(n, s, c)["distill"], max_steps=4, batch_size=16)})
+    row = fr.train("tiny-int8", 0, ctx)
+    (tmp_path / "results.json").write_text(json.dumps({"rows": [row]}))
+    shipped = tmp_path / "shipped"
+    shutil.copytree(row["artifact_dir"], shipped)
+    cache = Cache(ctx["cache_dir"])
+    for area in ("student", "artifact", "checkpoints"):  # the cache lost what training made
+        shutil.rmtree(cache.area(area))
+    monkeypatch.setattr(fr, "train", lambda *a: pytest.fail("trained again"))
+    stored = fr.stored_rows([tmp_path / "missing.json", tmp_path / "results.json"])
+
+    got = fr.reuse("tiny-int8", 0, ctx, stored, [tmp_path / "elsewhere", shipped])
+    assert got["key"] == row["key"] and got["predictions"] == row["predictions"] and got["stored_in"] == "results.json"
+    assert got["dev_accuracy"] == row["dev_accuracy"] and got["artifact_dir"] == str(shipped)
+    assert fr.reuse("tiny-int8", 0, ctx, stored, [])["artifact_dir"] is None  # cannot be timed: the caller trains it
+    assert fr.reuse("tiny-int8", 1, ctx, stored, [shipped]) is None
