@@ -180,7 +180,7 @@ class Frontier:
         """The row of this candidate and seed: stored (same key) where it can be, else trained (unless not train_it)."""
         if (have := next((r for r in self.rows if (r["candidate"], r["seed"]) == (name, seed)), None)) is not None:
             return have
-        row = reuse(name, seed, self.ctx, self.stored, self.args.artifacts)
+        row = reuse(name, seed, self.ctx, self.stored, self.args.artifacts, own=self.args.out)
         if row is None or (self.timing(seed) and row["latency"] is None and row["artifact_dir"] is None):
             if not train_it:
                 return None

@@ -80,9 +80,11 @@ def stored_rows(files: list[Path]) -> dict[str, dict]:
     return out
 
 
-def reuse(name: str, seed: int, ctx: dict, stored: dict[str, dict], artifact_dirs: list[Path]) -> dict | None:
+def reuse(name: str, seed: int, ctx: dict, stored: dict[str, dict], artifact_dirs: list[Path],
+          own: Path | None = None) -> dict | None:
     """The stored row of this candidate and seed's planned key, or None; its artifact_dir is the cache's folder or
-    another with the same model.onnx, or None where neither is here (it cannot be timed then)."""
+    another with the same model.onnx, or None where neither is here (it cannot be timed then). stored_in names the
+    file it came from, unless that is `own` (the run's own results: a resumed run keeps what its row said)."""
     from eibert.compress import planned_key
 
     hit = stored.get(planned_key(ctx["tdir"], ctx["data"], **compress_args(name, seed, ctx)))
@@ -90,7 +92,7 @@ def reuse(name: str, seed: int, ctx: dict, stored: dict[str, dict], artifact_dir
         return None
     old, f = hit
     row = {**describe(name, seed, ctx), **{k: old.get(k) for k in ROW_FIELDS}, "latency": old.get("latency"),
-           "stored_in": f.name}
+           "stored_in": old.get("stored_in") if own is not None and f.resolve() == own.resolve() else f.name}
     if not (Path(row["artifact_dir"] or "/nonexistent") / "model.onnx").is_file():
         row["artifact_dir"] = next((str(d) for d in artifact_dirs if row["artifact_sha256"] and (d / "model.onnx").is_file()
                                     and sha256(d / "model.onnx") == row["artifact_sha256"]), None)

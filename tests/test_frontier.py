@@ -196,3 +196,4 @@ def test_a_row_stored_under_its_exact_key_is_taken_not_trained_and_timed_from_a_
     assert got["dev_accuracy"] == row["dev_accuracy"] and got["artifact_dir"] == str(shipped)
     assert fr.reuse("tiny-int8", 0, ctx, stored, [])["artifact_dir"] is None  # cannot be timed: the caller trains it
     assert fr.reuse("tiny-int8", 1, ctx, stored, [shipped]) is None
+    assert fr.reuse("tiny-int8", 0, ctx, stored, [], own=tmp_path / "results.json")["stored_in"] is None  # a resumed run
