@@ -3,7 +3,10 @@ key, and timed on the local device.
 
 A row's key is its artifact's (eibert.compress.planned_key computes it without training), so a row stored in a
 results file (the frontier's own --out, or bench/quality.py's rows of the same recipe) is the row that training would
-give: a machine whose cache lost the student takes the row instead of training it again (~1-2 h each on one core).
+give: a cache that lost the student takes the row instead of training it again (~1-2 h each on one core). The key
+starts from the fine-tuned structural teacher's bytes, so this holds where that fine-tune reproduces bit for bit: on
+the machine that made the row, not across CPUs (session 21's AMD EPYC fine-tuned a MiniLM whose 5,000-token
+vocabulary differs from the previous machine's from token 2,749 on: every key differed there, nothing was taken).
 Timing needs the artifact's files: the cache's, or a folder whose model.onnx has the row's sha256 (the shipped model).
 """
 

@@ -8,7 +8,9 @@ labelled once and the others are its prefixes. Targets labelled on another machi
 cached entry covers. Fine-tuning checkpoints (on_step may stop it) and labelling resumes per shard.
 
 The longest rung's targets (~3 MB for 397 k rows) are also kept in a store in the work tree (STORE, committed):
-a machine whose cache is empty takes them from there and labels nothing; the prefix rungs are sliced from them.
+a machine whose cache is empty takes them from there and labels nothing; the prefix rungs are sliced from them. The
+entry's key hashes the rows, whose augmented copies come from the fine-tuned structural teacher: on a CPU whose
+fine-tune differs they may differ too, and then the key misses and the rows are labelled here as before.
 """
 
 import json
