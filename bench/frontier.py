@@ -18,8 +18,8 @@ every first-seed artifact is timed on the local device (onnxruntime and TVM, bat
 before the other seeds train. Each finished row goes to bench/results/frontier.json and the frontier section of
 docs/results.md at once. Stages are cached by content and phases checkpoint (`--budget-minutes` stops cleanly at one):
 rerun to continue. A row whose exact artifact key a results file already holds (--out, --reuse: bench/quality.py's
-rows of the same recipe) is taken from it, not trained again, so a machine whose cache was lost keeps the committed
-rows (bench/frontier_rows.py); the report names those rows.
+rows of the same recipe) is taken from it, not trained again, so a cache that lost a student keeps its committed row
+where the teacher fine-tunes to the same bytes (the same machine kind; bench/frontier_rows.py); the report names them.
 """
 
 import argparse
@@ -49,7 +49,7 @@ from bench.ladder import (  # noqa: E402
     weights_recipe,
 )
 from bench.mdsection import replace_section  # noqa: E402
-from bench.target_teacher import STORE, prepare_targets, target_key, target_settings, target_teacher_row  # noqa: E402
+from bench.target_teacher import STORE, STORE_HELP, prepare_targets, target_key, target_settings, target_teacher_row  # noqa: E402
 from bench.workers import count, job_done, parse_job, run_jobs  # noqa: E402
 from eibutil import atomic_write_json  # noqa: E402
 from eibutil.cache import Cache  # noqa: E402
@@ -92,8 +92,7 @@ def parse_args():
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared/datasets/sst2")
     ap.add_argument("--teacher", default="bundled", help="the structural teacher")
     ap.add_argument("--target-teacher", type=Path, default=MPNET, help="the +mixed rung's target teacher")
-    ap.add_argument("--targets-store", type=Path, default=STORE, help="where the target teacher's labelled rows are kept "
-                    "and taken from (committed: a fresh machine does not label them again)")
+    ap.add_argument("--targets-store", type=Path, default=STORE, help=STORE_HELP)
     ap.add_argument("--rung", default="+mixed", help="the ladder rung whose recipe every student follows (a smoke run: "
                     "+augment needs no target teacher or corpora)")
     ap.add_argument("--selection-sentences", type=int, default=600)

@@ -10,12 +10,12 @@ vocabulary differs from the previous machine's from token 2,749 on: every key di
 Timing needs the artifact's files: the cache's, or a folder whose model.onnx has the row's sha256 (the shipped model).
 """
 
-import hashlib
 import json
 import time
 from pathlib import Path
 
 from bench.ladder import CKPT_EVERY, MAX_SEQ_LEN, STUDENT, weights_recipe
+from eibutil.files import sha256_file
 from eibutil.stats import wilson
 
 # name: (student shape, vocabulary size, weight bits); in the order they train (the 2 MB comparison first)
@@ -54,10 +54,6 @@ def describe(name: str, seed: int, ctx: dict) -> dict:
             "seed": seed, "qat": compress_args(name, seed, ctx)["distill"].qat is not None}
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def train(name: str, seed: int, ctx: dict) -> dict:
     """One candidate and seed through compress (cached by content): the row of its artifact."""
     from eibert.compress import compress
@@ -68,11 +64,11 @@ def train(name: str, seed: int, ctx: dict) -> dict:
     return {**describe(name, seed, ctx), "size_bytes": res["size_bytes"], "parts": res["parts"],
             "dev_accuracy": res["dev_accuracy"], "dev_ci95": wilson(res["dev_accuracy"], res["dev_n"]),
             "selection_accuracy": res["selection_accuracy"], "key": res["cache_key"], "artifact_dir": str(art),
-            "artifact_sha256": sha256(art / "model.onnx"), "wall_s": time.perf_counter() - t0,
+            "artifact_sha256": sha256_file(art / "model.onnx"), "wall_s": time.perf_counter() - t0,
             "predictions": json.loads((art / "predictions.json").read_text())}
 
 
-def stored_rows(files: list[Path]) -> dict[str, dict]:
+def stored_rows(files: list[Path]) -> dict[str, tuple[dict, Path]]:
     """{artifact key: (row, its file)} of every row in these results files that carries predictions; the first file
     wins a key that several hold."""
     out = {}
@@ -83,13 +79,15 @@ def stored_rows(files: list[Path]) -> dict[str, dict]:
     return out
 
 
-def reuse(name: str, seed: int, ctx: dict, stored: dict[str, dict], artifact_dirs: list[Path],
+def reuse(name: str, seed: int, ctx: dict, stored: dict[str, tuple[dict, Path]], artifact_dirs: list[Path],
           own: Path | None = None) -> dict | None:
     """The stored row of this candidate and seed's planned key, or None; its artifact_dir is the cache's folder or
     another with the same model.onnx, or None where neither is here (it cannot be timed then). stored_in names the
     file it came from, unless that is `own` (the run's own results: a resumed run keeps what its row said)."""
     from eibert.compress import planned_key
 
+    if not stored:  # nothing to match: no key to compute
+        return None
     hit = stored.get(planned_key(ctx["tdir"], ctx["data"], **compress_args(name, seed, ctx)))
     if hit is None:
         return None
@@ -98,7 +96,7 @@ def reuse(name: str, seed: int, ctx: dict, stored: dict[str, dict], artifact_dir
            "stored_in": old.get("stored_in") if own is not None and f.resolve() == own.resolve() else f.name}
     if not (Path(row["artifact_dir"] or "/nonexistent") / "model.onnx").is_file():
         row["artifact_dir"] = next((str(d) for d in artifact_dirs if row["artifact_sha256"] and (d / "model.onnx").is_file()
-                                    and sha256(d / "model.onnx") == row["artifact_sha256"]), None)
+                                    and sha256_file(d / "model.onnx") == row["artifact_sha256"]), None)
     return row
 
 

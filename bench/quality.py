@@ -39,7 +39,7 @@ from bench.ladder import (
 )
 from bench.mdsection import replace_section
 from bench.quality_report import add_paired_tests, commit_of_tree, markdown, ship
-from bench.target_teacher import STORE, dump_texts, prepare_targets, target_key, target_settings, target_teacher_row
+from bench.target_teacher import STORE, STORE_HELP, dump_texts, prepare_targets, target_key, target_settings, target_teacher_row
 from bench.workers import count, job_done, parse_job, run_jobs
 from eibutil import atomic_write_json
 from eibutil.cache import Cache
@@ -59,8 +59,7 @@ def parse_args():
     ap.add_argument("--teacher-epochs", type=float, default=TEACHER_HP["epochs"])
     ap.add_argument("--target-teacher", type=Path, default=MPNET,
                     help="the target teacher of the +mpnet rungs (scripts/get-teacher.sh mpnet)")
-    ap.add_argument("--targets-store", type=Path, default=STORE, help="where the target teacher's labelled rows are kept "
-                    "and taken from (committed: a fresh machine does not label them again)")
+    ap.add_argument("--targets-store", type=Path, default=STORE, help=STORE_HELP)
     ap.add_argument("--selection-sentences", type=int, default=600)
     ap.add_argument("--epochs", type=float, default=RECIPE["epochs"], help="prediction-phase epochs")
     ap.add_argument("--inter-epochs", type=float, default=RECIPE["inter_epochs"], help="intermediate-phase epochs")

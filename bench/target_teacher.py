@@ -23,6 +23,8 @@ from eibutil.cache import Cache
 from eibutil.stats import wilson
 
 STORE = Path(__file__).resolve().parent / "results" / "targets"  # targets entries by key: logits.npy, entry.json
+STORE_HELP = ("where the target teacher's labelled rows are kept and taken from (committed: an empty cache takes "
+              "them instead of labelling again wherever its rows are the same ones)")
 
 
 def target_key(args, data) -> str | None:
