@@ -7,7 +7,7 @@ labelled once and the others are its prefixes. Targets labelled on another machi
 --export, copied into the cache) are used as they are: the teacher's weights are needed only for rows that no
 cached entry covers. Fine-tuning checkpoints (on_step may stop it) and labelling resumes per shard.
 
-The longest rung's targets (~3 MB for 397 k rows) are also kept in a store in the work tree (STORE, committed):
+The longest rung's targets (~3 MB for 397 k rows) are also kept in a store in the work tree (STORE, git-ignored):
 a machine whose cache is empty takes them from there and labels nothing; the prefix rungs are sliced from them. The
 entry's key hashes the rows, whose augmented copies come from the fine-tuned structural teacher: on a CPU whose
 fine-tune differs they may differ too, and then the key misses and the rows are labelled here as before.
@@ -23,7 +23,7 @@ from eibutil.cache import Cache
 from eibutil.stats import wilson
 
 STORE = Path(__file__).resolve().parent / "results" / "targets"  # targets entries by key: logits.npy, entry.json
-STORE_HELP = ("where the target teacher's labelled rows are kept and taken from (committed: an empty cache takes "
+STORE_HELP = ("where the target teacher's labelled rows are kept and taken from (local, git-ignored: an empty cache takes "
               "them instead of labelling again wherever its rows are the same ones)")
 
 
