@@ -149,7 +149,7 @@ def cached_phase(student, ph: PhaseSettings, st, *, rows: list, outputs, lmap: l
         student.load_state_dict(state["best_state"])
     best = state["best"]
     return {"kind": ph.kind, "steps": fit["steps"], "resumed_from": fit["resumed_from"], "losses": fit["losses"],
-            "train_s": fit["train_s"], "selection_history": state["history"],
+            "train_s": fit["train_s"], "train_s_this_run": fit["train_s_this_run"], "selection_history": state["history"],
             "selection_accuracy": best if best >= 0 else None, "early_stopped": fit["stopped"]}
 
 

@@ -112,16 +112,16 @@ class TrainLoop:
     clip: float = CLIP_NORM
     losses: dict = field(default_factory=dict, init=False)  # the loss averages so far (gates read them)
 
-    def _save(self, modules, optims, step, ema, state) -> None:
+    def _save(self, modules, optims, step, ema, state, train_s: float) -> None:
         if self.ckpt is not None:
             save_state(self.ckpt, {"modules": {k: m.state_dict() for k, m in modules.items()},
                                    "opts": {k: o.opt.state_dict() for k, o in optims.items()},
                                    "scheds": {k: o.sched.state_dict() for k, o in optims.items()},
-                                   "step": step, "ema": ema, "state": state, "rng": _rng()})
+                                   "step": step, "ema": ema, "state": state, "rng": _rng(), "train_s": train_s})
 
-    def _load(self, modules, optims, state: dict) -> tuple[int, dict]:
+    def _load(self, modules, optims, state: dict) -> tuple[int, dict, float]:
         if self.ckpt is None or not Path(self.ckpt).is_file():
-            return 0, {}
+            return 0, {}, 0.0
         s = torch.load(self.ckpt, weights_only=True)
         for k, m in modules.items():
             m.load_state_dict(s["modules"][k])
@@ -130,7 +130,7 @@ class TrainLoop:
             o.sched.load_state_dict(s["scheds"][k])
         state.update(s["state"])
         _set_rng(s["rng"])  # dropout masks continue as if never interrupted
-        return s["step"], s["ema"]
+        return s["step"], s["ema"], float(s.get("train_s", 0.0))  # older checkpoints lack it: counted from here
 
     def _update(self, optims: dict[str, Optim], objectives: dict[str, torch.Tensor]) -> None:
         for name, loss in objectives.items():
@@ -145,11 +145,12 @@ class TrainLoop:
 
     def run(self, modules: dict[str, nn.Module], optims: dict[str, Optim], *, batches: Callable[[int], Iterable],
             step: Callable, after: Callable[[int, bool], bool] | None = None, state: dict | None = None) -> dict:
-        """Train to `total` steps (or until `after` says stop); returns steps, resumed_from, losses and train_s."""
+        """Train to `total` steps (or until `after` says stop); returns steps, resumed_from, losses, train_s (seconds
+        of training up to the last save before a restart plus this run's) and train_s_this_run."""
         from tqdm.auto import tqdm
 
         state = state if state is not None else {}
-        n, ema = self._load(modules, optims, state)
+        n, ema, before = self._load(modules, optims, state)
         self.losses = ema
         resumed_from, t0, stopped = n, time.perf_counter(), False
         bar = tqdm(total=self.total, initial=n, desc=self.desc, disable=not self.progress, unit="step", mininterval=1.0)
@@ -169,7 +170,7 @@ class TrainLoop:
                 end_of_epoch = n % self.per_epoch == 0 or n >= self.total
                 stopped = bool(after(n, end_of_epoch)) if after is not None else False
                 if n % self.ckpt_every == 0 or end_of_epoch or stopped:
-                    self._save(modules, optims, n, ema, state)
+                    self._save(modules, optims, n, ema, state, before + time.perf_counter() - t0)
                 if self.on_step is not None:
                     self.on_step(n)
                 if n >= self.total or stopped:
@@ -177,5 +178,6 @@ class TrainLoop:
         bar.close()
         for o in optims.values():
             o.opt.zero_grad(set_to_none=True)
-        return {"steps": n, "resumed_from": resumed_from, "losses": ema, "train_s": time.perf_counter() - t0,
-                "stopped": stopped}
+        this_run = time.perf_counter() - t0
+        return {"steps": n, "resumed_from": resumed_from, "losses": ema, "train_s": before + this_run,
+                "train_s_this_run": this_run, "stopped": stopped}

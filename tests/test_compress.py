@@ -4,6 +4,7 @@ accounts for every deployed byte, and a second run is a cache hit."""
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +153,8 @@ def test_training_resumes_from_checkpoint(tiny, tmp_path):
         pass
 
     def crash_at_3(step):
+        if step == 1:
+            time.sleep(0.3)  # training time before the step-2 checkpoint: the resumed run must count it
         if step == 3:
             raise Crash
 
@@ -161,6 +164,7 @@ def test_training_resumes_from_checkpoint(tiny, tmp_path):
     teacher3, student3, _, _ = _tiny_student(tiny, tmp_path / "c")  # a new process starts from scratch...
     fit = train_student(student3, teacher3, rows, st, dims=dims, ckpt_dir=tmp_path / "ck", progress=False)  # ...and resumes
     assert fit["resumed_from"] == 2 and fit["steps"] == 4
+    assert fit["train_s"] - fit["train_s_this_run"] >= 0.3  # the first process's seconds carried by the checkpoint
     for (n, a), (_, b) in zip(student3.named_parameters(), ref_s.named_parameters()):
         assert torch.allclose(a, b, atol=1e-6), n
     for (n, a), (_, b) in zip(teacher3.named_parameters(), ref_t.named_parameters()):
