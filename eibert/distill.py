@@ -219,4 +219,5 @@ def train_student(student, teacher, rows: list, st: DistillSettings, *, dims: to
     student.eval()
     teacher.eval()
     return {"steps": fit["steps"], "resumed_from": fit["resumed_from"], "losses": fit["losses"], "train_s": fit["train_s"],
-            "train_s_this_run": fit["train_s_this_run"], "stage1_steps": state["stage1_steps"], "teacher_trained": train_teacher, "layer_map": lmap}
+            "train_s_this_run": fit["train_s_this_run"], "stage1_steps": state["stage1_steps"],
+            "teacher_trained": train_teacher, "layer_map": lmap}
